@@ -1,0 +1,3 @@
+//! knmstate admission webhook for NodeNetworkConfigurationPolicy
+//!
+//! (skeleton: filled in by its own issue)
