@@ -1,0 +1,140 @@
+//! Well-known names: the API group, labels, annotations, condition types and reasons, and the
+//! enactment naming rule. Values are upstream's, so existing selectors, alerts and scripts keep
+//! working.
+
+use std::collections::BTreeMap;
+
+/// The API group of every kind in this crate.
+pub const GROUP: &str = "nmstate.io";
+
+/// Label on an enactment naming its policy.
+pub const POLICY_LABEL: &str = "nmstate.io/policy";
+/// Label on an enactment naming its node.
+pub const NODE_LABEL: &str = "nmstate.io/node";
+/// Label on a NodeNetworkState whose change asks the node's handler to re-read its state now.
+pub const FORCE_NNS_REFRESH_LABEL: &str = "nmstate.io/force-nns-refresh";
+/// Annotation the mutating webhook sets on every policy write, in Unix nanoseconds.
+pub const WEBHOOK_MUTATING_TIMESTAMP_ANNOTATION: &str = "nmstate.io/webhook-mutating-timestamp";
+
+/// Field managers, one per binary, for server-side apply.
+pub mod field_manager {
+    /// The per-node handler.
+    pub const HANDLER: &str = "knmstate-handler";
+    /// The leader-elected controller.
+    pub const CONTROLLER: &str = "knmstate-controller";
+    /// The admission webhook.
+    pub const WEBHOOK: &str = "knmstate-webhook";
+}
+
+/// Enactment name for a node and a policy: `<node>.<policy>` (upstream's `EnactmentKey`).
+///
+/// ```
+/// assert_eq!(knmstate_api::names::enactment_name("node01", "br1"), "node01.br1");
+/// ```
+pub fn enactment_name(node: &str, policy: &str) -> String {
+    format!("{node}.{policy}")
+}
+
+/// The optional `app.kubernetes.io/*` relationship labels upstream puts on created NNS and
+/// NNCE objects, from the `COMPONENT`, `PART_OF`, `VERSION` and `MANAGED_BY` settings; empty
+/// values are left out.
+pub fn relationship_labels(
+    component: Option<&str>,
+    part_of: Option<&str>,
+    version: Option<&str>,
+    managed_by: Option<&str>,
+) -> BTreeMap<String, String> {
+    [
+        ("app.kubernetes.io/component", component),
+        ("app.kubernetes.io/part-of", part_of),
+        ("app.kubernetes.io/version", version),
+        ("app.kubernetes.io/managed-by", managed_by),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| {
+        v.filter(|v| !v.is_empty())
+            .map(|v| (k.to_owned(), v.to_owned()))
+    })
+    .collect()
+}
+
+/// Condition types and reasons of NodeNetworkConfigurationEnactments.
+pub mod enactment {
+    /// The desired state is applied on the node.
+    pub const AVAILABLE: &str = "Available";
+    /// The last apply failed (also while retries remain).
+    pub const FAILING: &str = "Failing";
+    /// An apply is under way.
+    pub const PROGRESSING: &str = "Progressing";
+    /// Waiting for a maxUnavailable slot.
+    pub const PENDING: &str = "Pending";
+    /// Not applied because enough other nodes already failed.
+    pub const ABORTED: &str = "Aborted";
+    /// Every enactment condition type, in upstream's order.
+    pub const TYPES: [&str; 5] = [AVAILABLE, FAILING, PROGRESSING, PENDING, ABORTED];
+
+    /// Reason while applying.
+    pub const REASON_PROGRESSING: &str = "ConfigurationProgressing";
+    /// Reason after a successful apply.
+    pub const REASON_SUCCESS: &str = "SuccessfullyConfigured";
+    /// Reason after retries were exhausted or rendering failed.
+    pub const REASON_FAILED: &str = "FailedToConfigure";
+    /// Reason while retries remain.
+    pub const REASON_RETRYING: &str = "Retrying";
+    /// Reason while waiting for a slot.
+    pub const REASON_MAX_UNAVAILABLE: &str = "MaxUnavailableLimitReached";
+    /// Reason when aborted.
+    pub const REASON_ABORTED: &str = "ConfigurationAborted";
+}
+
+/// Condition types and reasons of NodeNetworkConfigurationPolicies.
+pub mod policy {
+    /// Every matching node applied the policy.
+    pub const AVAILABLE: &str = "Available";
+    /// At least one node failed or aborted.
+    pub const DEGRADED: &str = "Degraded";
+    /// The rollout is under way.
+    pub const PROGRESSING: &str = "Progressing";
+    /// No node matches the selector.
+    pub const IGNORED: &str = "Ignored";
+    /// Every policy condition type, in upstream's order.
+    pub const TYPES: [&str; 4] = [AVAILABLE, DEGRADED, PROGRESSING, IGNORED];
+
+    /// Reason while the rollout is under way.
+    pub const REASON_PROGRESSING: &str = "ConfigurationProgressing";
+    /// Reason once every node succeeded.
+    pub const REASON_SUCCESS: &str = "SuccessfullyConfigured";
+    /// Reason once a node failed.
+    pub const REASON_FAILED: &str = "FailedToConfigure";
+    /// Reason when no node matches.
+    pub const REASON_NO_MATCHING_NODE: &str = "NoMatchingNode";
+}
+
+/// Condition types and reasons of the NMState operator resource.
+pub mod nmstate {
+    /// All components are available.
+    pub const AVAILABLE: &str = "Available";
+    /// Components are being rolled out.
+    pub const PROGRESSING: &str = "Progressing";
+    /// Something went wrong.
+    pub const DEGRADED: &str = "Degraded";
+    /// Reason while deploying.
+    pub const REASON_DEPLOYING: &str = "Deploying";
+    /// Reason once everything is ready.
+    pub const REASON_DEPLOYED: &str = "SuccessfullyDeployed";
+    /// Reason on a render or apply error.
+    pub const REASON_INTERNAL_ERROR: &str = "InternalError";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relationship_labels_skip_empty_values() {
+        let l = relationship_labels(Some("handler"), None, Some(""), Some("knmstate"));
+        assert_eq!(l.len(), 2);
+        assert_eq!(l["app.kubernetes.io/component"], "handler");
+        assert_eq!(l["app.kubernetes.io/managed-by"], "knmstate");
+    }
+}
