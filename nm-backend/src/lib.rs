@@ -1,3 +1,167 @@
-//! NetworkManager backend of knmstate over the nmstate crate and D-Bus
+//! NetworkManager backend of knmstate.
 //!
-//! (skeleton: filled in by its own issue)
+//! This crate is the only part of knmstate that changes a node's network. It wraps the `nmstate`
+//! crate (which drives NetworkManager over D-Bus) and talks to NetworkManager itself through
+//! `zbus` for what nmstate does not expose:
+//!
+//! - [`Backend::current_state`]: the full nmstate state plus the NetworkManager and nmstate
+//!   versions;
+//! - [`Backend::resolve_policy`]: nmpolicy capture resolution against the current state, reusing
+//!   cached captures, giving the node's desired state and `capturedStates`;
+//! - [`Backend::feature_statistics`]: nmstate's feature statistics of a desired state;
+//! - [`Backend::apply`] → [`Backend::commit`] / [`Backend::rollback`]: apply without committing,
+//!   holding a NetworkManager checkpoint, so the caller can run [`probe`]s first; a checkpoint left
+//!   behind by a crashed apply is destroyed before the next apply, and interface types the kernel
+//!   cannot create are refused within seconds instead of after nmstate's retries;
+//! - [`Backend::changes`]: a debounced stream of NetworkManager change signals.
+//!
+//! [`NmBackend`] is the real implementation; [`MemoryBackend`] models interfaces, routes and DNS
+//! in memory for handler tests and simulations.
+//!
+//! nmstate's futures are not `Send` and its blocking calls panic on a tokio worker thread, so
+//! every nmstate call runs on a dedicated thread with its own current-thread runtime; the
+//! futures this crate returns are `Send`.
+
+mod changes;
+mod error;
+mod kernel;
+mod memory;
+mod nm;
+mod policy;
+pub mod probe;
+mod worker;
+
+use std::{collections::BTreeMap, future::Future, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use changes::{ChangeBatch, ChangeKind, ChangeStream};
+pub use error::{BackendError, Result};
+pub use kernel::{KernelSupport, kernel_link_kind};
+pub use memory::MemoryBackend;
+pub use nm::NmBackend;
+pub use policy::{feature_statistics, resolve_policy};
+
+/// Version of the nmstate crate this backend was built with.
+pub const NMSTATE_VERSION: &str = env!("KNMSTATE_NMSTATE_VERSION");
+
+/// A node's current network state and the versions of the software that reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrentState {
+    /// The full nmstate state (interfaces, routes, route rules, dns-resolver, ...).
+    pub state: Value,
+    /// NetworkManager's `Version` property (empty for the in-memory backend).
+    pub nm_version: String,
+    /// The nmstate crate version.
+    pub nmstate_version: String,
+}
+
+/// Per-node outcome of resolving an nmpolicy (`capture` + `desiredState`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedPolicy {
+    /// The desired state with every capture reference filled in.
+    pub desired_state: Value,
+    /// Each capture's matched state, by capture name (cached entries are reused as they are).
+    pub captured_states: BTreeMap<String, Value>,
+}
+
+/// nmstate's feature statistics of a desired state (for the `features_applied` metric).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureStatistics {
+    /// Interface topologies, such as `bond -> eth`.
+    pub topology: Vec<String>,
+    /// Feature names, such as `StaticRoute` or `StaticDnsNameServer`.
+    pub features: Vec<String>,
+}
+
+/// How an apply is carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// NetworkManager rolls the checkpoint back by itself when neither commit nor rollback came
+    /// within this time.
+    pub checkpoint_timeout: Duration,
+    /// Have nmstate verify the result against the desired state before returning.
+    pub verify: bool,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            checkpoint_timeout: Duration::from_secs(60),
+            verify: true,
+        }
+    }
+}
+
+/// A NetworkManager checkpoint held by an uncommitted apply.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Checkpoint(pub String);
+
+impl std::fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An applied but not yet committed desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingApply {
+    /// The checkpoint to [`Backend::commit`] or [`Backend::rollback`].
+    pub checkpoint: Checkpoint,
+    /// Checkpoints of earlier, crashed applies that were found and destroyed first.
+    pub destroyed_stale: Vec<Checkpoint>,
+}
+
+/// A node's network, as the handler sees it.
+///
+/// All futures are `Send`, so they can run inside kube-runtime reconcilers.
+pub trait Backend: Send + Sync {
+    /// The current state and versions.
+    fn current_state(&self) -> impl Future<Output = Result<CurrentState>> + Send;
+
+    /// Apply `desired` and keep a checkpoint instead of committing.
+    ///
+    /// On error nothing is left pending: nmstate rolled back already, or nothing was changed.
+    fn apply(
+        &self,
+        desired: &Value,
+        options: &ApplyOptions,
+    ) -> impl Future<Output = Result<PendingApply>> + Send;
+
+    /// Keep the applied state: destroy the checkpoint.
+    fn commit(&self, checkpoint: &Checkpoint) -> impl Future<Output = Result<()>> + Send;
+
+    /// Return to the state saved in the checkpoint.
+    fn rollback(&self, checkpoint: &Checkpoint) -> impl Future<Output = Result<()>> + Send;
+
+    /// Debounced change notifications: one batch per burst of changes, after `debounce` of quiet.
+    fn changes(&self, debounce: Duration) -> impl Future<Output = Result<ChangeStream>> + Send;
+
+    /// Resolve an nmpolicy (`{capture, desiredState}`) against the current state.
+    ///
+    /// Captures named in `cache` are reused instead of being captured again.
+    fn resolve_policy(
+        &self,
+        policy: &Value,
+        cache: &BTreeMap<String, Value>,
+    ) -> impl Future<Output = Result<ResolvedPolicy>> + Send {
+        async move {
+            let current = self.current_state().await?;
+            policy::resolve_policy(policy, &current.state, cache)
+        }
+    }
+
+    /// nmstate's feature statistics of `desired` against the current state.
+    fn feature_statistics(
+        &self,
+        desired: &Value,
+    ) -> impl Future<Output = Result<FeatureStatistics>> + Send {
+        async move {
+            let current = self.current_state().await?;
+            policy::feature_statistics(desired, &current.state)
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Typed errors of the backend, each named for the action that failed.
+
+use std::time::Duration;
+
+/// The result type of this crate.
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// What went wrong while reading or changing a node's network.
+///
+/// Every variant has a stable [`category`](BackendError::category) (used for condition reasons,
+/// event reasons and metric labels) and says whether trying again may help
+/// ([`can_retry`](BackendError::can_retry)).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// Reading the current network state failed.
+    #[error("retrieving the current network state failed: {message}")]
+    RetrieveState {
+        /// nmstate's error kind (`PluginFailure`, `Bug`, ...).
+        kind: String,
+        /// nmstate's message.
+        message: String,
+    },
+    /// The desired state is not a valid nmstate state.
+    #[error("invalid desired state: {0}")]
+    InvalidDesiredState(String),
+    /// The desired state needs an interface type that the running kernel cannot create.
+    #[error("interface {interface:?}: type {interface_type} is not supported by this kernel")]
+    UnsupportedInterfaceType {
+        /// Name of the interface in the desired state.
+        interface: String,
+        /// nmstate interface type (`bond`, `vlan`, ...).
+        interface_type: String,
+    },
+    /// nmstate failed to apply (or to verify) the desired state; it rolled back already.
+    #[error("applying the desired state failed ({kind}): {message}")]
+    ApplyState {
+        /// nmstate's error kind.
+        kind: String,
+        /// nmstate's message.
+        message: String,
+    },
+    /// Another apply holds a checkpoint that was neither committed nor rolled back.
+    #[error("checkpoint {0} is still pending: commit or roll it back first")]
+    CheckpointPending(String),
+    /// No checkpoint with that name is held.
+    #[error("no pending checkpoint {0}")]
+    UnknownCheckpoint(String),
+    /// The apply succeeded but NetworkManager shows no checkpoint for it.
+    #[error("NetworkManager reports no checkpoint after the apply")]
+    CheckpointMissing,
+    /// Destroying a checkpoint left behind by an earlier, crashed apply failed.
+    #[error("destroying the stale checkpoint {checkpoint} failed: {message}")]
+    DestroyStaleCheckpoint {
+        /// D-Bus path of the checkpoint.
+        checkpoint: String,
+        /// What NetworkManager said.
+        message: String,
+    },
+    /// Committing (destroying) the checkpoint failed.
+    #[error("committing checkpoint {checkpoint} failed: {message}")]
+    CommitCheckpoint {
+        /// D-Bus path of the checkpoint.
+        checkpoint: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Rolling back to the checkpoint failed.
+    #[error("rolling back to checkpoint {checkpoint} failed: {message}")]
+    RollbackCheckpoint {
+        /// D-Bus path of the checkpoint.
+        checkpoint: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The nmpolicy capture or template could not be resolved.
+    #[error("resolving the policy captures failed: {0}")]
+    ResolvePolicy(String),
+    /// nmstate could not compute the feature statistics of a desired state.
+    #[error("computing the nmstate feature statistics failed: {0}")]
+    FeatureStatistics(String),
+    /// Talking to NetworkManager over D-Bus failed.
+    #[error("talking to NetworkManager over D-Bus failed: {0}")]
+    NetworkManagerDbus(#[from] zbus::Error),
+    /// Subscribing to NetworkManager's change signals failed.
+    #[error("watching NetworkManager changes failed: {0}")]
+    WatchChanges(String),
+    /// A probe found the network broken while the checkpoint was held.
+    #[error("probe {probe} failed: {message}")]
+    Probe {
+        /// Name of the probe.
+        probe: String,
+        /// What the probe saw.
+        message: String,
+    },
+    /// A worker thread died or took longer than allowed.
+    #[error("backend worker failed: {0}")]
+    Worker(String),
+    /// An operation took longer than allowed.
+    #[error("{operation} did not finish within {timeout:?}")]
+    Timeout {
+        /// What was running.
+        operation: &'static str,
+        /// The limit.
+        timeout: Duration,
+    },
+}
+
+impl BackendError {
+    /// Stable, CamelCase name of the failure class.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::RetrieveState { .. } => "RetrieveStateFailed",
+            Self::InvalidDesiredState(_) => "InvalidDesiredState",
+            Self::UnsupportedInterfaceType { .. } => "UnsupportedInterfaceType",
+            Self::ApplyState { .. } => "ApplyFailed",
+            Self::CheckpointPending(_) => "CheckpointPending",
+            Self::UnknownCheckpoint(_) => "UnknownCheckpoint",
+            Self::CheckpointMissing => "CheckpointMissing",
+            Self::DestroyStaleCheckpoint { .. } => "StaleCheckpointCleanupFailed",
+            Self::CommitCheckpoint { .. } => "CommitFailed",
+            Self::RollbackCheckpoint { .. } => "RollbackFailed",
+            Self::ResolvePolicy(_) => "ResolvePolicyFailed",
+            Self::FeatureStatistics(_) => "FeatureStatisticsFailed",
+            Self::NetworkManagerDbus(_) => "NetworkManagerUnreachable",
+            Self::WatchChanges(_) => "WatchChangesFailed",
+            Self::Probe { .. } => "ProbeFailed",
+            Self::Worker(_) => "BackendWorkerFailed",
+            Self::Timeout { .. } => "Timeout",
+        }
+    }
+
+    /// Whether the same request may succeed when tried again later without changes.
+    pub fn can_retry(&self) -> bool {
+        match self {
+            Self::RetrieveState { kind, .. } | Self::ApplyState { kind, .. } => {
+                nmstate_kind_can_retry(kind)
+            }
+            Self::CheckpointPending(_)
+            | Self::CheckpointMissing
+            | Self::DestroyStaleCheckpoint { .. }
+            | Self::CommitCheckpoint { .. }
+            | Self::RollbackCheckpoint { .. }
+            | Self::NetworkManagerDbus(_)
+            | Self::WatchChanges(_)
+            | Self::Probe { .. }
+            | Self::Worker(_)
+            | Self::Timeout { .. } => true,
+            Self::InvalidDesiredState(_)
+            | Self::UnsupportedInterfaceType { .. }
+            | Self::UnknownCheckpoint(_)
+            | Self::ResolvePolicy(_)
+            | Self::FeatureStatistics(_) => false,
+        }
+    }
+
+    pub(crate) fn from_retrieve(e: &nmstate::NmstateError) -> Self {
+        Self::RetrieveState {
+            kind: e.kind().to_string(),
+            message: e.msg().to_string(),
+        }
+    }
+
+    pub(crate) fn from_apply(e: &nmstate::NmstateError) -> Self {
+        match e.kind() {
+            nmstate::ErrorKind::InvalidArgument => Self::InvalidDesiredState(e.msg().to_string()),
+            kind => Self::ApplyState {
+                kind: kind.to_string(),
+                message: e.msg().to_string(),
+            },
+        }
+    }
+}
+
+/// nmstate retries these kinds itself; they are transient (NetworkManager busy, verification race).
+fn nmstate_kind_can_retry(kind: &str) -> bool {
+    matches!(
+        kind,
+        "PluginFailure" | "Bug" | "VerificationError" | "SrIovVfNotFound"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_are_stable_and_retry_follows_kind() {
+        let e = BackendError::UnsupportedInterfaceType {
+            interface: "bond0".into(),
+            interface_type: "bond".into(),
+        };
+        assert_eq!(e.category(), "UnsupportedInterfaceType");
+        assert!(!e.can_retry());
+        assert_eq!(
+            e.to_string(),
+            "interface \"bond0\": type bond is not supported by this kernel"
+        );
+
+        let busy = BackendError::from_apply(&nmstate::NmstateError::new(
+            nmstate::ErrorKind::PluginFailure,
+            "NM busy".into(),
+        ));
+        assert_eq!(busy.category(), "ApplyFailed");
+        assert!(busy.can_retry());
+
+        let invalid = BackendError::from_apply(&nmstate::NmstateError::new(
+            nmstate::ErrorKind::InvalidArgument,
+            "bad".into(),
+        ));
+        assert_eq!(invalid.category(), "InvalidDesiredState");
+        assert!(!invalid.can_retry());
+    }
+}

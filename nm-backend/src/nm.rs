@@ -1,0 +1,243 @@
+//! The real backend: nmstate + NetworkManager on the D-Bus system bus of the calling process.
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use nmstate::NetworkState;
+use serde_json::Value;
+use zbus::{
+    Connection,
+    zvariant::{OwnedObjectPath, OwnedValue},
+};
+
+use crate::{
+    ApplyOptions, Backend, Checkpoint, CurrentState, NMSTATE_VERSION, PendingApply,
+    changes::{self, ChangeStream},
+    error::{BackendError, Result},
+    kernel::{KernelSupport, kernel_link_kind},
+    worker,
+};
+
+const NM_BUS: &str = "org.freedesktop.NetworkManager";
+const NM_PATH: &str = "/org/freedesktop/NetworkManager";
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+
+/// nmstate over the NetworkManager reachable on this process's system bus.
+///
+/// Run it in the node's network and mount namespaces (the handler's pod, or a harness node):
+/// nmstate and this backend use the default system bus socket.
+#[derive(Debug, Clone, Default)]
+pub struct NmBackend {
+    pending: Arc<Mutex<Option<String>>>,
+    kernel: Arc<KernelSupport>,
+}
+
+impl NmBackend {
+    /// A backend for the local NetworkManager.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// NetworkManager's version.
+    pub async fn nm_version(&self) -> Result<String> {
+        let conn = Connection::system().await?;
+        let v = get_property(&conn, "Version").await?;
+        Ok(String::try_from(v).map_err(zbus::Error::from)?)
+    }
+
+    /// Checkpoints NetworkManager currently holds (D-Bus object paths).
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let conn = Connection::system().await?;
+        list_checkpoints(&conn).await
+    }
+
+    /// Fail fast on interface types the kernel cannot create (nmstate would retry for minutes).
+    async fn check_kernel_support(&self, desired: &Value) -> Result<()> {
+        let Some(ifaces) = desired.get("interfaces").and_then(Value::as_array) else {
+            return Ok(());
+        };
+        for iface in ifaces {
+            let name = iface
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let iface_type = iface
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let state = iface.get("state").and_then(Value::as_str).unwrap_or("up");
+            if state == "absent"
+                || name.is_empty()
+                || Path::new("/sys/class/net").join(name).exists()
+            {
+                continue;
+            }
+            if let Some(kind) = kernel_link_kind(iface_type)
+                && !self.kernel.supports(kind).await
+            {
+                return Err(BackendError::UnsupportedInterfaceType {
+                    interface: name.to_string(),
+                    interface_type: iface_type.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn set_pending(&self, value: Option<String>) {
+        if let Ok(mut p) = self.pending.lock() {
+            *p = value;
+        }
+    }
+
+    fn pending(&self) -> Option<String> {
+        self.pending.lock().ok().and_then(|p| p.clone())
+    }
+}
+
+async fn get_property(conn: &Connection, name: &str) -> zbus::Result<OwnedValue> {
+    let reply = conn
+        .call_method(
+            Some(NM_BUS),
+            NM_PATH,
+            Some(PROPERTIES),
+            "Get",
+            &(NM_BUS, name),
+        )
+        .await?;
+    reply.body().deserialize::<OwnedValue>()
+}
+
+async fn list_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>> {
+    let v = get_property(conn, "Checkpoints").await?;
+    let paths = Vec::<OwnedObjectPath>::try_from(v).map_err(zbus::Error::from)?;
+    Ok(paths
+        .into_iter()
+        .map(|p| Checkpoint(p.as_str().to_string()))
+        .collect())
+}
+
+async fn destroy_checkpoint(conn: &Connection, checkpoint: &Checkpoint) -> zbus::Result<()> {
+    let path = zbus::zvariant::ObjectPath::try_from(checkpoint.0.as_str())?;
+    conn.call_method(
+        Some(NM_BUS),
+        NM_PATH,
+        Some(NM_BUS),
+        "CheckpointDestroy",
+        &(path,),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn retrieve() -> Result<Value> {
+    worker::run("retrieve", || async {
+        let mut state = NetworkState::new();
+        state
+            .retrieve_async()
+            .await
+            .map_err(|e| BackendError::from_retrieve(&e))?;
+        serde_json::to_value(&state).map_err(|e| BackendError::RetrieveState {
+            kind: "Serialize".into(),
+            message: e.to_string(),
+        })
+    })
+    .await?
+}
+
+impl Backend for NmBackend {
+    async fn current_state(&self) -> Result<CurrentState> {
+        let state = retrieve().await?;
+        let nm_version = self.nm_version().await?;
+        Ok(CurrentState {
+            state,
+            nm_version,
+            nmstate_version: NMSTATE_VERSION.to_string(),
+        })
+    }
+
+    async fn apply(&self, desired: &Value, options: &ApplyOptions) -> Result<PendingApply> {
+        if let Some(pending) = self.pending() {
+            return Err(BackendError::CheckpointPending(pending));
+        }
+        let mut state: NetworkState = serde_json::from_value(desired.clone())
+            .map_err(|e| BackendError::InvalidDesiredState(e.to_string()))?;
+        let conn = Connection::system().await?;
+
+        // A checkpoint nobody committed (a crashed apply) makes NetworkManager refuse new ones.
+        let mut destroyed_stale = Vec::new();
+        for stale in list_checkpoints(&conn).await? {
+            tracing::warn!(checkpoint = %stale, "destroying checkpoint left by an earlier apply");
+            destroy_checkpoint(&conn, &stale).await.map_err(|e| {
+                BackendError::DestroyStaleCheckpoint {
+                    checkpoint: stale.0.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            destroyed_stale.push(stale);
+        }
+
+        self.check_kernel_support(desired).await?;
+
+        let timeout =
+            u32::try_from(options.checkpoint_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
+        state.set_commit(false);
+        state.set_timeout(timeout);
+        state.set_verify_change(options.verify);
+        worker::run("apply", move || async move {
+            state
+                .apply_async()
+                .await
+                .map_err(|e| BackendError::from_apply(&e))
+        })
+        .await??;
+
+        let after = list_checkpoints(&conn).await?;
+        let checkpoint = after
+            .into_iter()
+            .next_back()
+            .ok_or(BackendError::CheckpointMissing)?;
+        self.set_pending(Some(checkpoint.0.clone()));
+        Ok(PendingApply {
+            checkpoint,
+            destroyed_stale,
+        })
+    }
+
+    async fn commit(&self, checkpoint: &Checkpoint) -> Result<()> {
+        let cp = checkpoint.0.clone();
+        let outcome = worker::run("commit", move || async move {
+            NetworkState::checkpoint_commit_async(&cp).await
+        })
+        .await?;
+        if self.pending().as_deref() == Some(checkpoint.0.as_str()) {
+            self.set_pending(None);
+        }
+        outcome.map_err(|e| BackendError::CommitCheckpoint {
+            checkpoint: checkpoint.0.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    async fn rollback(&self, checkpoint: &Checkpoint) -> Result<()> {
+        let cp = checkpoint.0.clone();
+        let outcome = worker::run("rollback", move || async move {
+            NetworkState::checkpoint_rollback_async(&cp).await
+        })
+        .await?;
+        if self.pending().as_deref() == Some(checkpoint.0.as_str()) {
+            self.set_pending(None);
+        }
+        outcome.map_err(|e| BackendError::RollbackCheckpoint {
+            checkpoint: checkpoint.0.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    async fn changes(&self, debounce: Duration) -> Result<ChangeStream> {
+        changes::watch_network_manager(debounce).await
+    }
+}

@@ -1,0 +1,427 @@
+//! Connectivity probes run while a checkpoint is held: a failed probe means "roll back".
+//!
+//! The handler runs a list of [`Probe`]s after [`Backend::apply`](crate::Backend::apply) and
+//! before [`Backend::commit`](crate::Backend::commit). Built in: [`DefaultGatewayProbe`] (ICMP
+//! echo through the `ping` binary, with a TCP-connect fallback for gateways that drop ICMP) and
+//! [`DnsProbe`] (a DNS query to each running name server). A probe only demands what the node
+//! had before the apply: no default gateway before → the gateway probe is skipped.
+
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    time::{Duration, Instant},
+};
+
+use hickory_proto::{
+    op::{Message, Query, ResponseCode},
+    rr::{Name, RecordType},
+};
+use serde_json::Value;
+
+use crate::error::{BackendError, Result};
+
+/// What a probe sees: the node's state before the apply and after it.
+#[derive(Debug, Clone)]
+pub struct ProbeContext {
+    /// nmstate state retrieved before the apply.
+    pub before: Value,
+    /// nmstate state retrieved after the apply, while the checkpoint is held.
+    pub after: Value,
+}
+
+/// A probe's verdict when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// The probe ran and passed; the text says what answered.
+    Passed(String),
+    /// The probe did not apply to this node; the text says why.
+    Skipped(String),
+}
+
+/// Boxed future returned by [`Probe::run`].
+pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = Result<ProbeOutcome>> + Send + 'a>>;
+
+/// A check of the node's connectivity; `Err` means the applied state must be rolled back.
+pub trait Probe: Send + Sync {
+    /// Stable name, used in conditions and metrics.
+    fn name(&self) -> &str;
+    /// Run the probe.
+    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> ProbeFuture<'a>;
+}
+
+/// Run `probes` in order, stopping at the first failure.
+pub async fn run_probes(
+    probes: &[Box<dyn Probe>],
+    ctx: &ProbeContext,
+) -> Result<Vec<(String, ProbeOutcome)>> {
+    let mut outcomes = Vec::with_capacity(probes.len());
+    for probe in probes {
+        let started = Instant::now();
+        let outcome = probe.run(ctx).await?;
+        tracing::info!(probe = probe.name(), ?outcome, elapsed = ?started.elapsed(), "probe");
+        outcomes.push((probe.name().to_string(), outcome));
+    }
+    Ok(outcomes)
+}
+
+/// A default gateway found in a state: address and outgoing interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    /// Next-hop address.
+    pub address: IpAddr,
+    /// Next-hop interface, when the route names one.
+    pub interface: Option<String>,
+}
+
+/// The default gateways of the running routes of an nmstate state, IPv4 first.
+pub fn default_gateways(state: &Value) -> Vec<Gateway> {
+    let mut out: Vec<Gateway> = state
+        .pointer("/routes/running")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            matches!(
+                r.get("destination").and_then(Value::as_str),
+                Some("0.0.0.0/0" | "::/0")
+            )
+        })
+        .filter(|r| {
+            r.get("table-id")
+                .and_then(Value::as_u64)
+                .is_none_or(|t| t == 254 || t == 0)
+        })
+        .filter_map(|r| {
+            let address = r
+                .get("next-hop-address")?
+                .as_str()?
+                .parse::<IpAddr>()
+                .ok()?;
+            (!address.is_unspecified()).then(|| Gateway {
+                address,
+                interface: r
+                    .get("next-hop-interface")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            })
+        })
+        .collect();
+    out.sort_by_key(|g| g.address.is_ipv6());
+    out.dedup();
+    out
+}
+
+/// The running name servers of an nmstate state.
+pub fn name_servers(state: &Value) -> Vec<IpAddr> {
+    state
+        .pointer("/dns-resolver/running/server")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        // A scoped IPv6 server (`fe80::1%eth0`) cannot be a plain socket address; skip it.
+        .filter_map(|s| s.parse::<IpAddr>().ok())
+        .collect()
+}
+
+fn probe_failed(probe: &str, message: String) -> BackendError {
+    BackendError::Probe {
+        probe: probe.to_string(),
+        message,
+    }
+}
+
+/// Default-gateway reachability: ICMP echo, else a TCP connect (a refusal proves reachability).
+#[derive(Debug, Clone)]
+pub struct DefaultGatewayProbe {
+    /// How long to keep trying.
+    pub timeout: Duration,
+    /// TCP port for the fallback connect.
+    pub tcp_port: u16,
+}
+
+impl Default for DefaultGatewayProbe {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            tcp_port: 53,
+        }
+    }
+}
+
+impl DefaultGatewayProbe {
+    async fn ping(&self, gw: &Gateway) -> bool {
+        let target = match (&gw.address, &gw.interface) {
+            (IpAddr::V6(v6), Some(iface)) if v6.is_unicast_link_local() => format!("{v6}%{iface}"),
+            (addr, _) => addr.to_string(),
+        };
+        tokio::process::Command::new("ping")
+            .args(["-n", "-c", "1", "-W", "1", &target])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .status()
+            .await
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    async fn tcp(&self, gw: &Gateway) -> bool {
+        if matches!(gw.address, IpAddr::V6(v6) if v6.is_unicast_link_local()) {
+            return false;
+        }
+        let addr = SocketAddr::new(gw.address, self.tcp_port);
+        match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+            .await
+        {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+            Err(_) => false,
+        }
+    }
+}
+
+impl Probe for DefaultGatewayProbe {
+    fn name(&self) -> &str {
+        "default-gateway"
+    }
+
+    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> ProbeFuture<'a> {
+        Box::pin(async move {
+            if default_gateways(&ctx.before).is_empty() {
+                return Ok(ProbeOutcome::Skipped(
+                    "no default gateway before the apply".into(),
+                ));
+            }
+            let deadline = Instant::now() + self.timeout;
+            let gateways = default_gateways(&ctx.after);
+            if gateways.is_empty() {
+                return Err(probe_failed(
+                    self.name(),
+                    "the default gateway is gone".into(),
+                ));
+            }
+            loop {
+                for gw in &gateways {
+                    if self.ping(gw).await {
+                        return Ok(ProbeOutcome::Passed(format!("{} answers ICMP", gw.address)));
+                    }
+                    if self.tcp(gw).await {
+                        return Ok(ProbeOutcome::Passed(format!(
+                            "{} answers TCP port {}",
+                            gw.address, self.tcp_port
+                        )));
+                    }
+                }
+                if Instant::now() >= deadline {
+                    let list: Vec<String> =
+                        gateways.iter().map(|g| g.address.to_string()).collect();
+                    return Err(probe_failed(
+                        self.name(),
+                        format!(
+                            "default gateway {} unreachable for {:?}",
+                            list.join(", "),
+                            self.timeout
+                        ),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    }
+}
+
+/// DNS resolution through the node's running name servers.
+#[derive(Debug, Clone)]
+pub struct DnsProbe {
+    /// How long to keep trying.
+    pub timeout: Duration,
+    /// Name to look up.
+    pub name: String,
+    /// Record type to ask for.
+    pub record_type: RecordType,
+}
+
+impl Default for DnsProbe {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            name: "root-servers.net.".into(),
+            record_type: RecordType::NS,
+        }
+    }
+}
+
+impl DnsProbe {
+    /// One UDP query to `server`; `Ok` with the answer count when it answered NOERROR.
+    async fn query(&self, server: IpAddr, wait: Duration) -> std::result::Result<usize, String> {
+        let name = Name::from_ascii(&self.name).map_err(|e| e.to_string())?;
+        let id = u16::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() & 0xffff)
+                .unwrap_or(4242),
+        )
+        .unwrap_or(4242);
+        let mut msg = Message::new();
+        msg.set_id(id).set_recursion_desired(true);
+        msg.add_query(Query::query(name, self.record_type));
+        let bytes = msg.to_vec().map_err(|e| e.to_string())?;
+        let bind: SocketAddr = if server.is_ipv6() {
+            "[::]:0"
+                .parse()
+                .map_err(|e: std::net::AddrParseError| e.to_string())?
+        } else {
+            "0.0.0.0:0"
+                .parse()
+                .map_err(|e: std::net::AddrParseError| e.to_string())?
+        };
+        let socket = tokio::net::UdpSocket::bind(bind)
+            .await
+            .map_err(|e| e.to_string())?;
+        socket
+            .send_to(&bytes, SocketAddr::new(server, 53))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 4096];
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let (len, from) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf))
+                .await
+                .map_err(|_| format!("no answer from {server} within {wait:?}"))?
+                .map_err(|e| e.to_string())?;
+            if from.ip() != server {
+                continue;
+            }
+            let Ok(reply) = Message::from_vec(&buf[..len]) else {
+                continue;
+            };
+            if reply.id() != id {
+                continue;
+            }
+            return match reply.response_code() {
+                ResponseCode::NoError => Ok(reply.answers().len()),
+                code => Err(format!("{server} answered {code}")),
+            };
+        }
+    }
+}
+
+impl Probe for DnsProbe {
+    fn name(&self) -> &str {
+        "dns"
+    }
+
+    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> ProbeFuture<'a> {
+        Box::pin(async move {
+            if name_servers(&ctx.before).is_empty() {
+                return Ok(ProbeOutcome::Skipped(
+                    "no name server before the apply".into(),
+                ));
+            }
+            let servers = name_servers(&ctx.after);
+            if servers.is_empty() {
+                return Err(probe_failed(
+                    self.name(),
+                    "no name server is configured".into(),
+                ));
+            }
+            let deadline = Instant::now() + self.timeout;
+            let mut last = String::new();
+            loop {
+                for server in &servers {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self
+                        .query(
+                            *server,
+                            left.clamp(Duration::from_millis(100), Duration::from_secs(1)),
+                        )
+                        .await
+                    {
+                        Ok(n) => {
+                            return Ok(ProbeOutcome::Passed(format!(
+                                "{server} resolved {} {} ({n} answers)",
+                                self.name, self.record_type
+                            )));
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                if Instant::now() >= deadline {
+                    return Err(probe_failed(
+                        self.name(),
+                        format!(
+                            "resolving {} failed for {:?}: {last}",
+                            self.name, self.timeout
+                        ),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn state() -> Value {
+        json!({
+            "routes": {"running": [
+                {"destination": "::/0", "next-hop-address": "fe80::1", "next-hop-interface": "eth0", "table-id": 254},
+                {"destination": "0.0.0.0/0", "next-hop-address": "198.18.0.1", "next-hop-interface": "eth0", "table-id": 254},
+                {"destination": "0.0.0.0/0", "next-hop-address": "198.18.9.1", "next-hop-interface": "eth0", "table-id": 100},
+                {"destination": "198.19.0.0/24", "next-hop-address": "198.18.0.1", "next-hop-interface": "eth0"}
+            ]},
+            "dns-resolver": {"running": {"server": ["198.18.0.1", "2001:db8::1", "fe80::1%eth0"]}}
+        })
+    }
+
+    #[test]
+    fn finds_main_table_default_gateways_ipv4_first() {
+        let gws = default_gateways(&state());
+        let addrs: Vec<String> = gws.iter().map(|g| g.address.to_string()).collect();
+        assert_eq!(addrs, vec!["198.18.0.1", "fe80::1"]);
+        assert_eq!(gws[1].interface.as_deref(), Some("eth0"));
+    }
+
+    #[test]
+    fn finds_plain_name_servers() {
+        let servers: Vec<String> = name_servers(&state())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(servers, vec!["198.18.0.1", "2001:db8::1"]);
+    }
+
+    #[tokio::test]
+    async fn probes_skip_what_the_node_never_had_and_fail_on_loss() {
+        let empty = ProbeContext {
+            before: json!({}),
+            after: json!({}),
+        };
+        let gw = DefaultGatewayProbe::default();
+        assert!(matches!(gw.run(&empty).await, Ok(ProbeOutcome::Skipped(_))));
+        let dns = DnsProbe::default();
+        assert!(matches!(
+            dns.run(&empty).await,
+            Ok(ProbeOutcome::Skipped(_))
+        ));
+
+        let lost = ProbeContext {
+            before: state(),
+            after: json!({"routes": {"running": []}, "dns-resolver": {"running": {}}}),
+        };
+        let err = gw.run(&lost).await.err().map(|e| e.category());
+        assert_eq!(err, Some("ProbeFailed"));
+        let err = dns.run(&lost).await.err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("probe dns failed: no name server is configured")
+        );
+    }
+}
