@@ -138,3 +138,71 @@ mod tests {
         assert_eq!(l["app.kubernetes.io/managed-by"], "knmstate");
     }
 }
+
+/// Kubernetes name syntax checks (label values, qualified names), as the API server applies
+/// them; the webhook and the selectors use them.
+pub mod syntax {
+    fn alnum(c: char) -> bool {
+        c.is_ascii_alphanumeric()
+    }
+
+    /// `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`, at most 63 characters, not empty.
+    fn is_name_part(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.starts_with(alnum)
+            && s.ends_with(alnum)
+            && s.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
+    }
+
+    /// A DNS-1123 subdomain: lowercase labels joined by dots, at most 253 characters.
+    pub fn is_dns1123_subdomain(s: &str) -> bool {
+        let lower = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+        !s.is_empty()
+            && s.len() <= 253
+            && s.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.starts_with(lower)
+                    && l.ends_with(lower)
+                    && l.chars().all(|c| lower(c) || c == '-')
+            })
+    }
+
+    /// A label value: empty, or a name part of at most 63 characters.
+    ///
+    /// ```
+    /// use knmstate_api::names::syntax::is_label_value;
+    /// assert!(is_label_value(""));
+    /// assert!(is_label_value("worker-1.a_b"));
+    /// assert!(!is_label_value("-worker"));
+    /// assert!(!is_label_value(&"a".repeat(64)));
+    /// ```
+    pub fn is_label_value(s: &str) -> bool {
+        s.is_empty() || is_name_part(s)
+    }
+
+    /// A qualified name (label key): `[prefix/]name` with a DNS-1123 subdomain prefix.
+    ///
+    /// ```
+    /// use knmstate_api::names::syntax::is_qualified_name;
+    /// assert!(is_qualified_name("node-role.kubernetes.io/worker"));
+    /// assert!(is_qualified_name("kubernetes.io/hostname"));
+    /// assert!(is_qualified_name("zone"));
+    /// assert!(!is_qualified_name("Bad_Prefix/x"));
+    /// assert!(!is_qualified_name("a/b/c"));
+    /// assert!(!is_qualified_name(""));
+    /// ```
+    pub fn is_qualified_name(s: &str) -> bool {
+        match s.split_once('/') {
+            Some((prefix, name)) => is_dns1123_subdomain(prefix) && is_name_part(name),
+            None => is_name_part(s),
+        }
+    }
+
+    /// A policy name must also be a label value (it becomes `nmstate.io/policy`): not empty,
+    /// at most 63 characters, label-value syntax.
+    pub fn is_policy_name(s: &str) -> bool {
+        is_name_part(s)
+    }
+}

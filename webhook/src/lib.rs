@@ -1,3 +1,19 @@
-//! knmstate admission webhook for NodeNetworkConfigurationPolicy
+//! # knmstate-webhook
 //!
-//! (skeleton: filled in by its own issue)
+//! The admission webhook for NodeNetworkConfigurationPolicy, served over HTTPS (rustls) with
+//! AdmissionReview v1:
+//!
+//! - **mutating** (upstream's three hooks): clear `status.conditions` on main-resource writes,
+//!   initialise the four policy conditions on status writes, and stamp the strictly increasing
+//!   `nmstate.io/webhook-mutating-timestamp` annotation;
+//! - **validating**: the policy name, `nodeSelector` keys and values, `nodeSelectorExpressions`,
+//!   `maxUnavailable`, no spec change while the policy is progressing, `capture` immutable, and
+//!   the desired state parsed by the nmstate crate, rejected with nmstate's message and the
+//!   field path.
+//!
+//! [`admission`] and [`rules`] are pure and tested with fixture reviews; [`server`] serves them,
+//! reloading the certificate when its files change.
+
+pub mod admission;
+pub mod rules;
+pub mod server;

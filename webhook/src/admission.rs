@@ -1,0 +1,244 @@
+//! AdmissionReview handling: the three upstream mutations and our validation of policies.
+//!
+//! Everything here is synchronous and free of I/O so it can be tested with fixture reviews;
+//! [`crate::server`] only moves bytes.
+
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
+use knmstate_api::names::{WEBHOOK_MUTATING_TIMESTAMP_ANNOTATION, policy};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::rules;
+
+/// Mutation of the main resource: clears `status.conditions` (upstream's behaviour).
+pub const MUTATE_PATH: &str = "/nodenetworkconfigurationpolicies-mutate";
+/// Mutation of the status subresource: initialises the four policy conditions to Unknown.
+pub const STATUS_MUTATE_PATH: &str = "/nodenetworkconfigurationpolicies-status-mutate";
+/// Mutation of both: stamps `nmstate.io/webhook-mutating-timestamp`.
+pub const TIMESTAMP_MUTATE_PATH: &str = "/nodenetworkconfigurationpolicies-timestamp-mutate";
+/// Validation of policy creates and updates.
+pub const VALIDATE_PATH: &str = "/nodenetworkconfigurationpolicies-validate";
+
+/// The admission logic, with the clock it stamps with.
+pub struct Admission {
+    clock: Box<dyn Fn() -> i64 + Send + Sync>,
+    last_stamp: AtomicI64,
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Self::with_clock(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            i64::try_from(now.as_nanos()).unwrap_or(i64::MAX)
+        })
+    }
+}
+
+impl Admission {
+    /// An admission handler whose timestamps come from `clock` (Unix nanoseconds).
+    pub fn with_clock(clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        Self {
+            clock: Box::new(clock),
+            last_stamp: AtomicI64::new(0),
+        }
+    }
+
+    /// Answers one AdmissionReview sent to `path`, in its wire form: like the Go API types, the
+    /// JSON patch is a base64 string. A body that cannot be decoded, or an unknown path, gets an
+    /// AdmissionReview that denies with a clear message; this never panics.
+    pub fn review(&self, path: &str, body: &[u8]) -> Value {
+        let mut out = serde_json::to_value(self.review_typed(path, body)).unwrap_or_else(|e| {
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                   "response": {"uid": "", "allowed": false,
+                                "status": {"message": format!("failed to encode the review: {e}")}}})
+        });
+        if let Some(patch) = out.pointer_mut("/response/patch")
+            && let Some(bytes) = patch.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                    .collect::<Vec<u8>>()
+            })
+        {
+            use base64::Engine as _;
+            *patch = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+        }
+        out
+    }
+
+    /// Answers one AdmissionReview sent to `path` with kube's typed review.
+    pub fn review_typed(&self, path: &str, body: &[u8]) -> AdmissionReview<DynamicObject> {
+        let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return AdmissionResponse::invalid(format!(
+                    "failed to decode the AdmissionReview: {e}"
+                ))
+                .into_review();
+            }
+        };
+        let req: AdmissionRequest<DynamicObject> = match review.try_into() {
+            Ok(r) => r,
+            Err(_) => {
+                return AdmissionResponse::invalid("the AdmissionReview carries no request")
+                    .into_review();
+            }
+        };
+        let response = match path {
+            MUTATE_PATH => self.mutate_main(&req),
+            STATUS_MUTATE_PATH => self.mutate_status(&req),
+            TIMESTAMP_MUTATE_PATH => self.mutate_timestamp(&req),
+            VALIDATE_PATH => validate(&req),
+            other => AdmissionResponse::from(&req)
+                .deny(format!("no admission hook is served at {other}")),
+        };
+        response.into_review()
+    }
+
+    fn mutate_main(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        let object = object_value(req.object.as_ref());
+        let mut ops = Vec::new();
+        if object.pointer("/status/conditions").is_some() {
+            ops.push(PatchOperation::Remove(RemoveOperation {
+                path: pointer(&["status", "conditions"]),
+            }));
+        }
+        with_patch(req, ops)
+    }
+
+    fn mutate_status(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        let object = object_value(req.object.as_ref());
+        let empty = object
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        if !empty {
+            return AdmissionResponse::from(req);
+        }
+        let now = jiff_time(self.stamp(None));
+        let conditions: Vec<Value> = policy::TYPES
+            .iter()
+            .map(|t| {
+                json!({"type": t, "status": "Unknown", "lastHeartbeatTime": now, "lastTransitionTime": now})
+            })
+            .collect();
+        let op = if object.get("status").is_some_and(Value::is_object) {
+            add(&["status", "conditions"], Value::Array(conditions))
+        } else {
+            add(&["status"], json!({ "conditions": conditions }))
+        };
+        with_patch(req, vec![op])
+    }
+
+    fn mutate_timestamp(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        let old = req
+            .old_object
+            .as_ref()
+            .and_then(|o| o.metadata.annotations.as_ref())
+            .and_then(|a| a.get(WEBHOOK_MUTATING_TIMESTAMP_ANNOTATION))
+            .and_then(|v| v.parse::<i64>().ok());
+        let stamp = self.stamp(old).to_string();
+        let has_annotations = req
+            .object
+            .as_ref()
+            .is_some_and(|o| o.metadata.annotations.is_some());
+        let op = if has_annotations {
+            add(
+                &[
+                    "metadata",
+                    "annotations",
+                    WEBHOOK_MUTATING_TIMESTAMP_ANNOTATION,
+                ],
+                stamp.into(),
+            )
+        } else {
+            add(
+                &["metadata", "annotations"],
+                json!({ WEBHOOK_MUTATING_TIMESTAMP_ANNOTATION: stamp }),
+            )
+        };
+        with_patch(req, vec![op])
+    }
+
+    /// A timestamp later than every one this process handed out and than `after`.
+    fn stamp(&self, after: Option<i64>) -> i64 {
+        let now = (self.clock)();
+        let floor = after.unwrap_or(0);
+        let mut prev = self.last_stamp.load(Ordering::SeqCst);
+        loop {
+            let next = now.max(prev + 1).max(floor + 1);
+            match self
+                .last_stamp
+                .compare_exchange(prev, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return next,
+                Err(actual) => prev = actual,
+            }
+        }
+    }
+}
+
+fn validate(req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+    let new = object_value(req.object.as_ref());
+    let old = req.old_object.as_ref().map(|o| object_value(Some(o)));
+    let name = req
+        .object
+        .as_ref()
+        .and_then(|o| o.metadata.name.clone())
+        .unwrap_or_else(|| req.name.clone());
+    let verdict = match req.operation {
+        Operation::Create => rules::validate_create(&name, &new),
+        Operation::Update => {
+            rules::validate_update(&name, old.as_ref().unwrap_or(&Value::Null), &new)
+        }
+        _ => Ok(()),
+    };
+    match verdict {
+        Ok(()) => AdmissionResponse::from(req),
+        Err(rejection) => {
+            let mut resp = AdmissionResponse::from(req).deny(rejection.message());
+            resp.result.reason = rejection.reason().to_owned();
+            resp.result.code = rejection.code();
+            resp
+        }
+    }
+}
+
+fn object_value(o: Option<&DynamicObject>) -> Value {
+    o.and_then(|o| serde_json::to_value(o).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn pointer(segments: &[&str]) -> json_patch::jsonptr::PointerBuf {
+    json_patch::jsonptr::PointerBuf::from_tokens(segments.iter().copied())
+}
+
+fn add(segments: &[&str], value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: pointer(segments),
+        value,
+    })
+}
+
+fn with_patch(
+    req: &AdmissionRequest<DynamicObject>,
+    ops: Vec<PatchOperation>,
+) -> AdmissionResponse {
+    let resp = AdmissionResponse::from(req);
+    if ops.is_empty() {
+        return resp;
+    }
+    match resp.clone().with_patch(Patch(ops)) {
+        Ok(r) => r,
+        Err(e) => resp.deny(format!("failed to serialise the patch: {e}")),
+    }
+}
+
+fn jiff_time(nanos: i64) -> String {
+    k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(nanos))
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
