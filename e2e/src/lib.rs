@@ -1,3 +1,8 @@
-//! knmstate test harness: Kubernetes API stand-in, NetworkManager node harness, end-to-end suites
+//! knmstate's end-to-end test harness.
 //!
-//! (skeleton: filled in by its own issue)
+//! This crate holds what end-to-end runs need beside the production binaries: a Kubernetes API
+//! stand-in ([`apiserver`], binary `knmstate-apiserver`) that real `kubectl` and kube-rs
+//! controllers talk to, and the suites that drive the whole system through it. Production code
+//! never depends on this crate.
+
+pub mod apiserver;

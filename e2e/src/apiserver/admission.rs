@@ -1,0 +1,375 @@
+//! Admission webhooks: Mutating- and ValidatingWebhookConfiguration objects, called over HTTPS
+//! with AdmissionReview v1.
+//!
+//! A webhook's `clientConfig.url` is called as given. A `clientConfig.service` reference is
+//! resolved through the Service object of that name: the connection goes to its
+//! `spec.clusterIP` (127.0.0.1 when unset or `None`) on `clientConfig.service.port` (443 by
+//! default), and the TLS server name is `<name>.<namespace>.svc`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ApiResult};
+use super::object;
+use super::resources::ResourceType;
+use super::selectors::{LabelSelector, labels_of};
+use super::storage::Store;
+
+const GROUP: &str = "admissionregistration.k8s.io";
+
+/// What is being admitted.
+#[derive(Debug, Clone)]
+pub struct Attributes<'a> {
+    /// The kind.
+    pub rt: &'a ResourceType,
+    /// The version the request was made at.
+    pub version: &'a str,
+    /// `""` or a subresource such as `status`.
+    pub subresource: &'a str,
+    /// `CREATE`, `UPDATE` or `DELETE`.
+    pub operation: &'a str,
+    /// Object name.
+    pub name: &'a str,
+    /// Object namespace.
+    pub namespace: &'a str,
+    /// The old object (update, delete).
+    pub old: Option<&'a Value>,
+}
+
+fn matches_list(list: &Value, want: &str) -> bool {
+    list.as_array()
+        .is_some_and(|a| a.iter().any(|v| v == "*" || v.as_str() == Some(want)))
+}
+
+fn resource_matches(list: &Value, plural: &str, sub: &str) -> bool {
+    let full = if sub.is_empty() {
+        plural.to_owned()
+    } else {
+        format!("{plural}/{sub}")
+    };
+    list.as_array().is_some_and(|a| {
+        a.iter().filter_map(Value::as_str).any(|r| {
+            if r == "*/*" || r == full {
+                return true;
+            }
+            match r.split_once('/') {
+                Some(("*", s)) => s == sub,
+                Some((p, "*")) => p == plural && !sub.is_empty(),
+                Some(_) => false,
+                None => (r == "*" || r == plural) && sub.is_empty(),
+            }
+        })
+    })
+}
+
+fn rule_matches(hook: &Value, a: &Attributes<'_>) -> bool {
+    hook["rules"].as_array().into_iter().flatten().any(|rule| {
+        let scope = rule["scope"].as_str().unwrap_or("*");
+        let scope_ok = match scope {
+            "Cluster" => !a.rt.namespaced,
+            "Namespaced" => a.rt.namespaced,
+            _ => true,
+        };
+        scope_ok
+            && matches_list(&rule["operations"], a.operation)
+            && matches_list(&rule["apiGroups"], &a.rt.group)
+            && matches_list(&rule["apiVersions"], a.version)
+            && resource_matches(&rule["resources"], &a.rt.plural, a.subresource)
+    })
+}
+
+fn selector_matches(
+    store: &Store,
+    hook: &Value,
+    a: &Attributes<'_>,
+    obj: Option<&Value>,
+) -> ApiResult<bool> {
+    if hook["objectSelector"].is_object() {
+        let sel = LabelSelector::from_object(&hook["objectSelector"])?;
+        let any = [obj, a.old]
+            .into_iter()
+            .flatten()
+            .any(|o| sel.matches_object(o));
+        if !any {
+            return Ok(false);
+        }
+    }
+    if hook["namespaceSelector"].is_object() {
+        let sel = LabelSelector::from_object(&hook["namespaceSelector"])?;
+        let labels = if a.rt.group.is_empty() && a.rt.plural == "namespaces" {
+            obj.or(a.old).map(labels_of).unwrap_or_default()
+        } else if a.rt.namespaced {
+            store
+                .get("", "namespaces", "", a.namespace)
+                .map(|n| labels_of(&n))
+                .unwrap_or_default()
+        } else {
+            return Ok(true);
+        };
+        return Ok(sel.matches(&labels));
+    }
+    Ok(true)
+}
+
+fn hooks(store: &Store, plural: &str) -> Vec<Value> {
+    let (mut configs, _) = store.list(GROUP, plural, None);
+    configs.sort_by(|a, b| object::name(a).cmp(object::name(b)));
+    configs
+        .iter()
+        .flat_map(|c| c["webhooks"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+fn review(a: &Attributes<'_>, obj: Option<&Value>) -> Value {
+    let gvk = json!({"group": a.rt.group, "version": a.version, "kind": a.rt.kind});
+    let gvr = json!({"group": a.rt.group, "version": a.version, "resource": a.rt.plural});
+    let mut req = json!({
+        "uid": uuid::Uuid::new_v4().to_string(),
+        "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
+        "name": a.name,
+        "operation": a.operation,
+        "userInfo": {"username": "system:admin", "groups": ["system:masters", "system:authenticated"]},
+        "object": obj.cloned().unwrap_or(Value::Null),
+        "oldObject": a.old.cloned().unwrap_or(Value::Null),
+        "dryRun": false,
+    });
+    if !a.namespace.is_empty() {
+        req["namespace"] = json!(a.namespace);
+    }
+    if !a.subresource.is_empty() {
+        req["subResource"] = json!(a.subresource);
+        req["requestSubResource"] = json!(a.subresource);
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req})
+}
+
+/// Where and how to reach a webhook.
+struct Target {
+    addr: String,
+    server_name: String,
+    host_header: String,
+    path: String,
+    ca: Vec<u8>,
+}
+
+fn target(store: &Store, hook: &Value) -> Result<Target, String> {
+    let cc = &hook["clientConfig"];
+    let ca = match cc["caBundle"].as_str() {
+        Some(b) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|e| format!("invalid caBundle: {e}"))?,
+        None => Vec::new(),
+    };
+    if let Some(url) = cc["url"].as_str() {
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| format!("webhook URL {url} is not https"))?;
+        let (hostport, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, addr) = if hostport.starts_with('[') {
+            let end = hostport.find(']').unwrap_or(hostport.len());
+            let host = &hostport[1..end];
+            let port = hostport[end..].strip_prefix("]:").unwrap_or("443");
+            (host.to_owned(), format!("[{host}]:{port}"))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), format!("{h}:{p}")),
+                None => (hostport.to_owned(), format!("{hostport}:443")),
+            }
+        };
+        return Ok(Target {
+            addr,
+            server_name: host,
+            host_header: hostport.to_owned(),
+            path: path.to_owned(),
+            ca,
+        });
+    }
+    let svc = &cc["service"];
+    let name = svc["name"]
+        .as_str()
+        .ok_or("clientConfig has neither url nor service")?;
+    let ns = svc["namespace"].as_str().unwrap_or("default");
+    let port = svc["port"].as_u64().unwrap_or(443);
+    let path = svc["path"].as_str().unwrap_or("/").to_owned();
+    let ip = store
+        .get("", "services", ns, name)
+        .and_then(|s| s["spec"]["clusterIP"].as_str().map(str::to_owned))
+        .filter(|ip| !ip.is_empty() && ip != "None")
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    let server_name = format!("{name}.{ns}.svc");
+    let addr = if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    };
+    Ok(Target {
+        addr,
+        host_header: server_name.clone(),
+        server_name,
+        path,
+        ca,
+    })
+}
+
+async fn post(t: &Target, body: Vec<u8>) -> Result<Value, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&t.ca) {
+        let cert = cert.map_err(|e| format!("invalid caBundle: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("invalid caBundle: {e}"))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(&t.addr)
+        .await
+        .map_err(|e| format!("dial {}: {e}", t.addr))?;
+    let name = ServerName::try_from(t.server_name.clone()).map_err(|e| e.to_string())?;
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("tls: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = http::Request::post(&t.path)
+        .header(http::header::HOST, &t.host_header)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!(
+            "webhook answered HTTP {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("invalid AdmissionReview: {e}"))
+}
+
+async fn call(
+    store: &Store,
+    hook: &Value,
+    a: &Attributes<'_>,
+    obj: Option<&Value>,
+) -> Result<Value, String> {
+    let t = target(store, hook)?;
+    let secs = hook["timeoutSeconds"].as_u64().unwrap_or(10);
+    let body = serde_json::to_vec(&review(a, obj)).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(secs), post(&t, body)).await {
+        Ok(r) => r.map(|v| v["response"].clone()),
+        Err(_) => Err(format!("context deadline exceeded after {secs}s")),
+    }
+}
+
+fn denied(name: &str, resp: &Value) -> ApiError {
+    let st = &resp["status"];
+    let code = st["code"].as_u64().map_or(400, |c| c.max(400)) as u16;
+    let msg = st["message"].as_str().unwrap_or_default();
+    let text = if msg.is_empty() {
+        format!("admission webhook \"{name}\" denied the request without explanation")
+    } else {
+        format!("admission webhook \"{name}\" denied the request: {msg}")
+    };
+    ApiError::new(code, st["reason"].as_str().unwrap_or_default(), text)
+}
+
+fn failed(name: &str, err: &str) -> ApiError {
+    ApiError::new(
+        500,
+        "InternalError",
+        format!(
+            "Internal error occurred: failed calling webhook \"{name}\": failed to call webhook: {err}"
+        ),
+    )
+}
+
+/// Runs the matching mutating webhooks, in order, applying their JSON patches to `obj`.
+pub async fn mutate(store: &Store, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
+    for hook in hooks(store, "mutatingwebhookconfigurations") {
+        if !rule_matches(&hook, a) || !selector_matches(store, &hook, a, Some(obj))? {
+            continue;
+        }
+        let name = hook["name"].as_str().unwrap_or_default().to_owned();
+        let ignore = hook["failurePolicy"].as_str() == Some("Ignore");
+        let resp = match call(store, &hook, a, Some(obj)).await {
+            Ok(r) => r,
+            Err(_) if ignore => continue,
+            Err(e) => return Err(failed(&name, &e)),
+        };
+        if resp["allowed"] != json!(true) {
+            return Err(denied(&name, &resp));
+        }
+        if let Some(p) = resp["patch"].as_str() {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(p)
+                .map_err(|e| failed(&name, &format!("invalid patch: {e}")))?;
+            let patch: json_patch::Patch = serde_json::from_slice(&raw)
+                .map_err(|e| failed(&name, &format!("invalid patch: {e}")))?;
+            json_patch::patch(obj, &patch).map_err(|e| failed(&name, &format!("patch: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the matching validating webhooks; the first denial is returned.
+pub async fn validate(store: &Store, a: &Attributes<'_>, obj: Option<&Value>) -> ApiResult<()> {
+    for hook in hooks(store, "validatingwebhookconfigurations") {
+        if !rule_matches(&hook, a) || !selector_matches(store, &hook, a, obj)? {
+            continue;
+        }
+        let name = hook["name"].as_str().unwrap_or_default().to_owned();
+        let ignore = hook["failurePolicy"].as_str() == Some("Ignore");
+        let resp = match call(store, &hook, a, obj).await {
+            Ok(r) => r,
+            Err(_) if ignore => continue,
+            Err(e) => return Err(failed(&name, &e)),
+        };
+        if resp["allowed"] != json!(true) {
+            return Err(denied(&name, &resp));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_rules() {
+        let l = json!(["widgets", "gadgets/status"]);
+        assert!(resource_matches(&l, "widgets", ""));
+        assert!(!resource_matches(&l, "widgets", "status"));
+        assert!(resource_matches(&l, "gadgets", "status"));
+        assert!(resource_matches(&json!(["*/status"]), "widgets", "status"));
+        assert!(!resource_matches(&json!(["*"]), "widgets", "status"));
+        assert!(resource_matches(&json!(["*/*"]), "widgets", "status"));
+    }
+}

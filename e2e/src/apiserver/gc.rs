@@ -1,0 +1,116 @@
+//! Background garbage collection through ownerReferences, and namespace termination.
+//!
+//! An object whose ownerReferences all name uids that no longer exist is deleted (with the
+//! usual finalizer rules). Foreground deletion (`blockOwnerDeletion`) is not implemented:
+//! `propagationPolicy: Foreground` behaves as `Background`. `Orphan` removes the owner's
+//! reference from its dependents first. A terminating Namespace has its objects deleted and
+//! is removed once it is empty.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::object;
+use super::storage::Store;
+
+/// Removes the ownerReference to `owner_uid` from every object.
+pub fn orphan_dependents(store: &Store, owner_uid: &str) {
+    for (g, p, obj) in store.all_objects() {
+        let refs = obj["metadata"]["ownerReferences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !refs.iter().any(|r| r["uid"] == owner_uid) {
+            continue;
+        }
+        let Some(rt) = store.resource(&g, &p) else {
+            continue;
+        };
+        let mut new = obj.clone();
+        let kept: Vec<Value> = refs.into_iter().filter(|r| r["uid"] != owner_uid).collect();
+        let meta = object::meta_mut(&mut new);
+        if kept.is_empty() {
+            meta.remove("ownerReferences");
+        } else {
+            meta.insert("ownerReferences".into(), json!(kept));
+        }
+        let _ = store.update(&rt, object::resource_version(&obj), new);
+    }
+}
+
+/// One collection pass; returns how many deletions it started.
+pub fn collect(store: &Store) -> usize {
+    let uids = store.uids();
+    let all = store.all_objects();
+    let mut started = 0;
+    let terminating_ns: Vec<String> = all
+        .iter()
+        .filter(|(g, p, o)| g.is_empty() && p == "namespaces" && object::is_terminating(o))
+        .map(|(_, _, o)| object::name(o).to_owned())
+        .collect();
+    for (g, p, obj) in &all {
+        if object::is_terminating(obj) {
+            continue;
+        }
+        let refs = obj["metadata"]["ownerReferences"].as_array();
+        let orphaned = refs.is_some_and(|r| {
+            !r.is_empty()
+                && r.iter()
+                    .all(|r| !uids.contains(r["uid"].as_str().unwrap_or_default()))
+        });
+        let in_dying_ns = terminating_ns.iter().any(|n| n == object::namespace(obj));
+        if !(orphaned || in_dying_ns) {
+            continue;
+        }
+        if let Some(rt) = store.resource(g, p)
+            && store
+                .delete(&rt, object::namespace(obj), object::name(obj), (None, None))
+                .is_ok()
+        {
+            started += 1;
+        }
+    }
+    for ns in terminating_ns {
+        let empty = !all.iter().any(|(_, _, o)| object::namespace(o) == ns);
+        if !empty {
+            continue;
+        }
+        if let (Some(rt), Some(obj)) = (
+            store.resource("", "namespaces"),
+            store.get("", "namespaces", "", &ns),
+        ) {
+            if obj["spec"]["finalizers"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+            {
+                continue;
+            }
+            let mut new = obj.clone();
+            new["spec"]["finalizers"] = json!([]);
+            if store
+                .update(&rt, object::resource_version(&obj), new)
+                .is_ok()
+            {
+                started += 1;
+            }
+        }
+    }
+    started
+}
+
+/// Runs collection after removals and every `interval`, until the shutdown signal.
+pub async fn run(
+    store: Arc<Store>,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        while collect(&store) > 0 {}
+        tokio::select! {
+            () = store.removed.notified() => {}
+            () = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
