@@ -11,7 +11,7 @@
 //! - [`Backend::feature_statistics`]: nmstate's feature statistics of a desired state;
 //! - [`Backend::apply`] → [`Backend::commit`] / [`Backend::rollback`]: apply without committing,
 //!   holding a NetworkManager checkpoint, so the caller can run [`probe`]s first; a checkpoint left
-//!   behind by a crashed apply is destroyed before the next apply, and interface types the kernel
+//!   behind by a crashed apply is rolled back (and so destroyed) before the next apply, and interface types the kernel
 //!   cannot create are refused within seconds instead of after nmstate's retries;
 //! - [`Backend::changes`]: a debounced stream of NetworkManager change signals.
 //!
@@ -111,7 +111,9 @@ impl std::fmt::Display for Checkpoint {
 pub struct PendingApply {
     /// The checkpoint to [`Backend::commit`] or [`Backend::rollback`].
     pub checkpoint: Checkpoint,
-    /// Checkpoints of earlier, crashed applies that were found and destroyed first.
+    /// Checkpoints of earlier, crashed applies that were found first and rolled back (which
+    /// destroys them): their changes were never probed, so the node returns to the state before
+    /// them.
     pub destroyed_stale: Vec<Checkpoint>,
 }
 

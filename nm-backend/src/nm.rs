@@ -120,19 +120,6 @@ async fn list_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>> {
         .collect())
 }
 
-async fn destroy_checkpoint(conn: &Connection, checkpoint: &Checkpoint) -> zbus::Result<()> {
-    let path = zbus::zvariant::ObjectPath::try_from(checkpoint.0.as_str())?;
-    conn.call_method(
-        Some(NM_BUS),
-        NM_PATH,
-        Some(NM_BUS),
-        "CheckpointDestroy",
-        &(path,),
-    )
-    .await?;
-    Ok(())
-}
-
 async fn retrieve() -> Result<Value> {
     worker::run("retrieve", || async {
         let mut state = NetworkState::new();
@@ -168,14 +155,18 @@ impl Backend for NmBackend {
         let conn = Connection::system().await?;
 
         // A checkpoint nobody committed (a crashed apply) makes NetworkManager refuse new ones.
+        // Its changes were never probed: roll them back, which also destroys it.
         let mut destroyed_stale = Vec::new();
         for stale in list_checkpoints(&conn).await? {
-            tracing::warn!(checkpoint = %stale, "destroying checkpoint left by an earlier apply");
-            destroy_checkpoint(&conn, &stale).await.map_err(|e| {
-                BackendError::DestroyStaleCheckpoint {
-                    checkpoint: stale.0.clone(),
-                    message: e.to_string(),
-                }
+            tracing::warn!(checkpoint = %stale, "rolling back checkpoint left by an earlier apply");
+            let cp = stale.0.clone();
+            worker::run("stale-rollback", move || async move {
+                NetworkState::checkpoint_rollback_async(&cp).await
+            })
+            .await?
+            .map_err(|e| BackendError::DestroyStaleCheckpoint {
+                checkpoint: stale.0.clone(),
+                message: e.to_string(),
             })?;
             destroyed_stale.push(stale);
         }

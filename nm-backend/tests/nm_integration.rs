@@ -1,0 +1,811 @@
+//! nm-backend on real NetworkManager: every scenario runs on a fresh harness node
+//! (`hack/nodes.sh`), one after the other.
+//!
+//! `cargo test -p knmstate-nm-backend --test nm_integration [FILTER]` must run as root; without
+//! root (or with `KNMSTATE_SKIP_NODE_TESTS` set) it says why and skips. The outer run brings a
+//! node up for each scenario and re-runs this binary inside it with `--inner SCENARIO`.
+
+mod support;
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    pin::Pin,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail, ensure};
+use futures::StreamExt;
+use knmstate_nm_backend::{
+    ApplyOptions, Backend, ChangeKind, NmBackend,
+    probe::{DefaultGatewayProbe, DnsProbe, Probe, ProbeContext, default_gateways, run_probes},
+};
+use serde_json::{Value, json};
+
+type Scenario = fn(NmBackend) -> Pin<Box<dyn Future<Output = anyhow::Result<()>>>>;
+
+const SCENARIOS: &[(&str, Scenario)] = &[
+    ("current_state_and_versions", |b| {
+        Box::pin(current_state_and_versions(b))
+    }),
+    ("linux_bridge_over_eth1_eth2", |b| {
+        Box::pin(linux_bridge_over_eth1_eth2(b))
+    }),
+    ("static_ipv4_and_ipv6_on_eth1", |b| {
+        Box::pin(static_ipv4_and_ipv6_on_eth1(b))
+    }),
+    ("static_routes", |b| Box::pin(static_routes(b))),
+    ("global_dns", |b| Box::pin(global_dns(b))),
+    ("dhcp_on_eth0", |b| Box::pin(dhcp_on_eth0(b))),
+    ("mtu_change_and_rollback", |b| {
+        Box::pin(mtu_change_and_rollback(b))
+    }),
+    ("broken_gateway_probe_fails_and_rollback_restores", |b| {
+        Box::pin(broken_gateway_probe_fails_and_rollback_restores(b))
+    }),
+    ("bond_is_refused_fast_when_kernel_lacks_it", |b| {
+        Box::pin(bond_is_refused_fast_when_kernel_lacks_it(b))
+    }),
+    (
+        "capture_moves_default_gateway_interface_under_bridge",
+        |b| Box::pin(capture_moves_default_gateway_interface_under_bridge(b)),
+    ),
+    ("stale_checkpoint_of_killed_apply_is_recovered", |b| {
+        Box::pin(stale_checkpoint_of_killed_apply_is_recovered(b))
+    }),
+    ("change_stream_reports_out_of_band_bridge_within_1s", |b| {
+        Box::pin(change_stream_reports_out_of_band_bridge_within_1s(b))
+    }),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--inner") {
+        return inner(args.get(i + 1).map(String::as_str).unwrap_or_default());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--helper") {
+        return helper(args.get(i + 1).map(String::as_str).unwrap_or_default());
+    }
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in SCENARIOS {
+            println!("{name}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let filter: Vec<&str> = args[1..]
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    let selected: Vec<&str> = SCENARIOS
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| filter.is_empty() || filter.iter().any(|f| n.contains(f)))
+        .collect();
+    println!("\nrunning {} tests", selected.len());
+    if let Some(reason) = support::skip_reason() {
+        println!("skipping nm-backend node tests: {reason}");
+        println!(
+            "\ntest result: ok. 0 passed; 0 failed; {} ignored; 0 measured; 0 filtered out; finished in 0.00s\n",
+            selected.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let started = Instant::now();
+    let nodes = support::Nodes::new("knmt");
+    let (mut passed, mut failed) = (0, 0);
+    for name in &selected {
+        let t = Instant::now();
+        let outcome = nodes.up(1).and_then(|up| {
+            let out = nodes.run_self("node1", &["--inner", name])?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if out.status.success() {
+                Ok((up, text))
+            } else {
+                Err(text)
+            }
+        });
+        match outcome {
+            Ok((up, text)) => {
+                passed += 1;
+                println!(
+                    "test {name} ... ok ({:.1}s, node up {:.1}s)",
+                    t.elapsed().as_secs_f64(),
+                    up.as_secs_f64()
+                );
+                for line in text.lines().filter(|l| l.starts_with("  ")) {
+                    println!("{line}");
+                }
+            }
+            Err(text) => {
+                failed += 1;
+                println!(
+                    "test {name} ... FAILED ({:.1}s)\n{text}",
+                    t.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
+    nodes.down();
+    let verdict = if failed == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.2}s\n",
+        SCENARIOS.len() - selected.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(101)
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn inner(name: &str) -> ExitCode {
+    let Some((_, scenario)) = SCENARIOS.iter().find(|(n, _)| *n == name) else {
+        eprintln!("unknown scenario {name}");
+        return ExitCode::from(2);
+    };
+    let rt = runtime();
+    let backend = NmBackend::new();
+    let local = tokio::task::LocalSet::new();
+    match local.block_on(&rt, scenario(backend)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scenario {name} failed: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Child processes of scenarios.
+fn helper(name: &str) -> ExitCode {
+    let rt = runtime();
+    match name {
+        // Apply with a long checkpoint and never commit: the scenario kills this process.
+        "apply-and-hang" => rt.block_on(async {
+            let backend = NmBackend::new();
+            let desired = json!({"interfaces": [{"name": "eth1", "type": "ethernet", "state": "up", "mtu": 1300}]});
+            let opts = ApplyOptions {
+                checkpoint_timeout: Duration::from_secs(300),
+                verify: true,
+            };
+            match backend.apply(&desired, &opts).await {
+                Ok(p) => println!("applied {}", p.checkpoint),
+                Err(e) => eprintln!("apply failed: {e}"),
+            }
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            ExitCode::SUCCESS
+        }),
+        _ => ExitCode::from(2),
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+async fn state(b: &NmBackend) -> anyhow::Result<Value> {
+    Ok(b.current_state().await?.state)
+}
+
+fn iface<'a>(state: &'a Value, name: &str) -> Option<&'a Value> {
+    state["interfaces"]
+        .as_array()?
+        .iter()
+        .find(|i| i["name"] == name)
+}
+
+fn probes(timeout: Duration) -> Vec<Box<dyn Probe>> {
+    vec![
+        Box::new(DefaultGatewayProbe {
+            timeout,
+            tcp_port: 53,
+        }),
+        Box::new(DnsProbe {
+            timeout,
+            ..DnsProbe::default()
+        }),
+    ]
+}
+
+fn opts() -> ApplyOptions {
+    ApplyOptions {
+        checkpoint_timeout: Duration::from_secs(60),
+        verify: true,
+    }
+}
+
+/// Apply, probe while the checkpoint is held, then commit; roll back and fail when a probe fails.
+async fn apply_probe_commit(b: &NmBackend, desired: &Value) -> anyhow::Result<Value> {
+    let before = state(b).await?;
+    let pending = b.apply(desired, &opts()).await.context("apply")?;
+    let after = state(b).await?;
+    let ctx = ProbeContext { before, after };
+    match run_probes(&probes(Duration::from_secs(10)), &ctx).await {
+        Ok(outcomes) => {
+            for (name, outcome) in outcomes {
+                println!("  probe {name}: {outcome:?}");
+            }
+            b.commit(&pending.checkpoint).await.context("commit")?;
+        }
+        Err(e) => {
+            b.rollback(&pending.checkpoint).await.context("rollback")?;
+            bail!("probe failed, rolled back: {e}");
+        }
+    }
+    ensure!(
+        b.checkpoints().await?.is_empty(),
+        "a checkpoint is left after commit"
+    );
+    state(b).await
+}
+
+fn addresses(iface: &Value, family: &str) -> Vec<String> {
+    let mut v: Vec<String> = iface[family]["address"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            format!(
+                "{}/{}",
+                a["ip"].as_str().unwrap_or_default(),
+                a["prefix-length"]
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// What must come back exactly after a rollback: the node's interfaces (type, state, MTU,
+/// controller, IP settings and addresses), its routes and its DNS.
+fn fingerprint(state: &Value) -> Value {
+    let mut ifaces: Vec<Value> = state["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["type"] != "loopback")
+        .map(|i| {
+            json!({
+                "name": i["name"], "type": i["type"], "state": i["state"], "mtu": i["mtu"],
+                "controller": i["controller"],
+                "ipv4": {"enabled": i["ipv4"]["enabled"], "dhcp": i["ipv4"]["dhcp"],
+                         "address": addresses(i, "ipv4")},
+                "ipv6": {"enabled": i["ipv6"]["enabled"], "dhcp": i["ipv6"]["dhcp"],
+                         "autoconf": i["ipv6"]["autoconf"], "address": addresses(i, "ipv6")},
+            })
+        })
+        .collect();
+    ifaces.sort_by_key(|i| i["name"].to_string());
+    let mut routes: Vec<String> = state["routes"]["running"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{} via {} dev {} table {} metric {}",
+                r["destination"],
+                r["next-hop-address"],
+                r["next-hop-interface"],
+                r["table-id"],
+                r["metric"]
+            )
+        })
+        .collect();
+    routes.sort();
+    json!({
+        "interfaces": ifaces,
+        "routes": routes,
+        "route-config": state["routes"]["config"],
+        "dns": state["dns-resolver"],
+    })
+}
+
+/// Poll until the node's fingerprint equals `want` (DHCP and RA take a moment after a rollback).
+async fn wait_fingerprint(
+    b: &NmBackend,
+    want: &Value,
+    within: Duration,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let got = fingerprint(&state(b).await?);
+        if &got == want {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > within {
+            bail!(
+                "state not restored after {within:?}:\nwant {}\ngot  {}",
+                serde_json::to_string_pretty(want)?,
+                serde_json::to_string_pretty(&got)?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn sh(cmd: &str) -> anyhow::Result<String> {
+    let out = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "`{cmd}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Ping `addr` until it answers or `within` passed.
+async fn ping_within(addr: &str, within: Duration) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let last = sh(&format!("ping -n -c1 -W1 {addr}"));
+        if last.is_ok() {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > within {
+            return last
+                .map(|_| started.elapsed())
+                .context(format!("{addr} unreachable"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+async fn current_state_and_versions(b: NmBackend) -> anyhow::Result<()> {
+    let cur = b.current_state().await?;
+    ensure!(
+        cur.nm_version.starts_with("1."),
+        "NM version {:?}",
+        cur.nm_version
+    );
+    ensure!(
+        cur.nmstate_version.starts_with("2.2."),
+        "nmstate version {:?}",
+        cur.nmstate_version
+    );
+    for name in ["eth0", "eth1", "eth2"] {
+        ensure!(iface(&cur.state, name).is_some(), "{name} missing");
+    }
+    let gws = default_gateways(&cur.state);
+    ensure!(
+        gws.first().map(|g| g.address.to_string()) == Some("198.18.0.1".into()),
+        "default gateway {gws:?}"
+    );
+    let stats = b
+        .feature_statistics(&json!({
+            "dns-resolver": {"config": {"server": ["198.18.0.1"]}},
+            "routes": {"config": [{"destination": "198.19.50.0/24", "next-hop-address": "198.18.0.1",
+                                   "next-hop-interface": "eth0"}]}
+        }))
+        .await?;
+    ensure!(
+        stats.features == vec!["static-dns-name-server", "static-route"],
+        "features {stats:?}"
+    );
+    println!(
+        "  NetworkManager {} nmstate {}",
+        cur.nm_version, cur.nmstate_version
+    );
+    Ok(())
+}
+
+async fn linux_bridge_over_eth1_eth2(b: NmBackend) -> anyhow::Result<()> {
+    let desired = json!({"interfaces": [{
+        "name": "br1", "type": "linux-bridge", "state": "up",
+        "ipv4": {"enabled": false}, "ipv6": {"enabled": false},
+        "bridge": {"options": {"stp": {"enabled": false}},
+                   "port": [{"name": "eth1"}, {"name": "eth2"}]}
+    }]});
+    let after = apply_probe_commit(&b, &desired).await?;
+    let br = iface(&after, "br1").context("br1 missing")?;
+    let mut ports: Vec<&str> = br["bridge"]["port"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    ports.sort_unstable();
+    ensure!(ports == ["eth1", "eth2"], "ports {ports:?}");
+    for port in ["eth1", "eth2"] {
+        ensure!(
+            iface(&after, port).map(|i| &i["controller"]) == Some(&json!("br1")),
+            "{port} controller"
+        );
+    }
+    ensure!(sh("cat /sys/class/net/eth1/master/uevent")?.contains("INTERFACE=br1"));
+    Ok(())
+}
+
+async fn static_ipv4_and_ipv6_on_eth1(b: NmBackend) -> anyhow::Result<()> {
+    let desired = json!({"interfaces": [{
+        "name": "eth1", "type": "ethernet", "state": "up",
+        "ipv4": {"enabled": true, "dhcp": false, "address": [{"ip": "198.19.0.11", "prefix-length": 24}]},
+        "ipv6": {"enabled": true, "dhcp": false, "autoconf": false,
+                 "address": [{"ip": "2001:db8:1::11", "prefix-length": 64}]}
+    }]});
+    let after = apply_probe_commit(&b, &desired).await?;
+    let eth1 = iface(&after, "eth1").context("eth1")?;
+    ensure!(
+        addresses(eth1, "ipv4") == ["198.19.0.11/24"],
+        "{:?}",
+        addresses(eth1, "ipv4")
+    );
+    ensure!(
+        addresses(eth1, "ipv6").contains(&"2001:db8:1::11/64".to_string()),
+        "{:?}",
+        addresses(eth1, "ipv6")
+    );
+    ping_within("198.19.0.254", Duration::from_secs(5)).await?;
+    // The new IPv6 address is usable once duplicate address detection is over.
+    ping_within("2001:db8:1::fe", Duration::from_secs(10)).await?;
+    Ok(())
+}
+
+async fn static_routes(b: NmBackend) -> anyhow::Result<()> {
+    let route4 = json!({"destination": "198.19.100.0/24", "next-hop-address": "198.19.0.254",
+                        "next-hop-interface": "eth1", "metric": 150, "table-id": 254});
+    let route6 = json!({"destination": "2001:db8:100::/64", "next-hop-address": "2001:db8:1::fe",
+                        "next-hop-interface": "eth1", "metric": 150, "table-id": 254});
+    let desired = json!({
+        "interfaces": [{"name": "eth1", "type": "ethernet", "state": "up",
+            "ipv4": {"enabled": true, "dhcp": false, "address": [{"ip": "198.19.0.12", "prefix-length": 24}]},
+            "ipv6": {"enabled": true, "dhcp": false, "autoconf": false,
+                     "address": [{"ip": "2001:db8:1::12", "prefix-length": 64}]}}],
+        "routes": {"config": [route4, route6]}
+    });
+    let after = apply_probe_commit(&b, &desired).await?;
+    let has = |s: &Value, dest: &str| {
+        s["routes"]["running"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["destination"] == dest)
+    };
+    ensure!(
+        has(&after, "198.19.100.0/24") && has(&after, "2001:db8:100::/64"),
+        "routes missing"
+    );
+    ensure!(sh("ip route show 198.19.100.0/24")?.contains("via 198.19.0.254 dev eth1"));
+    let remove = json!({"routes": {"config": [
+        {"destination": "198.19.100.0/24", "state": "absent"},
+        {"destination": "2001:db8:100::/64", "state": "absent"}
+    ]}});
+    let after = apply_probe_commit(&b, &remove).await?;
+    ensure!(
+        !has(&after, "198.19.100.0/24") && !has(&after, "2001:db8:100::/64"),
+        "routes not removed"
+    );
+    Ok(())
+}
+
+async fn global_dns(b: NmBackend) -> anyhow::Result<()> {
+    let desired = json!({"dns-resolver": {"config": {
+        "server": ["198.18.0.1", "2001:db8::1"], "search": ["knmstate.test", "example.test"]
+    }}});
+    let after = apply_probe_commit(&b, &desired).await?;
+    ensure!(
+        after["dns-resolver"]["config"]["server"] == json!(["198.18.0.1", "2001:db8::1"]),
+        "dns config {}",
+        after["dns-resolver"]
+    );
+    let resolv = sh("cat /etc/resolv.conf")?;
+    ensure!(resolv.contains("example.test"), "resolv.conf: {resolv}");
+    let probe = DnsProbe {
+        timeout: Duration::from_secs(5),
+        name: "gw.knmstate.test.".into(),
+        record_type: hickory_record_a(),
+    };
+    let outcome = probe
+        .run(&ProbeContext {
+            before: after.clone(),
+            after,
+        })
+        .await?;
+    println!("  local name: {outcome:?}");
+    Ok(())
+}
+
+fn hickory_record_a() -> hickory_proto::rr::RecordType {
+    hickory_proto::rr::RecordType::A
+}
+
+async fn dhcp_on_eth0(b: NmBackend) -> anyhow::Result<()> {
+    let desired = json!({"interfaces": [{
+        "name": "eth0", "type": "ethernet", "state": "up",
+        "ipv4": {"enabled": true, "dhcp": true, "auto-dns": true, "auto-gateway": true, "auto-routes": true},
+        "ipv6": {"enabled": true, "dhcp": true, "autoconf": true}
+    }]});
+    let after = apply_probe_commit(&b, &desired).await?;
+    let eth0 = iface(&after, "eth0").context("eth0")?;
+    ensure!(eth0["ipv4"]["dhcp"] == true, "dhcp flag {}", eth0["ipv4"]);
+    let lease = addresses(eth0, "ipv4");
+    ensure!(
+        lease.len() == 1 && lease[0].starts_with("198.18.0.1") && lease[0].ends_with("/24"),
+        "lease {lease:?}"
+    );
+    let gws = default_gateways(&after);
+    ensure!(
+        gws.iter().any(|g| g.address.to_string() == "198.18.0.1"),
+        "gateways {gws:?}"
+    );
+    println!("  lease {}", lease[0]);
+    Ok(())
+}
+
+async fn mtu_change_and_rollback(b: NmBackend) -> anyhow::Result<()> {
+    let read_mtu = || sh("cat /sys/class/net/eth1/mtu").map(|s| s.trim().to_string());
+    let before_mtu = read_mtu()?;
+    let desired =
+        json!({"interfaces": [{"name": "eth1", "type": "ethernet", "state": "up", "mtu": 1400}]});
+    let pending = b.apply(&desired, &opts()).await?;
+    ensure!(read_mtu()? == "1400", "mtu {}", read_mtu()?);
+    ensure!(
+        b.checkpoints().await? == vec![pending.checkpoint.clone()],
+        "checkpoint not listed"
+    );
+    b.rollback(&pending.checkpoint).await?;
+    ensure!(
+        read_mtu()? == before_mtu,
+        "rollback left mtu {}",
+        read_mtu()?
+    );
+    let after = apply_probe_commit(&b, &desired).await?;
+    ensure!(iface(&after, "eth1").map(|i| &i["mtu"]) == Some(&json!(1400)));
+    ensure!(read_mtu()? == "1400");
+    Ok(())
+}
+
+async fn broken_gateway_probe_fails_and_rollback_restores(b: NmBackend) -> anyhow::Result<()> {
+    let before = state(&b).await?;
+    let want = fingerprint(&before);
+    let desired = json!({
+        "interfaces": [{"name": "eth0", "type": "ethernet", "state": "up",
+            "ipv4": {"enabled": true, "dhcp": false, "address": [{"ip": "198.18.0.250", "prefix-length": 24}]}}],
+        "routes": {"config": [{"destination": "0.0.0.0/0", "next-hop-address": "198.18.0.254",
+                               "next-hop-interface": "eth0"}]}
+    });
+    let pending = b.apply(&desired, &opts()).await.context("apply")?;
+    let after = state(&b).await?;
+    let gws = default_gateways(&after);
+    ensure!(
+        gws.iter().any(|g| g.address.to_string() == "198.18.0.254"),
+        "gateways {gws:?}"
+    );
+    let started = Instant::now();
+    let probe = DefaultGatewayProbe {
+        timeout: Duration::from_secs(3),
+        tcp_port: 53,
+    };
+    let verdict = probe
+        .run(&ProbeContext {
+            before: before.clone(),
+            after,
+        })
+        .await;
+    let err = match verdict {
+        Ok(o) => bail!("probe passed on a broken gateway: {o:?}"),
+        Err(e) => e,
+    };
+    ensure!(err.category() == "ProbeFailed", "{err}");
+    println!(
+        "  probe failed after {:.1}s: {err}",
+        started.elapsed().as_secs_f64()
+    );
+    b.rollback(&pending.checkpoint).await?;
+    ensure!(
+        b.checkpoints().await?.is_empty(),
+        "checkpoint left after rollback"
+    );
+    let took = wait_fingerprint(&b, &want, Duration::from_secs(30)).await?;
+    println!(
+        "  state identical again {:.1}s after rollback",
+        took.as_secs_f64()
+    );
+    ping_within("198.18.0.1", Duration::from_secs(5)).await?;
+    Ok(())
+}
+
+async fn bond_is_refused_fast_when_kernel_lacks_it(b: NmBackend) -> anyhow::Result<()> {
+    if std::path::Path::new("/sys/module/bonding").exists() {
+        println!("  this kernel has bonding: checking that a bond applies instead");
+    }
+    let before = fingerprint(&state(&b).await?);
+    let desired = json!({"interfaces": [{
+        "name": "bond0", "type": "bond", "state": "up",
+        "link-aggregation": {"mode": "active-backup", "port": ["eth2"]}
+    }]});
+    let started = Instant::now();
+    let outcome = b.apply(&desired, &opts()).await;
+    let took = started.elapsed();
+    let kernel_has_bond =
+        sh("ip link add knmbondtest type bond && ip link del knmbondtest").is_ok();
+    match outcome {
+        Err(e) if !kernel_has_bond => {
+            ensure!(
+                e.category() == "UnsupportedInterfaceType",
+                "wrong error: {e}"
+            );
+            ensure!(
+                e.to_string().contains("not supported by this kernel"),
+                "{e}"
+            );
+            ensure!(took < Duration::from_secs(5), "took {took:?}");
+            ensure!(b.checkpoints().await?.is_empty(), "checkpoint left");
+            ensure!(fingerprint(&state(&b).await?) == before, "node changed");
+            println!("  refused in {:.0} ms: {e}", took.as_secs_f64() * 1000.0);
+        }
+        Ok(p) if kernel_has_bond => {
+            b.rollback(&p.checkpoint).await?;
+        }
+        other => bail!("unexpected outcome (kernel has bond: {kernel_has_bond}): {other:?}"),
+    }
+    Ok(())
+}
+
+async fn capture_moves_default_gateway_interface_under_bridge(b: NmBackend) -> anyhow::Result<()> {
+    let policy = json!({
+        "capture": {
+            "default-gw": "routes.running.destination==\"0.0.0.0/0\"",
+            "base-iface": "interfaces.name==capture.default-gw.routes.running.0.next-hop-interface"
+        },
+        "desiredState": {"interfaces": [{
+            "name": "br-ex", "type": "linux-bridge", "state": "up",
+            "mac-address": "{{ capture.base-iface.interfaces.0.mac-address }}",
+            "ipv4": "{{ capture.base-iface.interfaces.0.ipv4 }}",
+            "bridge": {"options": {"stp": {"enabled": false}},
+                       "port": [{"name": "{{ capture.base-iface.interfaces.0.name }}"}]}
+        }]}
+    });
+    let resolved = b.resolve_policy(&policy, &BTreeMap::new()).await?;
+    let br = &resolved.desired_state["interfaces"][0];
+    ensure!(
+        br["bridge"]["port"][0]["name"] == "eth0",
+        "resolved {}",
+        resolved.desired_state
+    );
+    ensure!(br["ipv4"]["dhcp"] == true, "captured ipv4 {}", br["ipv4"]);
+    ensure!(
+        resolved
+            .captured_states
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            == ["base-iface", "default-gw"],
+        "captures {:?}",
+        resolved.captured_states.keys()
+    );
+    let after = apply_probe_commit(&b, &resolved.desired_state).await?;
+    ensure!(
+        iface(&after, "eth0").map(|i| &i["controller"]) == Some(&json!("br-ex")),
+        "eth0 not a port"
+    );
+    let gws = default_gateways(&after);
+    ensure!(
+        gws.iter()
+            .any(|g| g.interface.as_deref() == Some("br-ex")
+                && g.address.to_string() == "198.18.0.1"),
+        "default gateway not via br-ex: {gws:?}"
+    );
+    // The node changed; with the cached captures the policy still resolves to the same state.
+    let again = b.resolve_policy(&policy, &resolved.captured_states).await?;
+    ensure!(again == resolved, "cached resolution differs");
+    Ok(())
+}
+
+async fn stale_checkpoint_of_killed_apply_is_recovered(b: NmBackend) -> anyhow::Result<()> {
+    let before_mtu = sh("cat /sys/class/net/eth1/mtu")?.trim().to_string();
+    let exe = std::env::current_exe()?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["--helper", "apply-and-hang"])
+        .kill_on_drop(true)
+        .spawn()?;
+    let started = Instant::now();
+    let stale = loop {
+        let cps = b.checkpoints().await?;
+        if let Some(cp) = cps.into_iter().next() {
+            break cp;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "the helper never created a checkpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    child.start_kill()?;
+    child.wait().await?;
+    println!(
+        "  killed the apply {:.0} ms in, holding {stale}",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    ensure!(
+        b.checkpoints().await? == vec![stale.clone()],
+        "stale checkpoint should survive the kill"
+    );
+
+    let desired =
+        json!({"interfaces": [{"name": "eth1", "type": "ethernet", "state": "up", "mtu": 1450}]});
+    let pending = b
+        .apply(&desired, &opts())
+        .await
+        .context("apply after the crash")?;
+    ensure!(
+        pending.destroyed_stale == vec![stale.clone()],
+        "stale {:?}",
+        pending.destroyed_stale
+    );
+    ensure!(
+        b.checkpoints().await? == vec![pending.checkpoint.clone()],
+        "checkpoints after apply"
+    );
+    b.rollback(&pending.checkpoint).await?;
+    // Rolling back the new apply returns to the state before the crashed one.
+    let mtu = sh("cat /sys/class/net/eth1/mtu")?.trim().to_string();
+    ensure!(
+        mtu == before_mtu,
+        "mtu {mtu}, before the crashed apply {before_mtu}"
+    );
+    ensure!(b.checkpoints().await?.is_empty(), "checkpoints left");
+    Ok(())
+}
+
+async fn change_stream_reports_out_of_band_bridge_within_1s(b: NmBackend) -> anyhow::Result<()> {
+    let mut changes = b.changes(Duration::from_millis(50)).await?;
+    // Let start-up chatter pass.
+    while tokio::time::timeout(Duration::from_millis(700), changes.next())
+        .await
+        .is_ok()
+    {}
+    let mut latencies = Vec::new();
+    for round in 0..5 {
+        let name = format!("knmoob{round}");
+        let t0 = Instant::now();
+        sh(&format!("ip link add {name} type bridge"))?;
+        let batch = tokio::time::timeout(Duration::from_secs(1), changes.next())
+            .await
+            .context("no change batch within 1 s")?
+            .context("change stream ended")?;
+        let delivered = t0.elapsed();
+        let first = batch.first_signal.saturating_duration_since(t0);
+        ensure!(
+            batch.kinds.contains(&ChangeKind::DeviceAdded),
+            "kinds {:?}",
+            batch.kinds
+        );
+        latencies.push((first, delivered));
+        sh(&format!("ip link del {name}"))?;
+        while tokio::time::timeout(Duration::from_millis(500), changes.next())
+            .await
+            .is_ok()
+        {}
+    }
+    let mut firsts: Vec<f64> = latencies
+        .iter()
+        .map(|(f, _)| f.as_secs_f64() * 1000.0)
+        .collect();
+    let mut delivered: Vec<f64> = latencies
+        .iter()
+        .map(|(_, d)| d.as_secs_f64() * 1000.0)
+        .collect();
+    firsts.sort_by(f64::total_cmp);
+    delivered.sort_by(f64::total_cmp);
+    println!(
+        "  change-stream latency over 5 out-of-band bridges: first signal median {:.1} ms, batch delivered (50 ms debounce) median {:.1} ms, max {:.1} ms",
+        firsts[2], delivered[2], delivered[4]
+    );
+    Ok(())
+}
