@@ -6,3 +6,4 @@
 //! never depends on this crate.
 
 pub mod apiserver;
+pub mod nodes;

@@ -239,6 +239,9 @@ async fn route(
         return Err(ApiError::no_route(path));
     }
     let ns = target.namespace.clone().unwrap_or_default();
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(&content_type));
+    }
     let req = Req {
         ctx: ctx.clone(),
         rt,
