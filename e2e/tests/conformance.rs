@@ -1,0 +1,328 @@
+//! A table of conformance cases per verb, each a short sequence of raw API requests with the
+//! expected HTTP code and fields of the answer.
+
+mod common;
+
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use rstest::rstest;
+use serde_json::{Value, json};
+
+const W: &str = "/apis/example.com/v1/namespaces/default/widgets";
+const CM: &str = "/api/v1/namespaces/default/configmaps";
+const MERGE: &str = "application/merge-patch+json";
+const JSONP: &str = "application/json-patch+json";
+const SMP: &str = "application/strategic-merge-patch+json";
+const APPLY: &str = "application/apply-patch+yaml";
+const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+
+#[derive(Debug, Clone)]
+struct Step {
+    method: &'static str,
+    path: String,
+    content_type: &'static str,
+    accept: &'static str,
+    body: Option<Value>,
+    code: u16,
+    has: Vec<(&'static str, Value)>,
+    lacks: Vec<&'static str>,
+    eventually: bool,
+}
+
+fn step(method: &'static str, path: &str, body: Option<Value>) -> Step {
+    Step {
+        method,
+        path: path.to_owned(),
+        content_type: "application/json",
+        accept: "application/json",
+        body,
+        code: 200,
+        has: Vec::new(),
+        lacks: Vec::new(),
+        eventually: false,
+    }
+}
+
+fn get(path: &str) -> Step {
+    step("GET", path, None)
+}
+fn post(path: &str, body: Value) -> Step {
+    step("POST", path, Some(body)).code(201)
+}
+fn put(path: &str, body: Value) -> Step {
+    step("PUT", path, Some(body))
+}
+fn patch(path: &str, ct: &'static str, body: Value) -> Step {
+    Step {
+        content_type: ct,
+        ..step("PATCH", path, Some(body))
+    }
+}
+fn delete(path: &str) -> Step {
+    step("DELETE", path, None)
+}
+
+impl Step {
+    fn code(mut self, c: u16) -> Self {
+        self.code = c;
+        self
+    }
+    fn has(mut self, pointer: &'static str, v: Value) -> Self {
+        self.has.push((pointer, v));
+        self
+    }
+    fn lacks(mut self, pointer: &'static str) -> Self {
+        self.lacks.push(pointer);
+        self
+    }
+    fn eventually(mut self) -> Self {
+        self.eventually = true;
+        self
+    }
+    fn accept(mut self, a: &'static str) -> Self {
+        self.accept = a;
+        self
+    }
+}
+
+fn widget(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec})
+}
+
+fn cm(name: &str, extra: Value) -> Value {
+    let mut v = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "1"}});
+    json_patch::merge(&mut v, &extra);
+    v
+}
+
+/// Replaces `$uidN` and `$rvN` with the uid / resourceVersion answered at step N.
+fn substitute(s: &str, answers: &[Value]) -> String {
+    let mut out = s.to_owned();
+    for (i, a) in answers.iter().enumerate().rev() {
+        let uid = a["metadata"]["uid"].as_str().unwrap_or_default();
+        let rv = a["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default();
+        out = out
+            .replace(&format!("$uid{i}"), uid)
+            .replace(&format!("$rv{i}"), rv);
+    }
+    out
+}
+
+async fn send(client: &kube::Client, s: &Step, answers: &[Value]) -> (u16, Value) {
+    let body = s
+        .body
+        .as_ref()
+        .map(|b| substitute(&b.to_string(), answers).into_bytes())
+        .unwrap_or_default();
+    let req = http::Request::builder()
+        .method(s.method)
+        .uri(substitute(&s.path, answers))
+        .header(http::header::CONTENT_TYPE, s.content_type)
+        .header(http::header::ACCEPT, s.accept)
+        .body(body)
+        .unwrap();
+    let resp = client.send(req.map(Into::into)).await.expect("send");
+    let code = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn check(s: &Step, code: u16, v: &Value, answers: &[Value]) -> Result<(), String> {
+    if code != s.code {
+        return Err(format!("code {code}, want {}: {v}", s.code));
+    }
+    for (p, want) in &s.has {
+        let want = match want {
+            Value::String(w) => &json!(substitute(w, answers)),
+            w => w,
+        };
+        if v.pointer(p) != Some(want) {
+            return Err(format!("{p} = {:?}, want {want}: {v}", v.pointer(p)));
+        }
+    }
+    for p in &s.lacks {
+        if v.pointer(p).is_some() {
+            return Err(format!("{p} should be absent: {v}"));
+        }
+    }
+    Ok(())
+}
+
+#[rstest]
+#[case::get_missing_is_a_not_found_status(vec![
+    get(&format!("{W}/nope")).code(404).has("/kind", json!("Status")).has("/reason", json!("NotFound")),
+])]
+#[case::create_twice_is_already_exists(vec![
+    post(W, widget("a", json!({"size": 1}))).has("/metadata/generation", json!(1)).has("/spec/color", json!("blue")),
+    post(W, widget("a", json!({"size": 1}))).code(409).has("/reason", json!("AlreadyExists")),
+])]
+#[case::create_in_a_missing_namespace(vec![
+    post("/apis/example.com/v1/namespaces/nowhere/widgets", widget("a", json!({"size": 1}))).code(404),
+])]
+#[case::create_with_generate_name(vec![
+    post(W, json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"generateName": "w-"}, "spec": {"size": 1}})),
+])]
+#[case::schema_violation_is_invalid(vec![
+    post(W, widget("a", json!({"size": "big"}))).code(422).has("/reason", json!("Invalid")),
+    post(W, widget("a", json!({}))).code(422),
+])]
+#[case::unknown_fields_are_pruned(vec![
+    post(W, widget("a", json!({"size": 1, "junk": true}))).lacks("/spec/junk"),
+])]
+#[case::update_with_stale_resource_version_conflicts(vec![
+    post(W, widget("a", json!({"size": 1}))),
+    put(&format!("{W}/a"), json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a", "resourceVersion": "1"}, "spec": {"size": 2}}))
+        .code(409).has("/reason", json!("Conflict")),
+    put(&format!("{W}/a"), json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a", "resourceVersion": "$rv0"}, "spec": {"size": 2}}))
+        .has("/metadata/generation", json!(2)),
+    put(&format!("{W}/a"), json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"}, "spec": {"size": 3}}))
+        .has("/spec/size", json!(3)),
+])]
+#[case::update_of_a_missing_object_is_not_found(vec![
+    put(&format!("{W}/a"), widget("a", json!({"size": 1}))).code(404),
+])]
+#[case::generation_moves_only_on_spec_changes(vec![
+    post(W, widget("a", json!({"size": 1}))),
+    patch(&format!("{W}/a"), MERGE, json!({"metadata": {"labels": {"x": "y"}}})).has("/metadata/generation", json!(1)),
+    patch(&format!("{W}/a"), MERGE, json!({"spec": {"size": 2}})).has("/metadata/generation", json!(2)),
+    patch(&format!("{W}/a/status"), MERGE, json!({"status": {"observedGeneration": 2}})).has("/metadata/generation", json!(2)),
+])]
+#[case::status_subresource_rules(vec![
+    post(W, json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"}, "spec": {"size": 1}, "status": {"observedGeneration": 9}}))
+        .lacks("/status"),
+    patch(&format!("{W}/a"), MERGE, json!({"status": {"observedGeneration": 5}})).lacks("/status"),
+    patch(&format!("{W}/a/status"), MERGE, json!({"spec": {"size": 7}, "metadata": {"labels": {"l": "v"}}, "status": {"observedGeneration": 5}}))
+        .has("/spec/size", json!(1)).has("/status/observedGeneration", json!(5)).lacks("/metadata/labels"),
+    get(&format!("{W}/a/status")).has("/status/observedGeneration", json!(5)),
+])]
+#[case::no_op_update_keeps_the_resource_version(vec![
+    post(W, widget("a", json!({"size": 1}))),
+    patch(&format!("{W}/a"), MERGE, json!({"spec": {"size": 1}})).has("/metadata/resourceVersion", json!("$rv0")),
+])]
+#[case::json_patch_and_failed_test_op(vec![
+    post(W, widget("a", json!({"size": 1}))),
+    patch(&format!("{W}/a"), JSONP, json!([{"op": "replace", "path": "/spec/size", "value": 4}])).has("/spec/size", json!(4)),
+    patch(&format!("{W}/a"), JSONP, json!([{"op": "test", "path": "/spec/size", "value": 5}])).code(422),
+])]
+#[case::merge_patch_with_stale_resource_version_conflicts(vec![
+    post(W, widget("a", json!({"size": 1}))),
+    patch(&format!("{W}/a"), MERGE, json!({"metadata": {"resourceVersion": "1"}, "spec": {"size": 2}})).code(409),
+])]
+#[case::strategic_merge_on_builtins_and_custom(vec![
+    post(CM, cm("c", json!({}))),
+    patch(&format!("{CM}/c"), SMP, json!({"data": {"b": "2"}})).has("/data/a", json!("1")).has("/data/b", json!("2")),
+    post(W, widget("a", json!({"size": 1}))),
+    patch(&format!("{W}/a"), SMP, json!({"spec": {"size": 6}})).has("/spec/size", json!(6)),
+])]
+#[case::server_side_apply_conflicts_and_force(vec![
+    patch(&format!("{W}/a?fieldManager=alice"), APPLY, widget("a", json!({"size": 1, "color": "red"}))).code(201),
+    patch(&format!("{W}/a?fieldManager=bob"), APPLY, widget("a", json!({"size": 2}))).code(409)
+        .has("/reason", json!("Conflict")).has("/details/causes/0/field", json!(".spec.size")),
+    patch(&format!("{W}/a?fieldManager=bob"), APPLY, widget("a", json!({"size": 1}))),
+    patch(&format!("{W}/a?fieldManager=bob&force=true"), APPLY, widget("a", json!({"size": 2}))).has("/spec/size", json!(2)),
+    // alice no longer applies the colour: it is removed, and the schema default comes back.
+    patch(&format!("{W}/a?fieldManager=alice"), APPLY, widget("a", json!({"size": 2}))).has("/spec/color", json!("blue")),
+    patch(&format!("{W}/a"), APPLY, widget("a", json!({"size": 3}))).code(422),
+])]
+#[case::apply_to_status(vec![
+    post(W, widget("a", json!({"size": 1}))),
+    patch(&format!("{W}/a/status?fieldManager=ctl"), APPLY, json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}}))
+        .has("/status/conditions/0/type", json!("Ready")).has("/metadata/generation", json!(1)),
+])]
+#[case::list_with_selectors_and_pages(vec![
+    post(CM, cm("x", json!({"metadata": {"labels": {"app": "web", "tier": "front"}}}))),
+    post(CM, cm("y", json!({"metadata": {"labels": {"app": "db"}}}))),
+    post(CM, cm("z", json!({}))),
+    get(&format!("{CM}?labelSelector=app%3Dweb")).has("/items/0/metadata/name", json!("x")).lacks("/items/1"),
+    get(&format!("{CM}?labelSelector=app%20in%20(web,db),tier!%3Dfront")).has("/items/0/metadata/name", json!("y")).lacks("/items/1"),
+    get(&format!("{CM}?labelSelector=!app")).has("/items/0/metadata/name", json!("z")).lacks("/items/1"),
+    get(&format!("{CM}?fieldSelector=metadata.name%3Dy")).has("/items/0/metadata/name", json!("y")).lacks("/items/1"),
+    get(&format!("{CM}?limit=2")).has("/metadata/remainingItemCount", json!(1)).lacks("/items/2"),
+    get("/api/v1/configmaps").has("/kind", json!("ConfigMapList")),
+])]
+#[case::table_output_has_printer_columns(vec![
+    post(W, widget("a", json!({"size": 1}))),
+    get(W).accept(TABLE).has("/kind", json!("Table")).has("/columnDefinitions/1/name", json!("Size"))
+        .has("/rows/0/cells/0", json!("a")).has("/rows/0/cells/1", json!(1)),
+])]
+#[case::delete_is_blocked_by_finalizers(vec![
+    post(W, json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a", "finalizers": ["example.com/hold"]}, "spec": {"size": 1}})),
+    delete(&format!("{W}/a")),
+    get(&format!("{W}/a")).has("/metadata/finalizers/0", json!("example.com/hold")).has("/metadata/deletionGracePeriodSeconds", json!(0)),
+    patch(&format!("{W}/a"), MERGE, json!({"metadata": {"finalizers": null}})),
+    get(&format!("{W}/a")).code(404),
+])]
+#[case::delete_preconditions(vec![
+    post(W, widget("a", json!({"size": 1}))),
+    step("DELETE", &format!("{W}/a"), Some(json!({"preconditions": {"resourceVersion": "1"}}))).code(409),
+    step("DELETE", &format!("{W}/a"), Some(json!({"preconditions": {"uid": "$uid0"}}))),
+    delete(&format!("{W}/a")).code(404),
+])]
+#[case::owner_reference_cascade(vec![
+    post(CM, cm("owner", json!({}))),
+    post(CM, cm("other", json!({}))),
+    post(W, json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"size": 1}, "metadata": {"name": "child",
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": "$uid0"}]}})),
+    post(W, json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"size": 1}, "metadata": {"name": "two-owners",
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": "$uid0"},
+                            {"apiVersion": "v1", "kind": "ConfigMap", "name": "other", "uid": "$uid1"}]}})),
+    delete(&format!("{CM}/owner")),
+    get(&format!("{W}/child")).code(404).eventually(),
+    get(&format!("{W}/two-owners")),
+])]
+#[case::orphan_propagation_keeps_dependents(vec![
+    post(CM, cm("owner", json!({}))),
+    post(W, json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"size": 1}, "metadata": {"name": "child",
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": "$uid0"}]}})),
+    step("DELETE", &format!("{CM}/owner"), Some(json!({"propagationPolicy": "Orphan"}))),
+    get(&format!("{W}/child")).lacks("/metadata/ownerReferences"),
+])]
+#[case::namespace_deletion_removes_its_content(vec![
+    post("/api/v1/namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gone"}})),
+    post("/api/v1/namespaces/gone/configmaps", cm("c", json!({}))),
+    delete("/api/v1/namespaces/gone").has("/status/phase", json!("Terminating")),
+    get("/api/v1/namespaces/gone/configmaps/c").code(404).eventually(),
+    get("/api/v1/namespaces/gone").code(404).eventually(),
+])]
+#[case::discovery(vec![
+    get("/version").has("/major", json!("1")),
+    get("/api").has("/versions/0", json!("v1")),
+    get("/apis/example.com").has("/preferredVersion/version", json!("v1")),
+    get("/apis/example.com/v1").has("/resources/0/name", json!("widgets")).has("/resources/1/name", json!("widgets/status"))
+        .has("/resources/0/shortNames/0", json!("wd")),
+    get("/apis/example.com/v2").code(404),
+    get("/api/v1/namespaces/default/nothings").code(404),
+])]
+#[case::cluster_scoped_paths(vec![
+    post("/api/v1/nodes", json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})),
+    patch("/api/v1/nodes/n1/status", MERGE, json!({"status": {"phase": "Running"}})).has("/status/phase", json!("Running")),
+    get("/api/v1/namespaces/default/nodes/n1").code(404),
+    post("/apis/coordination.k8s.io/v1/namespaces/default/leases", json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": {"holderIdentity": "me"}})),
+])]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance(#[case] steps: Vec<Step>) {
+    let server = common::server().await;
+    let client = server.client().unwrap();
+    common::install_widget_crd(&client).await;
+    let mut answers = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(if s.eventually { 10 } else { 0 });
+        let (code, v) = loop {
+            let (code, v) = send(&client, s, &answers).await;
+            if check(s, code, &v, &answers).is_ok() || tokio::time::Instant::now() >= deadline {
+                break (code, v);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        if let Err(e) = check(s, code, &v, &answers) {
+            panic!("step {i} ({} {}): {e}", s.method, s.path);
+        }
+        answers.push(v);
+    }
+    server.shutdown().await;
+}

@@ -1,0 +1,144 @@
+//! The node harness leaves the host untouched: the host's resolver file, hostname, links, routes,
+//! mounts and network namespaces are byte-identical before setup and after teardown, even though
+//! the nodes' NetworkManagers rewrote their own resolv.conf and hostname meanwhile.
+
+use std::process::Command;
+
+use anyhow::{Context, ensure};
+use knmstate_e2e::nodes::Cluster;
+
+fn run(cmd: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .with_context(|| cmd.join(" "))?;
+    ensure!(out.status.success(), "{} failed", cmd.join(" "));
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct HostSnapshot {
+    resolv_conf: Vec<u8>,
+    etc_hostname: Option<Vec<u8>>,
+    hostname: String,
+    links: String,
+    routes: String,
+    routes6: String,
+    mounts: String,
+    netns: String,
+}
+
+fn snapshot() -> anyhow::Result<HostSnapshot> {
+    // Only the mount points: per-mount counters in mountinfo are not part of the contract.
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    Ok(HostSnapshot {
+        resolv_conf: std::fs::read("/etc/resolv.conf")?,
+        etc_hostname: std::fs::read("/etc/hostname").ok(),
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")?,
+        links: run(&["ip", "link"])?,
+        routes: run(&["ip", "route"])?,
+        routes6: run(&["ip", "-6", "route"])?,
+        mounts,
+        netns: run(&["ip", "netns", "list"])?
+            .lines()
+            .filter(|l| l.starts_with("knme-"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    })
+}
+
+#[test]
+fn host_is_identical_before_setup_and_after_teardown() -> anyhow::Result<()> {
+    if let Some(reason) = Cluster::skip_reason() {
+        println!("skipping harness isolation test: {reason}");
+        return Ok(());
+    }
+    let before = snapshot()?;
+    let cluster = Cluster::up("knme", 2)?;
+    ensure!(cluster.nodes().len() == 2);
+
+    for node in cluster.nodes() {
+        ensure!(
+            node.exec(&["hostname"])?.trim() == node.name(),
+            "{} hostname",
+            node.name()
+        );
+        let resolv = node.exec(&["cat", "/etc/resolv.conf"])?;
+        ensure!(
+            resolv.contains("nameserver 198.18.0.1"),
+            "{}: {resolv}",
+            node.name()
+        );
+        let route = node.exec(&["ip", "route", "show", "default"])?;
+        ensure!(
+            route.contains("via 198.18.0.1 dev eth0"),
+            "{}: {route}",
+            node.name()
+        );
+        node.exec(&["ping", "-n", "-c1", "-W2", "198.18.0.1"])?;
+    }
+    // Make node1's NetworkManager rewrite its resolv.conf and hostname file.
+    let node1 = cluster.node("node1").context("node1")?;
+    node1.exec(&[
+        "nmcli",
+        "connection",
+        "modify",
+        "eth0",
+        "ipv4.dns",
+        "198.18.0.53",
+        "ipv4.dns-search",
+        "isolation.test",
+    ])?;
+    node1.exec(&["nmcli", "connection", "up", "eth0"])?;
+    node1.exec(&["nmcli", "general", "hostname", "renamed-node1"])?;
+    let resolv = node1.exec(&["cat", "/etc/resolv.conf"])?;
+    ensure!(
+        resolv.contains("198.18.0.53"),
+        "node1 resolv.conf: {resolv}"
+    );
+    ensure!(
+        node1
+            .exec(&["cat", "/etc/hostname"])?
+            .contains("renamed-node1")
+    );
+    let during = snapshot()?;
+    ensure!(
+        during.resolv_conf == before.resolv_conf,
+        "host resolv.conf changed while nodes ran"
+    );
+    ensure!(
+        during.hostname == before.hostname,
+        "host hostname changed while nodes ran"
+    );
+    ensure!(
+        during.etc_hostname == before.etc_hostname,
+        "host /etc/hostname changed while nodes ran"
+    );
+    ensure!(
+        during.links == before.links,
+        "host links changed while nodes ran"
+    );
+    ensure!(
+        during.routes == before.routes && during.routes6 == before.routes6,
+        "host routes changed"
+    );
+
+    cluster.teardown()?;
+    let after = snapshot()?;
+    assert_eq!(before, after, "host state differs after teardown");
+    Ok(())
+}
+
+#[test]
+fn exec_on_a_missing_node_is_an_error() {
+    if Cluster::skip_reason().is_some() {
+        return;
+    }
+    // No cluster with this prefix is up: the harness must refuse, not run on the host.
+    let err = Command::new("bash")
+        .arg(Cluster::script())
+        .args(["--prefix", "knmnone", "exec", "node1", "true"])
+        .output()
+        .map(|o| o.status.success());
+    assert_eq!(err.ok(), Some(false));
+}
