@@ -1,3 +1,40 @@
-//! Pure decision core of knmstate: conditions, aggregation, concurrency, selection, rendering, filtering, plans
+//! # knmstate-state-engine
 //!
-//! (skeleton: filled in by its own issue)
+//! The pure decision core of knmstate. Every function here takes values in and gives
+//! decisions out: there is no Kubernetes client, no D-Bus, no I/O, no async runtime and no
+//! clock (callers pass `now`). The handler, the controller and the webhook wire these
+//! decisions to the outside world; keeping them pure makes them testable with tables, golden
+//! directories and property tests.
+//!
+//! | module | decides |
+//! |---|---|
+//! | [`conditions`] | the enactment and policy condition sets, exactly as upstream writes them |
+//! | [`aggregate`] | a policy's conditions from its enactments and the matching/ready nodes |
+//! | [`selector`] | whether a node matches a policy; label and policy-name validation |
+//! | [`concurrency`] | maxUnavailable, whether a node may start applying, the Aborted rule |
+//! | [`render`] | the default linux-bridge VLAN trunk injected into a desired state |
+//! | [`filter`] | what of a node's current state is reported in its NodeNetworkState |
+//! | [`plan`] | what a desired state changes on a node (interfaces, routes, DNS, default route) |
+//! | [`rollback`] | which probes guard an apply, their timeouts, commit or rollback, retries |
+//!
+//! ```
+//! use knmstate_state_engine::concurrency::max_unavailable;
+//! use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+//!
+//! // "50%" of 5 matching nodes, rounded up.
+//! let limit = max_unavailable(Some(&IntOrString::String("50%".into())), 5);
+//! assert_eq!(limit.value, 3);
+//! assert!(limit.error.is_none());
+//! ```
+
+pub mod aggregate;
+pub mod concurrency;
+pub mod conditions;
+pub mod error;
+pub mod filter;
+pub mod plan;
+pub mod render;
+pub mod rollback;
+pub mod selector;
+
+pub use error::Error;

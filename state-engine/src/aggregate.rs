@@ -1,0 +1,408 @@
+//! Policy aggregation: a policy's conditions from the enactments of its current generation
+//! and the nodes it matches, in upstream's decision order.
+//!
+//! 1. no matching node → `Ignored` ("Policy does not match any node");
+//! 2. any Failing or Aborted enactment → `Degraded`
+//!    ("`<failing>/<matching>` nodes failed to configure[, `<n>` nodes aborted configuration]");
+//! 3. finished (Available + Failing + Aborted) < ready → `Progressing`
+//!    ("Policy is progressing `<finished>/<ready>` nodes finished[, `<n>` nodes ignored due to NotReady state]");
+//! 4. any Pending → `Progressing` ("… nodes finished, `<pending>` pending[, … NotReady …]");
+//! 5. otherwise → `Available` ("`<available>/<matching>` nodes successfully configured[, … NotReady …]").
+//!
+//! Enactments of another generation count as Unknown (they count in none of the above).
+//! [`aggregate_policy`] also ignores enactments of nodes that no longer match, so a removed
+//! node stops counting at once (upstream #1098).
+//!
+//! ```
+//! use knmstate_state_engine::aggregate::{decide, EnactmentCounts};
+//! use knmstate_state_engine::conditions::PolicyConditionKind;
+//!
+//! let counts = EnactmentCounts { available: 2, ..Default::default() };
+//! let v = decide(&counts, 3, 2);
+//! assert_eq!(v.kind, PolicyConditionKind::Success);
+//! assert_eq!(v.message, "2/3 nodes successfully configured, 1 nodes ignored due to NotReady state");
+//! ```
+
+use crate::conditions::{MSG_NOT_MATCHING, PolicyConditionKind, PolicyVerdict};
+use knmstate_api::names::{NODE_LABEL, enactment as e};
+use knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus;
+use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
+use knmstate_api::{ConditionList, ConditionStatus};
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+/// How many enactments of the current generation have each condition `True`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnactmentCounts {
+    /// Enactments looked at, of any generation.
+    pub total: usize,
+    /// `Available=True`.
+    pub available: usize,
+    /// `Failing=True` (final failures and retrying ones).
+    pub failing: usize,
+    /// `Progressing=True` (applying or retrying).
+    pub progressing: usize,
+    /// `Pending=True`.
+    pub pending: usize,
+    /// `Aborted=True`.
+    pub aborted: usize,
+    /// `Failing=True ∧ Progressing≠True`: retries exhausted (or rendering failed).
+    pub failed_final: usize,
+}
+
+impl EnactmentCounts {
+    /// Count the statuses of one policy's enactments; those whose `policyGeneration` is not
+    /// `generation` count only in `total`.
+    pub fn count<'a>(
+        statuses: impl IntoIterator<Item = Option<&'a NodeNetworkConfigurationEnactmentStatus>>,
+        generation: i64,
+    ) -> Self {
+        let mut c = Self::default();
+        for s in statuses {
+            c.add(s, generation);
+        }
+        c
+    }
+
+    /// Add one enactment status.
+    pub fn add(
+        &mut self,
+        status: Option<&NodeNetworkConfigurationEnactmentStatus>,
+        generation: i64,
+    ) {
+        self.total += 1;
+        let Some(s) = status.filter(|s| s.policy_generation == Some(generation)) else {
+            return;
+        };
+        self.add_conditions(&s.conditions);
+    }
+
+    /// Add one enactment by its conditions alone (the caller checked the generation).
+    pub fn add_conditions(&mut self, l: &ConditionList) {
+        let mut failing = false;
+        let mut progressing = false;
+        for c in &l.0 {
+            if c.status != ConditionStatus::True {
+                continue;
+            }
+            match c.type_.as_str() {
+                e::AVAILABLE => self.available += 1,
+                e::FAILING => failing = true,
+                e::PROGRESSING => progressing = true,
+                e::PENDING => self.pending += 1,
+                e::ABORTED => self.aborted += 1,
+                _ => {}
+            }
+        }
+        self.failing += usize::from(failing);
+        self.progressing += usize::from(progressing);
+        self.failed_final += usize::from(failing && !progressing);
+    }
+
+    /// Enactments that reached an end: Available + Failing + Aborted (upstream's `finished`).
+    pub fn finished(&self) -> usize {
+        self.available + self.failing + self.aborted
+    }
+}
+
+/// The policy verdict from counts, `matching` nodes (matching the selector and running a
+/// handler) and the `ready` ones among them, in upstream's decision order.
+pub fn decide(c: &EnactmentCounts, matching: usize, ready: usize) -> PolicyVerdict {
+    let not_ready = matching.saturating_sub(ready);
+    let not_ready_suffix = |m: &mut String| {
+        if not_ready > 0 {
+            let _ = write!(m, ", {not_ready} nodes ignored due to NotReady state");
+        }
+    };
+    let (kind, message) = if matching == 0 {
+        (
+            PolicyConditionKind::NotMatching,
+            MSG_NOT_MATCHING.to_owned(),
+        )
+    } else if c.failing > 0 || c.aborted > 0 {
+        let mut m = format!("{}/{matching} nodes failed to configure", c.failing);
+        if c.aborted > 0 {
+            let _ = write!(m, ", {} nodes aborted configuration", c.aborted);
+        }
+        (PolicyConditionKind::FailedToConfigure, m)
+    } else if c.finished() < ready {
+        let mut m = format!(
+            "Policy is progressing {}/{ready} nodes finished",
+            c.finished()
+        );
+        not_ready_suffix(&mut m);
+        (PolicyConditionKind::Progressing, m)
+    } else if c.pending > 0 {
+        let mut m = format!(
+            "Policy is progressing {}/{ready} nodes finished, {} pending",
+            c.finished(),
+            c.pending
+        );
+        not_ready_suffix(&mut m);
+        (PolicyConditionKind::Progressing, m)
+    } else {
+        let mut m = format!("{}/{matching} nodes successfully configured", c.available);
+        not_ready_suffix(&mut m);
+        (PolicyConditionKind::Success, m)
+    };
+    PolicyVerdict { kind, message }
+}
+
+/// The node an enactment belongs to: its `nmstate.io/node` label, else the part of its name
+/// before the first dot (`<node>.<policy>`).
+pub fn enactment_node(nnce: &NodeNetworkConfigurationEnactment) -> Option<&str> {
+    if let Some(n) = nnce
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(NODE_LABEL))
+    {
+        return Some(n);
+    }
+    nnce.metadata
+        .name
+        .as_deref()
+        .and_then(|n| n.split_once('.'))
+        .map(|(node, _)| node)
+}
+
+/// Aggregate a policy of generation `generation` from its enactments. Only enactments of
+/// nodes in `matching_nodes` count; `ready_nodes` may hold nodes outside `matching_nodes`
+/// (they are ignored).
+///
+/// ```
+/// use knmstate_state_engine::aggregate::aggregate_policy;
+/// use knmstate_state_engine::conditions::PolicyConditionKind;
+/// use std::collections::BTreeSet;
+///
+/// let nodes: BTreeSet<String> = ["n1".to_string()].into();
+/// let v = aggregate_policy(1, &[], &nodes, &nodes);
+/// assert_eq!(v.kind, PolicyConditionKind::Progressing);
+/// assert_eq!(v.message, "Policy is progressing 0/1 nodes finished");
+/// ```
+pub fn aggregate_policy(
+    generation: i64,
+    enactments: &[NodeNetworkConfigurationEnactment],
+    matching_nodes: &BTreeSet<String>,
+    ready_nodes: &BTreeSet<String>,
+) -> PolicyVerdict {
+    let counts = EnactmentCounts::count(
+        enactments
+            .iter()
+            .filter(|n| enactment_node(n).is_some_and(|node| matching_nodes.contains(node)))
+            .map(|n| n.status.as_ref()),
+        generation,
+    );
+    let ready = ready_nodes.intersection(matching_nodes).count();
+    decide(&counts, matching_nodes.len(), ready)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+    use rstest::rstest;
+
+    fn c(available: usize, failing: usize, pending: usize, aborted: usize) -> EnactmentCounts {
+        EnactmentCounts {
+            total: available + failing + pending + aborted,
+            available,
+            failing,
+            progressing: 0,
+            pending,
+            aborted,
+            failed_final: failing,
+        }
+    }
+
+    use PolicyConditionKind::*;
+
+    #[rstest]
+    #[case::no_nodes(c(0, 0, 0, 0), 0, 0, NotMatching, "Policy does not match any node")]
+    #[case::no_nodes_wins_over_failures(
+        c(0, 1, 0, 0),
+        0,
+        0,
+        NotMatching,
+        "Policy does not match any node"
+    )]
+    #[case::nothing_yet(
+        c(0, 0, 0, 0),
+        3,
+        3,
+        Progressing,
+        "Policy is progressing 0/3 nodes finished"
+    )]
+    #[case::some_done(
+        c(1, 0, 0, 0),
+        3,
+        3,
+        Progressing,
+        "Policy is progressing 1/3 nodes finished"
+    )]
+    #[case::all_done(c(3, 0, 0, 0), 3, 3, Success, "3/3 nodes successfully configured")]
+    #[case::one_failed(
+        c(2, 1, 0, 0),
+        3,
+        3,
+        FailedToConfigure,
+        "1/3 nodes failed to configure"
+    )]
+    #[case::failed_while_others_progress(
+        c(0, 1, 0, 0),
+        5,
+        5,
+        FailedToConfigure,
+        "1/5 nodes failed to configure"
+    )]
+    #[case::failed_and_aborted(
+        c(0, 2, 0, 3),
+        5,
+        5,
+        FailedToConfigure,
+        "2/5 nodes failed to configure, 3 nodes aborted configuration"
+    )]
+    #[case::only_aborted(
+        c(1, 0, 0, 1),
+        2,
+        2,
+        FailedToConfigure,
+        "0/2 nodes failed to configure, 1 nodes aborted configuration"
+    )]
+    #[case::pending_not_finished(
+        c(1, 0, 1, 0),
+        3,
+        3,
+        Progressing,
+        "Policy is progressing 1/3 nodes finished"
+    )]
+    #[case::pending_after_all_ready_finished(
+        c(2, 0, 1, 0),
+        3,
+        2,
+        Progressing,
+        "Policy is progressing 2/2 nodes finished, 1 pending, 1 nodes ignored due to NotReady state"
+    )]
+    #[case::not_ready_progressing(
+        c(0, 0, 0, 0),
+        3,
+        2,
+        Progressing,
+        "Policy is progressing 0/2 nodes finished, 1 nodes ignored due to NotReady state"
+    )]
+    #[case::not_ready_available(
+        c(2, 0, 0, 0),
+        3,
+        2,
+        Success,
+        "2/3 nodes successfully configured, 1 nodes ignored due to NotReady state"
+    )]
+    #[case::all_not_ready(
+        c(0, 0, 0, 0),
+        2,
+        0,
+        Success,
+        "0/2 nodes successfully configured, 2 nodes ignored due to NotReady state"
+    )]
+    #[case::single_node(c(1, 0, 0, 0), 1, 1, Success, "1/1 nodes successfully configured")]
+    #[case::failing_with_not_ready_has_no_suffix(
+        c(0, 1, 0, 0),
+        3,
+        1,
+        FailedToConfigure,
+        "1/3 nodes failed to configure"
+    )]
+    #[case::more_finished_than_ready(
+        c(3, 0, 0, 0),
+        3,
+        1,
+        Success,
+        "3/3 nodes successfully configured, 2 nodes ignored due to NotReady state"
+    )]
+    fn decision_table(
+        #[case] counts: EnactmentCounts,
+        #[case] matching: usize,
+        #[case] ready: usize,
+        #[case] kind: PolicyConditionKind,
+        #[case] message: &str,
+    ) {
+        let v = decide(&counts, matching, ready);
+        assert_eq!(
+            v,
+            PolicyVerdict {
+                kind,
+                message: message.to_owned()
+            }
+        );
+    }
+
+    fn nnce(
+        node: &str,
+        generation: i64,
+        tr: Option<crate::conditions::EnactmentTransition>,
+    ) -> NodeNetworkConfigurationEnactment {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        use k8s_openapi::jiff::Timestamp;
+        let now = Time(Timestamp::from_second(0).unwrap());
+        let mut conditions = crate::conditions::initial_enactment_conditions(now.clone());
+        if let Some(tr) = tr {
+            tr.apply(&mut conditions, now);
+        }
+        let mut n =
+            NodeNetworkConfigurationEnactment::new(&format!("{node}.p"), Default::default());
+        n.status = Some(NodeNetworkConfigurationEnactmentStatus {
+            policy_generation: Some(generation),
+            conditions,
+            ..Default::default()
+        });
+        n
+    }
+
+    #[test]
+    fn other_generations_and_unmatched_nodes_do_not_count() {
+        use crate::conditions::EnactmentTransition as T;
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let es = vec![
+            nnce("a", 2, Some(T::Success)),
+            nnce(
+                "b",
+                1,
+                Some(T::FailedToConfigure {
+                    message: "old".into(),
+                }),
+            ),
+            nnce(
+                "gone",
+                2,
+                Some(T::FailedToConfigure {
+                    message: "x".into(),
+                }),
+            ),
+            nnce("c", 2, Some(T::Progressing)),
+        ];
+        let v = aggregate_policy(2, &es, &set(&["a", "b", "c"]), &set(&["a", "b", "c", "z"]));
+        assert_eq!(v.kind, PolicyConditionKind::Progressing);
+        assert_eq!(v.message, "Policy is progressing 1/3 nodes finished");
+    }
+
+    #[test]
+    fn retrying_counts_as_failing_and_progressing() {
+        let mut c = EnactmentCounts::default();
+        let mut l = ConditionList::default();
+        crate::conditions::EnactmentTransition::Retrying {
+            message: "m".into(),
+        }
+        .apply(
+            &mut l,
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::from_second(0).unwrap(),
+            ),
+        );
+        c.add_conditions(&l);
+        assert_eq!((c.failing, c.progressing, c.failed_final), (1, 1, 0));
+        assert_eq!(
+            decide(&c, 2, 2).kind,
+            PolicyConditionKind::FailedToConfigure
+        );
+    }
+}

@@ -1,0 +1,422 @@
+//! Concurrency: how many nodes may apply a policy at once, and whether this node may start.
+//!
+//! ## The limit
+//!
+//! [`max_unavailable`] scales `spec.maxUnavailable` (an integer, or a percentage such as
+//! `"30%"`, default `"50%"`) over the number of **matching** nodes, rounds up and never goes
+//! below 1. An invalid value (`"asdf"`, or a number written as a string such as `"42"`) falls
+//! back to 50 % and reports an error, as upstream does.
+//!
+//! ## Slots without ghosts
+//!
+//! Upstream keeps a counter per generation in the policy status; a crash or a failed status
+//! write between increment and decrement leaves a "ghost" slot and can deadlock a rollout
+//! (upstream #1571, #1427). Here a slot is held by a node only while **its enactment of the
+//! current generation says so**: `Progressing=True` (applying, or retrying between attempts).
+//! A finally failed enactment (`Failing=True`, not progressing) keeps using a slot, as upstream,
+//! so at most `maxUnavailable` nodes ever end Failing and the rest are Aborted.
+//!
+//! ## Two handlers racing for the last slot
+//!
+//! Enactments are per node, so two handlers that each read "one slot left" could both start.
+//! The race is resolved by an **optimistic write on one shared object per policy**, a
+//! [`SlotLedger`] (the handler stores it as JSON, e.g. in an annotation of a per-policy
+//! `Lease`, and writes it with `resourceVersion` preconditions). The ledger is never trusted on
+//! its own: every decision prunes it against the enactments, so a stale entry disappears on
+//! the next claim. The protocol, per node:
+//!
+//! 1. read the ledger (remember its `resourceVersion`), **then** list the policy's enactments
+//!    from the API server (not from a cache older than the ledger read);
+//! 2. call [`decide_slot`]:
+//!    * [`SlotDecision::Resume`]: this node already holds a slot (restart mid-apply, or a
+//!      retry): apply;
+//!    * [`SlotDecision::Wait`]: write `Pending`, requeue; [`SlotDecision::Abort`]: write
+//!      `Aborted`, stop;
+//!    * [`SlotDecision::Claim`]: write this node's enactment `Progressing` first, then write the
+//!      returned ledger with the remembered `resourceVersion`. On a conflict start again at 1;
+//!      on success apply.
+//!
+//! Why this never exceeds the limit: a node applies only after its ledger write succeeded, so
+//! it is in the ledger while it applies. A later writer removes an entry only when the
+//! enactments it listed *after* reading that entry show the node not progressing; the node
+//! wrote `Progressing` before it entered the ledger, so such an enactment can only show that it
+//! has finished. Every successful write leaves at most `maxUnavailable` entries (counting final
+//! failures), and writes are serialised by the `resourceVersion` precondition. Why nothing
+//! leaks: an entry whose enactment finished, failed, went to another generation or belongs to a
+//! node that no longer matches is pruned by the next claim, and a node that crashed while
+//! holding a slot resumes it on restart. The property tests in `tests/concurrency.rs` run a
+//! simulator of this protocol under arbitrary interleavings and crashes.
+//!
+//! ```
+//! use knmstate_state_engine::concurrency::{decide_slot, SlotDecision, SlotState};
+//! use std::collections::BTreeMap;
+//!
+//! let states = BTreeMap::from([
+//!     ("n1".to_string(), SlotState::Progressing),
+//!     ("n2".to_string(), SlotState::Idle),
+//! ]);
+//! // n1 holds the only slot in the ledger, so n2 waits.
+//! let mut ledger = knmstate_state_engine::concurrency::SlotLedger::new(1);
+//! ledger.holders.insert("n1".into());
+//! assert_eq!(decide_slot("n2", 1, Some(&ledger), &states, 1), SlotDecision::Wait);
+//! // Once n1 finished, n2 may claim it (and the write drops n1).
+//! let states = BTreeMap::from([
+//!     ("n1".to_string(), SlotState::Available),
+//!     ("n2".to_string(), SlotState::Idle),
+//! ]);
+//! let SlotDecision::Claim(next) = decide_slot("n2", 1, Some(&ledger), &states, 1) else { panic!() };
+//! assert_eq!(next.holders.iter().collect::<Vec<_>>(), ["n2"]);
+//! ```
+
+use crate::Error;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use knmstate_api::ConditionStatus;
+use knmstate_api::names::enactment as e;
+use knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Upstream's default `maxUnavailable`.
+pub const DEFAULT_MAX_UNAVAILABLE: &str = "50%";
+
+/// A scaled maxUnavailable: the value to use, and the error when the spec was invalid (the
+/// value is then the 50 % default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxUnavailable {
+    /// How many nodes may apply at once (≥ 1).
+    pub value: usize,
+    /// Why the spec value was not usable, if it was not.
+    pub error: Option<Error>,
+}
+
+fn parse_scaled(v: &IntOrString, nodes: usize) -> Result<usize, Error> {
+    let invalid = || Error::ParseMaxUnavailable {
+        value: match v {
+            IntOrString::Int(i) => i.to_string(),
+            IntOrString::String(s) => s.clone(),
+        },
+    };
+    match v {
+        IntOrString::Int(i) => Ok(usize::try_from(*i).unwrap_or(0)),
+        IntOrString::String(s) => {
+            let pct: u64 = s
+                .strip_suffix('%')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(invalid)?;
+            let scaled = (pct * nodes as u64).div_ceil(100);
+            Ok(usize::try_from(scaled).unwrap_or(usize::MAX))
+        }
+    }
+}
+
+/// Scale `spec` (absent means `"50%"`) over `matching_nodes`, round up, at least 1.
+///
+/// ```
+/// use knmstate_state_engine::concurrency::max_unavailable;
+/// use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+/// assert_eq!(max_unavailable(None, 6).value, 3);
+/// assert_eq!(max_unavailable(Some(&IntOrString::Int(0)), 6).value, 1);
+/// let bad = max_unavailable(Some(&IntOrString::String("asdf".into())), 5);
+/// assert_eq!((bad.value, bad.error.is_some()), (3, true));
+/// ```
+pub fn max_unavailable(spec: Option<&IntOrString>, matching_nodes: usize) -> MaxUnavailable {
+    let default = IntOrString::String(DEFAULT_MAX_UNAVAILABLE.to_owned());
+    let (raw, error) = match parse_scaled(spec.unwrap_or(&default), matching_nodes) {
+        Ok(v) => (v, None),
+        Err(err) => (
+            parse_scaled(&default, matching_nodes).unwrap_or(1),
+            Some(err),
+        ),
+    };
+    MaxUnavailable {
+        value: raw.max(1),
+        error,
+    }
+}
+
+/// What one node's enactment says about slots, for the current generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SlotState {
+    /// No decision yet for this generation (new, other generation, or conditions cleared).
+    Idle,
+    /// Waiting for a slot.
+    Pending,
+    /// `Progressing=True`: applying, or retrying between attempts. Holds a slot.
+    Progressing,
+    /// `Available=True`: done.
+    Available,
+    /// `Failing=True` and not progressing: retries exhausted or rendering failed. Uses a slot.
+    FailedFinal,
+    /// `Aborted=True`: gave up because enough nodes failed.
+    Aborted,
+}
+
+impl SlotState {
+    /// Read an enactment status; anything not of `generation` is [`SlotState::Idle`].
+    pub fn of(status: Option<&NodeNetworkConfigurationEnactmentStatus>, generation: i64) -> Self {
+        let Some(s) = status.filter(|s| s.policy_generation == Some(generation)) else {
+            return Self::Idle;
+        };
+        let l = &s.conditions;
+        let t = |ty: &str| l.is(ty, ConditionStatus::True);
+        if t(e::PROGRESSING) {
+            Self::Progressing
+        } else if t(e::AVAILABLE) {
+            Self::Available
+        } else if t(e::FAILING) {
+            Self::FailedFinal
+        } else if t(e::ABORTED) {
+            Self::Aborted
+        } else if t(e::PENDING) {
+            Self::Pending
+        } else {
+            Self::Idle
+        }
+    }
+
+    /// Whether this state has reached an end for its generation (Available, failed, Aborted).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Available | Self::FailedFinal | Self::Aborted)
+    }
+}
+
+/// The shared, optimistically written record of who holds a slot for one policy generation.
+/// It is advisory: [`decide_slot`] prunes it against the enactments on every claim.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotLedger {
+    /// The policy generation the holders apply.
+    pub generation: i64,
+    /// Nodes that claimed a slot.
+    pub holders: BTreeSet<String>,
+}
+
+impl SlotLedger {
+    /// An empty ledger for `generation`.
+    pub fn new(generation: i64) -> Self {
+        Self {
+            generation,
+            holders: BTreeSet::new(),
+        }
+    }
+}
+
+/// The ledger entries that still hold a slot: of this generation, of a matching node (a key
+/// of `states`), whose enactment is [`SlotState::Progressing`].
+pub fn live_holders<'a>(
+    generation: i64,
+    ledger: Option<&'a SlotLedger>,
+    states: &BTreeMap<String, SlotState>,
+) -> BTreeSet<&'a str> {
+    ledger
+        .filter(|l| l.generation == generation)
+        .into_iter()
+        .flat_map(|l| l.holders.iter())
+        .filter(|n| states.get(n.as_str()) == Some(&SlotState::Progressing))
+        .map(String::as_str)
+        .collect()
+}
+
+/// Number of finally failed enactments among `states`.
+pub fn failed_final(states: &BTreeMap<String, SlotState>) -> usize {
+    states
+        .values()
+        .filter(|s| **s == SlotState::FailedFinal)
+        .count()
+}
+
+/// The Aborted rule: abort when `count(Failing ∧ ¬Progressing) ≥ maxUnavailable`.
+pub fn should_abort(states: &BTreeMap<String, SlotState>, max_unavailable: usize) -> bool {
+    failed_final(states) >= max_unavailable
+}
+
+/// What a node should do about its slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotDecision {
+    /// It already holds a slot (in the ledger, enactment progressing): apply, write nothing.
+    Resume,
+    /// A slot is free: write `Progressing`, then this ledger with the `resourceVersion` read;
+    /// apply only if that write succeeds.
+    Claim(SlotLedger),
+    /// No slot free: write `Pending` and try again later.
+    Wait,
+    /// Enough nodes failed: write `Aborted` and stop.
+    Abort,
+}
+
+/// Decide for `node` from the ledger as read and the slot states of the policy's matching
+/// nodes (enactments listed after the ledger was read), with `max_unavailable` from
+/// [`max_unavailable`].
+pub fn decide_slot(
+    node: &str,
+    generation: i64,
+    ledger: Option<&SlotLedger>,
+    states: &BTreeMap<String, SlotState>,
+    max_unavailable: usize,
+) -> SlotDecision {
+    let holders = live_holders(generation, ledger, states);
+    if holders.contains(node) {
+        return SlotDecision::Resume;
+    }
+    let used = holders.len() + failed_final(states);
+    if used < max_unavailable {
+        let mut next = SlotLedger::new(generation);
+        next.holders = holders.into_iter().map(str::to_owned).collect();
+        next.holders.insert(node.to_owned());
+        SlotDecision::Claim(next)
+    } else if should_abort(states, max_unavailable) {
+        SlotDecision::Abort
+    } else {
+        SlotDecision::Wait
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(5, Some(IntOrString::String("50%".into())), 3, false)]
+    #[case(6, Some(IntOrString::String("50%".into())), 3, false)]
+    #[case(5, Some(IntOrString::Int(3)), 3, false)]
+    #[case(6, Some(IntOrString::Int(3)), 3, false)]
+    #[case(5, Some(IntOrString::String("asdf".into())), 3, true)]
+    #[case(5, Some(IntOrString::String("42".into())), 3, true)]
+    #[case(5, Some(IntOrString::String("0%".into())), 1, false)]
+    #[case(5, Some(IntOrString::Int(0)), 1, false)]
+    #[case(5, None, 3, false)]
+    #[case(0, None, 1, false)]
+    #[case(1, Some(IntOrString::String("10%".into())), 1, false)]
+    #[case(10, Some(IntOrString::String("25%".into())), 3, false)]
+    #[case(10, Some(IntOrString::String("100%".into())), 10, false)]
+    #[case(3, Some(IntOrString::Int(-2)), 1, false)]
+    #[case(4, Some(IntOrString::String("-10%".into())), 2, true)]
+    fn upstream_table(
+        #[case] nodes: usize,
+        #[case] spec: Option<IntOrString>,
+        #[case] want: usize,
+        #[case] err: bool,
+    ) {
+        let m = max_unavailable(spec.as_ref(), nodes);
+        assert_eq!(m.value, want);
+        assert_eq!(m.error.is_some(), err);
+        if let Some(e) = m.error {
+            assert_eq!(e.category(), "invalid-max-unavailable");
+        }
+    }
+
+    fn states(v: &[(&str, SlotState)]) -> BTreeMap<String, SlotState> {
+        v.iter().map(|(n, s)| (n.to_string(), *s)).collect()
+    }
+
+    fn ledger(gen_: i64, holders: &[&str]) -> SlotLedger {
+        SlotLedger {
+            generation: gen_,
+            holders: holders.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    use SlotState::*;
+
+    #[test]
+    fn ghost_entries_are_pruned() {
+        // n1 crashed after finishing, never removed itself; n9 no longer matches.
+        let s = states(&[("n1", Available), ("n2", Idle)]);
+        let d = decide_slot("n2", 3, Some(&ledger(3, &["n1", "n9"])), &s, 1);
+        assert_eq!(d, SlotDecision::Claim(ledger(3, &["n2"])));
+    }
+
+    #[test]
+    fn ledger_of_another_generation_is_ignored() {
+        let s = states(&[("n1", Progressing), ("n2", Idle)]);
+        let d = decide_slot("n2", 4, Some(&ledger(3, &["n1"])), &s, 1);
+        assert_eq!(d, SlotDecision::Claim(ledger(4, &["n2"])));
+    }
+
+    #[test]
+    fn progressing_without_ledger_entry_does_not_hold_a_slot() {
+        // n1 wrote its intent and crashed before the ledger write.
+        let s = states(&[("n1", Progressing), ("n2", Idle)]);
+        assert!(matches!(
+            decide_slot("n2", 1, None, &s, 1),
+            SlotDecision::Claim(_)
+        ));
+    }
+
+    #[test]
+    fn holder_resumes_after_restart() {
+        let s = states(&[("n1", Progressing)]);
+        assert_eq!(
+            decide_slot("n1", 1, Some(&ledger(1, &["n1"])), &s, 1),
+            SlotDecision::Resume
+        );
+    }
+
+    #[test]
+    fn failures_use_slots_then_abort() {
+        let s = states(&[("n1", FailedFinal), ("n2", Progressing), ("n3", Idle)]);
+        let l = ledger(1, &["n2"]);
+        assert_eq!(decide_slot("n3", 1, Some(&l), &s, 2), SlotDecision::Wait);
+        assert!(matches!(
+            decide_slot("n3", 1, Some(&l), &s, 3),
+            SlotDecision::Claim(_)
+        ));
+        let s = states(&[("n1", FailedFinal), ("n2", FailedFinal), ("n3", Idle)]);
+        assert_eq!(decide_slot("n3", 1, Some(&l), &s, 2), SlotDecision::Abort);
+        assert!(should_abort(&s, 2));
+    }
+
+    #[test]
+    fn slot_state_from_conditions() {
+        use crate::conditions::EnactmentTransition as T;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        use k8s_openapi::jiff::Timestamp;
+        let now = Time(Timestamp::from_second(0).unwrap());
+        let of = |tr: Option<T>, g: i64| {
+            let mut conditions = crate::conditions::initial_enactment_conditions(now.clone());
+            if let Some(tr) = tr {
+                tr.apply(&mut conditions, now.clone());
+            }
+            let s = NodeNetworkConfigurationEnactmentStatus {
+                policy_generation: Some(g),
+                conditions,
+                ..Default::default()
+            };
+            SlotState::of(Some(&s), 1)
+        };
+        assert_eq!(of(None, 1), Idle);
+        assert_eq!(of(Some(T::Progressing), 1), Progressing);
+        assert_eq!(of(Some(T::Progressing), 2), Idle);
+        assert_eq!(
+            of(
+                Some(T::Retrying {
+                    message: "m".into()
+                }),
+                1
+            ),
+            Progressing
+        );
+        assert_eq!(
+            of(
+                Some(T::FailedToConfigure {
+                    message: "m".into()
+                }),
+                1
+            ),
+            FailedFinal
+        );
+        assert_eq!(of(Some(T::Success), 1), Available);
+        assert_eq!(of(Some(T::Pending), 1), Pending);
+        assert_eq!(
+            of(
+                Some(T::Aborted {
+                    message: "m".into()
+                }),
+                1
+            ),
+            Aborted
+        );
+        assert_eq!(SlotState::of(None, 1), Idle);
+    }
+}
