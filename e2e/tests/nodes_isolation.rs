@@ -1,6 +1,7 @@
-//! The node harness leaves the host untouched: the host's resolver file, hostname, links, routes,
-//! mounts and network namespaces are byte-identical before setup and after teardown, even though
-//! the nodes' NetworkManagers rewrote their own resolv.conf and hostname meanwhile.
+//! The node harness leaves the host untouched: the host's resolver file, hostname, links,
+//! routes, mounts, network namespaces and `/run` entries are byte-identical before setup and
+//! after teardown, even though the nodes' NetworkManagers rewrote their own resolv.conf and
+//! hostname meanwhile.
 
 use std::process::Command;
 
@@ -26,6 +27,7 @@ struct HostSnapshot {
     routes6: String,
     mounts: String,
     netns: String,
+    run_entries: Vec<String>,
 }
 
 fn snapshot() -> anyhow::Result<HostSnapshot> {
@@ -39,6 +41,13 @@ fn snapshot() -> anyhow::Result<HostSnapshot> {
         routes: run(&["ip", "route"])?,
         routes6: run(&["ip", "-6", "route"])?,
         mounts,
+        run_entries: {
+            let mut names: Vec<String> = std::fs::read_dir("/run")?
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect();
+            names.sort();
+            names
+        },
         netns: run(&["ip", "netns", "list"])?
             .lines()
             .filter(|l| l.starts_with("knme-"))
