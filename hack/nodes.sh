@@ -96,6 +96,30 @@ kill_netns_pids() {
     done
 }
 
+# `ip netns add` turns /run/netns into a mount point (and may create it); remember whether the
+# harness did, so the last `down` can undo it.
+note_netns_mount() {
+    mkdir -p "$STATE_DIR"
+    [[ -e "$STATE_DIR/netns-made" ]] && return 0
+    if [[ ! -e /run/netns ]]; then
+        echo dir >"$STATE_DIR/netns-made"
+    elif ! grep -q ' /run/netns ' /proc/self/mounts; then
+        echo mount >"$STATE_DIR/netns-made"
+    fi
+}
+
+undo_netns_mount() {
+    local made
+    [[ -s "$STATE_DIR/netns-made" ]] || return 0
+    [[ -z "$(ip netns list 2>/dev/null)" ]] || return 0
+    made="$(cat "$STATE_DIR/netns-made")"
+    while grep -q ' /run/netns ' /proc/self/mounts; do
+        umount -n /run/netns 2>/dev/null || break
+    done
+    [[ $made == dir ]] && rmdir /run/netns 2>/dev/null
+    rm -f "$STATE_DIR/netns-made"
+}
+
 cmd_down() {
     need_root
     local ns
@@ -113,6 +137,7 @@ cmd_down() {
         ip netns del "$ns" 2>/dev/null || true
     done
     rm -rf "$RUN"
+    undo_netns_mount
     rmdir "$STATE_DIR" 2>/dev/null || true
 }
 
@@ -125,10 +150,11 @@ set -euo pipefail
 D="$dir"
 # The state dir may sit under /run, which the tmpfs below hides: open the pid file first.
 exec 3>"\$D/dbus.pid"
-mount -t overlay overlay -o "lowerdir=/etc,upperdir=\$D/etc-upper,workdir=\$D/etc-work" /etc
-mount --bind "\$D/varlib" /var/lib/NetworkManager
-mount -t tmpfs -o mode=755 tmpfs /run
-mount -o remount,ro /sys
+# -n: no userspace mount table (it would be written to the host's /run before the tmpfs hides it).
+mount -n -t overlay overlay -o "lowerdir=/etc,upperdir=\$D/etc-upper,workdir=\$D/etc-work" /etc
+mount -n --bind "\$D/varlib" /var/lib/NetworkManager
+mount -n -t tmpfs -o mode=755 tmpfs /run
+mount -n -o remount,ro /sys
 hostname "$name"
 echo "$name" >/etc/hostname
 mkdir -p /run/dbus /run/NetworkManager /etc/NetworkManager/conf.d /etc/NetworkManager/system-connections
@@ -255,6 +281,7 @@ cmd_up() {
     if pgrep -x NetworkManager >/dev/null; then
         log "note: a NetworkManager runs in the host namespaces; the nodes use their own"
     fi
+    note_netns_mount
     mkdir -p "$RUN"
     echo "$n" >"$RUN/nodes"
     start_switch
