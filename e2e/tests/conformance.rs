@@ -96,6 +96,25 @@ fn cm(name: &str, extra: Value) -> Value {
     v
 }
 
+fn gadget_crd() -> Value {
+    let schema = json!({"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object",
+        "properties": {"port": {"x-kubernetes-int-or-string": true}}}}}});
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Cluster",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [
+                {"name": "v1", "served": true, "storage": true, "schema": schema},
+                {"name": "v1beta1", "served": true, "storage": false, "schema": schema},
+            ]},
+    })
+}
+
+fn gadget(version: &str, port: Value) -> Value {
+    json!({"apiVersion": format!("example.com/{version}"), "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"port": port}})
+}
+
 /// Replaces `$uidN` and `$rvN` with the uid / resourceVersion answered at step N.
 fn substitute(s: &str, answers: &[Value]) -> String {
     let mut out = s.to_owned();
@@ -303,6 +322,19 @@ fn check(s: &Step, code: u16, v: &Value, answers: &[Value]) -> Result<(), String
     get("/api/v1/namespaces/default/nodes/n1").code(404),
     post("/apis/coordination.k8s.io/v1/namespaces/default/leases", json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": {"holderIdentity": "me"}})),
 ])]
+#[case::crd_served_at_every_version_and_deleted_with_its_objects(vec![
+    post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", gadget_crd())
+        .has("/status/conditions/1/type", json!("Established")).has("/status/storedVersions/0", json!("v1")),
+    post("/apis/example.com/v1beta1/gadgets", gadget("v1beta1", json!("http"))).has("/apiVersion", json!("example.com/v1beta1")),
+    get("/apis/example.com/v1/gadgets/g").has("/apiVersion", json!("example.com/v1")).has("/spec/port", json!("http")),
+    post("/apis/example.com/v1/gadgets", gadget("v1", json!(true))).code(422),
+    put("/apis/example.com/v1/gadgets/g", gadget("v1", json!(8080))).has("/spec/port", json!(8080)),
+    get("/apis/example.com/v1/namespaces/default/gadgets/g").code(404),
+    get("/apis/example.com").has("/versions/0/version", json!("v1")).has("/versions/1/version", json!("v1beta1")),
+    delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.com"),
+    get("/apis/example.com/v1/gadgets/g").code(404),
+    get("/apis/example.com/v1beta1").code(404),
+])]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance(#[case] steps: Vec<Step>) {
     let server = common::server().await;
@@ -324,5 +356,35 @@ async fn conformance(#[case] steps: Vec<Step>) {
         }
         answers.push(v);
     }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_counters() {
+    let server = common::server().await;
+    let client = server.client().unwrap();
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client.clone(), "default");
+    for name in ["a", "b"] {
+        let obj = serde_json::from_value(cm(name, json!({}))).unwrap();
+        api.create(&Default::default(), &obj).await.unwrap();
+    }
+    api.get("a").await.unwrap();
+    api.list(&Default::default()).await.unwrap();
+    let m = server.metrics();
+    assert_eq!(m.count("create", "configmaps"), 2);
+    assert_eq!(m.count("get", "configmaps"), 1);
+    assert_eq!(m.count("list", "configmaps"), 1);
+    assert_eq!(m.count_verb("create"), 2);
+    let (code, _) = send(&client, &get("/metrics"), &[]).await;
+    assert_eq!(code, 200);
+    let text = client
+        .request_text(http::Request::get("/metrics").body(Vec::new()).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        text.contains("apiserver_request_total{verb=\"create\",resource=\"configmaps\"} 2"),
+        "{text}"
+    );
     server.shutdown().await;
 }

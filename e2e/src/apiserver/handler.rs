@@ -269,7 +269,7 @@ async fn route(
     ctx.metrics.inc(verb, &resource);
     let _ = ns;
     match verb {
-        "watch" => req.watch(),
+        "watch" => req.watch(want_table),
         "list" => req.list(want_table),
         "get" => req.get(want_table),
         "create" => req.create().await,
@@ -319,7 +319,7 @@ impl Req {
         ))
     }
 
-    fn watch(&self) -> ApiResult<Response<Body>> {
+    fn watch(&self, want_table: bool) -> ApiResult<Response<Body>> {
         let (labels, fields) = self.selectors()?;
         let timeout = self
             .q
@@ -337,6 +337,7 @@ impl Req {
             bookmarks: self.q.flag("allowWatchBookmarks"),
             timeout: Duration::from_secs(timeout),
             bookmark_interval: self.ctx.bookmark_interval,
+            table: want_table,
         };
         let rx = watch::start(self.ctx.store.clone(), wr, self.ctx.shutdown.clone());
         let stream = futures::stream::unfold(rx, |mut rx| async move {

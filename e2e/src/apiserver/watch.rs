@@ -37,6 +37,8 @@ pub struct WatchRequest {
     pub timeout: Duration,
     /// How often bookmarks are sent.
     pub bookmark_interval: Duration,
+    /// Send each object as a one-row `meta.k8s.io/v1` Table (`kubectl get --watch`).
+    pub table: bool,
 }
 
 impl WatchRequest {
@@ -51,6 +53,10 @@ impl WatchRequest {
     fn served(&self, obj: &Value) -> Value {
         let mut o = obj.clone();
         o["apiVersion"] = json!(self.rt.api_version(&self.version));
+        if self.table {
+            let meta = json!({"resourceVersion": object::resource_version(&o)});
+            return super::table::render(&self.rt, &self.version, &[o], meta);
+        }
         o
     }
 
