@@ -286,8 +286,10 @@ pub fn filter_state(current: &Value, opts: &FilterOptions) -> Filtered {
         original_bytes,
         ..Default::default()
     };
-    // Room for the marker itself (its sample list is bounded).
-    let budget = opts.max_bytes.saturating_sub(2048);
+    // Room for the marker itself: an upper bound of its JSON (its sample list is bounded).
+    let budget = opts
+        .max_bytes
+        .saturating_sub(marker_bound(&interfaces, &report));
 
     // Step 1: verbose fields.
     let mut dropped_fields = BTreeSet::new();
@@ -363,6 +365,31 @@ pub fn filter_state(current: &Value, opts: &FilterOptions) -> Filtered {
         state,
         trim: Some(report),
     }
+}
+
+/// An upper bound of the marker's JSON size: every count at its widest, the sample made of
+/// the longest names, every verbose key listed.
+fn marker_bound(interfaces: &[Value], report: &TrimReport) -> usize {
+    let mut names: Vec<&str> = interfaces
+        .iter()
+        .filter_map(|i| str_of(i, "name"))
+        .collect();
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    let widest = TrimReport {
+        reason: report.reason.clone(),
+        max_bytes: usize::MAX,
+        original_bytes: usize::MAX,
+        fields_dropped: VERBOSE_INTERFACE_KEYS
+            .iter()
+            .map(|k| (*k).to_owned())
+            .collect(),
+        interfaces_compacted: usize::MAX,
+        interfaces_dropped: usize::MAX,
+        dropped_interfaces_sample: names.iter().take(20).map(|n| (*n).to_owned()).collect(),
+        routes_dropped: usize::MAX,
+    };
+    // The key, its quotes, a colon and a comma.
+    serde_json::to_vec(&widest).map_or(4096, |b| b.len()) + TRIM_MARKER_KEY.len() + 4
 }
 
 /// Routes the plain filter (no size cap) drops, so the report counts only cap-caused drops.
