@@ -150,6 +150,42 @@ pub fn initial_enactment_conditions(now: Time) -> ConditionList {
     list
 }
 
+/// Move an enactment status to policy generation `generation`. When it held another
+/// generation, every condition is cleared (upstream fix #1442: other handlers must not
+/// attribute an old failure to the new generation) and retry counts of older generations are
+/// dropped. Returns whether it was reset.
+///
+/// ```
+/// use knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus;
+/// use knmstate_state_engine::conditions::{enter_generation, initial_enactment_conditions};
+/// use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+/// use k8s_openapi::jiff::Timestamp;
+///
+/// let mut s = NodeNetworkConfigurationEnactmentStatus {
+///     policy_generation: Some(1),
+///     conditions: initial_enactment_conditions(Time(Timestamp::from_second(0).unwrap())),
+///     ..Default::default()
+/// };
+/// assert!(!enter_generation(&mut s, 1));
+/// assert!(enter_generation(&mut s, 2));
+/// assert!(s.conditions.is_empty());
+/// assert_eq!(s.policy_generation, Some(2));
+/// ```
+pub fn enter_generation(
+    status: &mut knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus,
+    generation: i64,
+) -> bool {
+    if status.policy_generation == Some(generation) {
+        return false;
+    }
+    status.policy_generation = Some(generation);
+    status.conditions = ConditionList::default();
+    status
+        .retry_count
+        .retain(|g, _| g.parse::<i64>().is_ok_and(|g| g >= generation));
+    true
+}
+
 /// The final failure message: `error reconciling NodeNetworkConfigurationPolicy on node <node>
 /// at desired state apply: "<output>",\n <error>`.
 ///
