@@ -19,6 +19,7 @@ async fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
     tokio::process::Command::new(kubectl_bin())
         .args(args)
         .env("KUBECONFIG", kubeconfig)
+        .env("KUBECACHEDIR", kubeconfig.with_file_name("kube-cache"))
         .env_remove("KUBERNETES_SERVICE_HOST")
         .kill_on_drop(true)
         .output()

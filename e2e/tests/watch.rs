@@ -285,3 +285,32 @@ async fn streaming_list_watcher_converges() {
     task.abort();
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_watcher_converges() {
+    let (server, client, api) = start(1000).await;
+    api.create(&PostParams::default(), &cm("a", json!({"x": "1"})))
+        .await
+        .unwrap();
+    let meta = api.get_metadata("a").await.unwrap();
+    assert_eq!(meta.labels().get("x").map(String::as_str), Some("1"));
+    let (reader, writer) = reflector::store();
+    let meta_api: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(client.clone(), "default");
+    let stream = watcher(meta_api, watcher::Config::default());
+    let task = tokio::spawn(
+        reflector(writer, stream)
+            .applied_objects()
+            .for_each(|_| async {}),
+    );
+    api.create(&PostParams::default(), &cm("b", json!({})))
+        .await
+        .unwrap();
+    let ok = common::eventually(Duration::from_secs(10), || async {
+        reader.state().len() == 2
+    })
+    .await;
+    assert!(ok, "store has {} objects", reader.state().len());
+    task.abort();
+    server.shutdown().await;
+}

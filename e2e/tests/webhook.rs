@@ -242,6 +242,7 @@ async fn webhooks_mutate_deny_and_honour_failure_policy() {
             .args(["create", "-f"])
             .arg(&file)
             .env("KUBECONFIG", &kc)
+        .env("KUBECACHEDIR", dir.path().join("kube-cache"))
             .output()
             .await
             .expect("run kubectl");
@@ -310,13 +311,13 @@ async fn webhook_through_a_service_reference() {
     svc.create(
         &PostParams::default(),
         &serde_json::from_value(json!({"metadata": {"name": "hook"},
-            "spec": {"clusterIP": "127.0.0.1", "ports": [{"port": port}]}}))
+            "spec": {"clusterIP": "127.0.0.1", "ports": [{"port": 443, "targetPort": port}]}}))
         .unwrap(),
     )
     .await
     .unwrap();
     let ca = base64::engine::general_purpose::STANDARD.encode(&pem);
-    let cc = json!({"service": {"name": "hook", "namespace": "default", "port": port, "path": "/validate"}, "caBundle": ca});
+    let cc = json!({"service": {"name": "hook", "namespace": "default", "path": "/validate"}, "caBundle": ca});
     create_config(
         &client,
         "ValidatingWebhookConfiguration",

@@ -3,8 +3,9 @@
 //!
 //! A webhook's `clientConfig.url` is called as given. A `clientConfig.service` reference is
 //! resolved through the Service object of that name: the connection goes to its
-//! `spec.clusterIP` (127.0.0.1 when unset or `None`) on `clientConfig.service.port` (443 by
-//! default), and the TLS server name is `<name>.<namespace>.svc`.
+//! `spec.clusterIP` (127.0.0.1 when unset or `None`) on the numeric `targetPort` of the
+//! Service port equal to `clientConfig.service.port` (443 by default), or on that port itself,
+//! and the TLS server name is `<name>.<namespace>.svc`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,11 +203,23 @@ fn target(store: &Store, hook: &Value) -> Result<Target, String> {
     let ns = svc["namespace"].as_str().unwrap_or("default");
     let port = svc["port"].as_u64().unwrap_or(443);
     let path = svc["path"].as_str().unwrap_or("/").to_owned();
-    let ip = store
-        .get("", "services", ns, name)
+    let service = store.get("", "services", ns, name);
+    let ip = service
+        .as_ref()
         .and_then(|s| s["spec"]["clusterIP"].as_str().map(str::to_owned))
         .filter(|ip| !ip.is_empty() && ip != "None")
         .unwrap_or_else(|| "127.0.0.1".to_owned());
+    // The Service port's numeric targetPort, when it has one, is where the webhook listens.
+    let port = service
+        .as_ref()
+        .and_then(|s| {
+            s["spec"]["ports"]
+                .as_array()?
+                .iter()
+                .find(|p| p["port"].as_u64() == Some(port))?["targetPort"]
+                .as_u64()
+        })
+        .unwrap_or(port);
     let server_name = format!("{name}.{ns}.svc");
     let addr = if ip.contains(':') {
         format!("[{ip}]:{port}")

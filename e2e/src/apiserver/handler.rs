@@ -84,6 +84,22 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
     json_response(e.code, &e.status())
 }
 
+/// How objects are answered, from the Accept header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// The objects themselves.
+    Object,
+    /// A `meta.k8s.io/v1` Table (`as=Table`).
+    Table,
+    /// `PartialObjectMetadata` (`as=PartialObjectMetadata[List]`).
+    Metadata,
+}
+
+/// The `PartialObjectMetadata` form of an object.
+pub fn partial_metadata(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+}
+
 /// A parsed resource path.
 #[derive(Debug, Clone)]
 struct Target {
@@ -219,7 +235,13 @@ async fn route(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let want_table = accept.contains("as=Table");
+    let shape = if accept.contains("as=Table") {
+        Shape::Table
+    } else if accept.contains("as=PartialObjectMetadata") {
+        Shape::Metadata
+    } else {
+        Shape::Object
+    };
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -238,7 +260,6 @@ async fn route(
     if rt.namespaced && target.namespace.is_none() && target.name.is_some() {
         return Err(ApiError::no_route(path));
     }
-    let ns = target.namespace.clone().unwrap_or_default();
     if content_type.contains("protobuf") || content_type.contains("cbor") {
         return Err(ApiError::unsupported_media_type(&content_type));
     }
@@ -267,11 +288,10 @@ async fn route(
         }
     };
     ctx.metrics.inc(verb, &resource);
-    let _ = ns;
     match verb {
-        "watch" => req.watch(want_table),
-        "list" => req.list(want_table),
-        "get" => req.get(want_table),
+        "watch" => req.watch(shape),
+        "list" => req.list(shape),
+        "get" => req.get(shape),
         "create" => req.create().await,
         "update" => req.update().await,
         "patch" => req.patch(&content_type).await,
@@ -319,7 +339,7 @@ impl Req {
         ))
     }
 
-    fn watch(&self, want_table: bool) -> ApiResult<Response<Body>> {
+    fn watch(&self, shape: Shape) -> ApiResult<Response<Body>> {
         let (labels, fields) = self.selectors()?;
         let timeout = self
             .q
@@ -337,7 +357,7 @@ impl Req {
             bookmarks: self.q.flag("allowWatchBookmarks"),
             timeout: Duration::from_secs(timeout),
             bookmark_interval: self.ctx.bookmark_interval,
-            table: want_table,
+            shape,
         };
         let rx = watch::start(self.ctx.store.clone(), wr, self.ctx.shutdown.clone());
         let stream = futures::stream::unfold(rx, |mut rx| async move {
@@ -357,7 +377,7 @@ impl Req {
         Ok(r)
     }
 
-    fn list(&self, want_table: bool) -> ApiResult<Response<Body>> {
+    fn list(&self, shape: Shape) -> ApiResult<Response<Body>> {
         let (labels, fields) = self.selectors()?;
         let (items, rv) =
             self.ctx
@@ -400,11 +420,21 @@ impl Req {
             }
         }
         let items: Vec<Value> = items.into_iter().map(|o| self.served(o)).collect();
-        if want_table {
-            return Ok(json_response(
-                200,
-                &table::render(&self.rt, &self.t.version, &items, meta),
-            ));
+        match shape {
+            Shape::Table => {
+                return Ok(json_response(
+                    200,
+                    &table::render(&self.rt, &self.t.version, &items, meta),
+                ));
+            }
+            Shape::Metadata => {
+                let items: Vec<Value> = items.iter().map(partial_metadata).collect();
+                return Ok(json_response(
+                    200,
+                    &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
+                ));
+            }
+            Shape::Object => {}
         }
         Ok(json_response(
             200,
@@ -419,16 +449,19 @@ impl Req {
             .ok_or_else(|| ApiError::not_found(&self.rt.group, &self.rt.plural, self.name()))
     }
 
-    fn get(&self, want_table: bool) -> ApiResult<Response<Body>> {
+    fn get(&self, shape: Shape) -> ApiResult<Response<Body>> {
         let obj = self.served(self.current()?);
-        if want_table {
-            let meta = json!({"resourceVersion": object::resource_version(&obj)});
-            return Ok(json_response(
-                200,
-                &table::render(&self.rt, &self.t.version, &[obj], meta),
-            ));
+        match shape {
+            Shape::Table => {
+                let meta = json!({"resourceVersion": object::resource_version(&obj)});
+                Ok(json_response(
+                    200,
+                    &table::render(&self.rt, &self.t.version, &[obj], meta),
+                ))
+            }
+            Shape::Metadata => Ok(json_response(200, &partial_metadata(&obj))),
+            Shape::Object => Ok(json_response(200, &obj)),
         }
-        Ok(json_response(200, &obj))
     }
 
     fn attrs<'a>(&'a self, op: &'a str, name: &'a str, old: Option<&'a Value>) -> Attributes<'a> {

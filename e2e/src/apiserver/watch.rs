@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use super::error::ApiError;
+use super::handler::{Shape, partial_metadata};
 use super::object;
 use super::resources::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
@@ -37,8 +38,8 @@ pub struct WatchRequest {
     pub timeout: Duration,
     /// How often bookmarks are sent.
     pub bookmark_interval: Duration,
-    /// Send each object as a one-row `meta.k8s.io/v1` Table (`kubectl get --watch`).
-    pub table: bool,
+    /// Objects as themselves, one-row Tables (`kubectl get --watch`) or metadata only.
+    pub shape: Shape,
 }
 
 impl WatchRequest {
@@ -53,11 +54,14 @@ impl WatchRequest {
     fn served(&self, obj: &Value) -> Value {
         let mut o = obj.clone();
         o["apiVersion"] = json!(self.rt.api_version(&self.version));
-        if self.table {
-            let meta = json!({"resourceVersion": object::resource_version(&o)});
-            return super::table::render(&self.rt, &self.version, &[o], meta);
+        match self.shape {
+            Shape::Object => o,
+            Shape::Metadata => partial_metadata(&o),
+            Shape::Table => {
+                let meta = json!({"resourceVersion": object::resource_version(&o)});
+                super::table::render(&self.rt, &self.version, &[o], meta)
+            }
         }
-        o
     }
 
     /// The watch event for a stored change, if this watch sees it.
