@@ -242,7 +242,7 @@ async fn webhooks_mutate_deny_and_honour_failure_policy() {
             .args(["create", "-f"])
             .arg(&file)
             .env("KUBECONFIG", &kc)
-        .env("KUBECACHEDIR", dir.path().join("kube-cache"))
+            .env("KUBECACHEDIR", dir.path().join("kube-cache"))
             .output()
             .await
             .expect("run kubectl");
