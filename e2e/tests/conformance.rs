@@ -15,6 +15,8 @@ const MERGE: &str = "application/merge-patch+json";
 const JSONP: &str = "application/json-patch+json";
 const SMP: &str = "application/strategic-merge-patch+json";
 const APPLY: &str = "application/apply-patch+yaml";
+/// Events the conformance servers retain for watches.
+const WINDOW: usize = 40;
 const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
 
 #[derive(Debug, Clone)]
@@ -28,6 +30,7 @@ struct Step {
     has: Vec<(&'static str, Value)>,
     lacks: Vec<&'static str>,
     eventually: bool,
+    watch: bool,
 }
 
 fn step(method: &'static str, path: &str, body: Option<Value>) -> Step {
@@ -41,6 +44,7 @@ fn step(method: &'static str, path: &str, body: Option<Value>) -> Step {
         has: Vec::new(),
         lacks: Vec::new(),
         eventually: false,
+        watch: false,
     }
 }
 
@@ -61,6 +65,13 @@ fn patch(path: &str, ct: &'static str, body: Value) -> Step {
 }
 fn delete(path: &str) -> Step {
     step("DELETE", path, None)
+}
+/// A watch request; its answer is the first event.
+fn watch(path: &str) -> Step {
+    Step {
+        watch: true,
+        ..get(path)
+    }
 }
 
 impl Step {
@@ -145,7 +156,20 @@ async fn send(client: &kube::Client, s: &Step, answers: &[Value]) -> (u16, Value
         .unwrap();
     let resp = client.send(req.map(Into::into)).await.expect("send");
     let code = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let mut body = resp.into_body();
+    if s.watch {
+        let mut buf = Vec::new();
+        while !buf.contains(&b'\n') {
+            let frame = tokio::time::timeout(Duration::from_secs(5), body.frame()).await;
+            match frame {
+                Ok(Some(Ok(f))) => buf.extend_from_slice(&f.into_data().unwrap_or_default()),
+                _ => break,
+            }
+        }
+        let line = buf.split(|b| *b == b'\n').next().unwrap_or_default();
+        return (code, serde_json::from_slice(line).unwrap_or(Value::Null));
+    }
+    let bytes = body.collect().await.expect("body").to_bytes();
     (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
@@ -335,9 +359,28 @@ fn check(s: &Step, code: u16, v: &Value, answers: &[Value]) -> Result<(), String
     get("/apis/example.com/v1/gadgets/g").code(404),
     get("/apis/example.com/v1beta1").code(404),
 ])]
+#[case::watch_from_a_version(vec![
+    post(CM, cm("a", json!({}))),
+    patch(&format!("{CM}/a"), MERGE, json!({"data": {"a": "2"}})),
+    watch(&format!("{CM}?watch=true&resourceVersion=$rv0")).has("/type", json!("MODIFIED")).has("/object/data/a", json!("2")),
+    watch(&format!("{CM}?watch=true")).has("/type", json!("ADDED")),
+    watch(&format!("{CM}?watch=true&resourceVersion=$rv1&allowWatchBookmarks=true")).has("/type", json!("BOOKMARK")),
+])]
+#[case::watch_from_an_expired_version_is_gone(
+    (0..(WINDOW + 2)).map(|i| post(CM, cm(&format!("c{i}"), json!({})))).chain([
+        watch(&format!("{CM}?watch=true&resourceVersion=$rv0")).has("/type", json!("ERROR"))
+            .has("/object/code", json!(410)).has("/object/reason", json!("Expired")),
+    ]).collect()
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance(#[case] steps: Vec<Step>) {
-    let server = common::server().await;
+    let server = knmstate_e2e::apiserver::ApiServer::start(knmstate_e2e::apiserver::Config {
+        event_window: WINDOW,
+        bookmark_interval: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let client = server.client().unwrap();
     common::install_widget_crd(&client).await;
     let mut answers = Vec::new();
@@ -386,5 +429,36 @@ async fn request_counters() {
         text.contains("apiserver_request_total{verb=\"create\",resource=\"configmaps\"} 2"),
         "{text}"
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn kube_discovery_sees_builtin_and_custom_kinds() {
+    let server = common::server().await;
+    let client = server.client().unwrap();
+    common::install_widget_crd(&client).await;
+    let discovery = kube::Discovery::new(client).run().await.unwrap();
+    for (g, v, k, namespaced) in [
+        ("example.com", "v1", "Widget", true),
+        ("", "v1", "Node", false),
+        ("coordination.k8s.io", "v1", "Lease", true),
+        (
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            false,
+        ),
+    ] {
+        let gvk = kube::core::GroupVersionKind::gvk(g, v, k);
+        let (ar, caps) = discovery
+            .resolve_gvk(&gvk)
+            .unwrap_or_else(|| panic!("{k} not discovered"));
+        assert_eq!(
+            caps.scope == kube::discovery::Scope::Namespaced,
+            namespaced,
+            "{k}"
+        );
+        assert!(!ar.plural.is_empty());
+    }
     server.shutdown().await;
 }

@@ -57,7 +57,7 @@ type TypeKey = (String, String);
 #[derive(Debug)]
 struct Inner {
     rv: u64,
-    registry: Registry,
+    registry: Arc<Registry>,
     objects: BTreeMap<TypeKey, BTreeMap<ObjKey, Value>>,
     log: VecDeque<Arc<Event>>,
     compacted: u64,
@@ -96,7 +96,7 @@ impl Store {
         let (tx, _) = broadcast::channel(4096);
         let mut inner = Inner {
             rv: 0,
-            registry: Registry::default(),
+            registry: Arc::new(Registry::default()),
             objects: BTreeMap::new(),
             log: VecDeque::new(),
             compacted: 0,
@@ -109,7 +109,7 @@ impl Store {
                         && p == CRD_PLURAL
                         && let Ok(rt) = from_crd(&obj)
                     {
-                        inner.registry.insert(rt);
+                        Arc::make_mut(&mut inner.registry).insert(rt);
                     }
                     let key = (
                         object::namespace(&obj).to_owned(),
@@ -158,8 +158,8 @@ impl Store {
         self.lock().rv
     }
 
-    /// A copy of the registry.
-    pub fn registry(&self) -> Registry {
+    /// The registry as it is now (a cheap shared snapshot).
+    pub fn registry(&self) -> Arc<Registry> {
         self.lock().registry.clone()
     }
 
@@ -289,7 +289,7 @@ impl Store {
         meta.insert("generation".into(), json!(1));
         meta.remove("deletionTimestamp");
         if let Some(t) = crd {
-            inner.registry.insert(t);
+            Arc::make_mut(&mut inner.registry).insert(t);
         }
         inner
             .objects
@@ -360,7 +360,7 @@ impl Store {
         let rv = inner.rv;
         object::meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
         if let Some(t) = crd {
-            inner.registry.insert(t);
+            Arc::make_mut(&mut inner.registry).insert(t);
         }
         if object::is_terminating(&obj) && !object::has_finalizers(&obj) {
             return Ok(self.remove_locked(&mut inner, rt, &ns, &name, obj));
@@ -405,7 +405,7 @@ impl Store {
                         .insert("resourceVersion".into(), json!(inner.rv.to_string()));
                     self.emit(inner, &crt, EventType::Deleted, &o, None);
                 }
-                inner.registry.remove(&group, &plural);
+                Arc::make_mut(&mut inner.registry).remove(&group, &plural);
             }
         }
         obj
