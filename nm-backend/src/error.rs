@@ -1,7 +1,5 @@
 //! Typed errors of the backend, each named for the action that failed.
 
-use std::time::Duration;
-
 /// The result type of this crate.
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 
@@ -43,9 +41,6 @@ pub enum BackendError {
     /// Another apply holds a checkpoint that was neither committed nor rolled back.
     #[error("checkpoint {0} is still pending: commit or roll it back first")]
     CheckpointPending(String),
-    /// No checkpoint with that name is held.
-    #[error("no pending checkpoint {0}")]
-    UnknownCheckpoint(String),
     /// The apply succeeded but NetworkManager shows no checkpoint for it.
     #[error("NetworkManager reports no checkpoint after the apply")]
     CheckpointMissing,
@@ -93,17 +88,9 @@ pub enum BackendError {
         /// What the probe saw.
         message: String,
     },
-    /// A worker thread died or took longer than allowed.
+    /// A worker thread could not start, or died.
     #[error("backend worker failed: {0}")]
     Worker(String),
-    /// An operation took longer than allowed.
-    #[error("{operation} did not finish within {timeout:?}")]
-    Timeout {
-        /// What was running.
-        operation: &'static str,
-        /// The limit.
-        timeout: Duration,
-    },
 }
 
 impl BackendError {
@@ -115,7 +102,6 @@ impl BackendError {
             Self::UnsupportedInterfaceType { .. } => "UnsupportedInterfaceType",
             Self::ApplyState { .. } => "ApplyFailed",
             Self::CheckpointPending(_) => "CheckpointPending",
-            Self::UnknownCheckpoint(_) => "UnknownCheckpoint",
             Self::CheckpointMissing => "CheckpointMissing",
             Self::DestroyStaleCheckpoint { .. } => "StaleCheckpointCleanupFailed",
             Self::CommitCheckpoint { .. } => "CommitFailed",
@@ -126,7 +112,6 @@ impl BackendError {
             Self::WatchChanges(_) => "WatchChangesFailed",
             Self::Probe { .. } => "ProbeFailed",
             Self::Worker(_) => "BackendWorkerFailed",
-            Self::Timeout { .. } => "Timeout",
         }
     }
 
@@ -144,11 +129,9 @@ impl BackendError {
             | Self::NetworkManagerDbus(_)
             | Self::WatchChanges(_)
             | Self::Probe { .. }
-            | Self::Worker(_)
-            | Self::Timeout { .. } => true,
+            | Self::Worker(_) => true,
             Self::InvalidDesiredState(_)
             | Self::UnsupportedInterfaceType { .. }
-            | Self::UnknownCheckpoint(_)
             | Self::ResolvePolicy(_)
             | Self::FeatureStatistics(_) => false,
         }

@@ -127,6 +127,8 @@ pub trait Backend: Send + Sync {
     /// Apply `desired` and keep a checkpoint instead of committing.
     ///
     /// On error nothing is left pending: nmstate rolled back already, or nothing was changed.
+    /// Dropping the future does not stop an apply already handed to NetworkManager; its
+    /// checkpoint is then rolled back by the next apply (or by its timeout).
     fn apply(
         &self,
         desired: &Value,
