@@ -1,0 +1,255 @@
+//! The NNCP reconciler: aggregate a policy's conditions from the caches and write them with
+//! server-side apply when, and only when, their meaning changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use knmstate_api::ConditionList;
+use knmstate_api::names::{field_manager, policy as p};
+use knmstate_api::v1::NodeNetworkConfigurationPolicy;
+use knmstate_api::v1beta1::{NodeNetworkConfigurationEnactment, NodeNetworkState};
+use knmstate_state_engine::conditions::active_condition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::Notify;
+
+use crate::Error;
+use crate::aggregation::{enactment_policy, next_conditions, policy_verdict, select_nodes};
+use crate::leader::Leadership;
+use crate::metrics::Metrics;
+
+/// The reflector caches aggregation, cleanup and metrics read from.
+#[derive(Clone)]
+pub struct Stores {
+    /// NodeNetworkConfigurationPolicies.
+    pub policies: Store<NodeNetworkConfigurationPolicy>,
+    /// NodeNetworkConfigurationEnactments.
+    pub enactments: Store<NodeNetworkConfigurationEnactment>,
+    /// Nodes.
+    pub nodes: Store<Node>,
+    /// NodeNetworkStates.
+    pub states: Store<NodeNetworkState>,
+}
+
+impl Stores {
+    /// Wait until every cache holds a complete first listing.
+    pub async fn wait_ready(&self) {
+        // A store only errors when its writer is dropped, i.e. on shutdown.
+        let _ = self.policies.wait_until_ready().await;
+        let _ = self.enactments.wait_until_ready().await;
+        let _ = self.nodes.wait_until_ready().await;
+        let _ = self.states.wait_until_ready().await;
+    }
+
+    /// Whether every cache holds a complete first listing.
+    pub fn is_ready(&self) -> bool {
+        use futures::FutureExt;
+        let ready = |f: Option<Result<(), _>>| f.is_some_and(|r| r.is_ok());
+        ready(self.policies.wait_until_ready().now_or_never())
+            && ready(self.enactments.wait_until_ready().now_or_never())
+            && ready(self.nodes.wait_until_ready().now_or_never())
+            && ready(self.states.wait_until_ready().now_or_never())
+    }
+
+    /// The enactments of one policy (by label, or by name when unlabelled).
+    pub fn enactments_of(&self, policy: &str) -> Vec<NodeNetworkConfigurationEnactment> {
+        self.enactments
+            .state()
+            .iter()
+            .filter(|e| enactment_policy(e) == Some(policy))
+            .map(|e| (**e).clone())
+            .collect()
+    }
+}
+
+/// What this controller last wrote for a policy: the policy's resourceVersion just before the
+/// write and the conditions written. Until the cache moves past that resourceVersion, the
+/// written conditions are the current ones (no duplicate write from a stale cache).
+#[derive(Debug, Clone)]
+struct Written {
+    before: Option<String>,
+    conditions: ConditionList,
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Event recorder (reporting controller `knmstate-controller`).
+    pub recorder: Recorder,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Reflector caches.
+    pub stores: Stores,
+    /// Whether this process may write.
+    pub leadership: Leadership,
+    /// Wakes the orphan sweep.
+    pub sweep: Arc<Notify>,
+    /// Periodic re-aggregation even without a change.
+    pub resync: Duration,
+    written: Mutex<HashMap<String, Written>>,
+}
+
+impl Context {
+    /// A context over these caches.
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        stores: Stores,
+        leadership: Leadership,
+        resync: Duration,
+    ) -> Self {
+        Self {
+            client,
+            recorder,
+            metrics,
+            stores,
+            leadership,
+            sweep: Arc::new(Notify::new()),
+            resync,
+            written: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publish an event about a policy; failures are logged, never fatal.
+    pub async fn publish(&self, policy: &NodeNetworkConfigurationPolicy, event: Event) {
+        let reference = policy.object_ref(&());
+        if let Err(e) = self.recorder.publish(&event, &reference).await {
+            tracing::warn!(policy = %policy.name_any(), "failed to publish event: {e}");
+        }
+    }
+}
+
+/// The event announcing that a policy's active condition became `active`.
+fn transition_event(active: &str, message: &str) -> Option<Event> {
+    let (type_, reason) = match active {
+        p::AVAILABLE => (EventType::Normal, p::REASON_SUCCESS),
+        p::DEGRADED => (EventType::Warning, p::REASON_FAILED),
+        p::PROGRESSING => (EventType::Normal, p::REASON_PROGRESSING),
+        p::IGNORED => (EventType::Normal, p::REASON_NO_MATCHING_NODE),
+        _ => return None,
+    };
+    Some(Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(message.to_owned()),
+        action: "Aggregate".to_owned(),
+        secondary: None,
+    })
+}
+
+/// Aggregate one policy and write its conditions if their meaning changed.
+pub async fn reconcile(
+    obj: Arc<NodeNetworkConfigurationPolicy>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    if !ctx.leadership.is_leader() {
+        return Ok(Action::await_change());
+    }
+    ctx.stores.wait_ready().await;
+    let name = obj.name_any();
+    let enactments = ctx.stores.enactments_of(&name);
+    ctx.metrics.observe_reports(&enactments);
+    let states = ctx.stores.states.clone();
+    let nodes = ctx.stores.nodes.state();
+    let (matching, ready) = select_nodes(&obj, nodes.iter().map(|n| &**n), |node| {
+        states
+            .get(&kube::runtime::reflector::ObjectRef::new(node))
+            .is_some()
+    })
+    .map_err(|source| Error::SelectNodes {
+        policy: name.clone(),
+        source,
+    })?;
+    let verdict = policy_verdict(&obj, &enactments, &matching, &ready);
+    let stored = obj
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let current = {
+        let written = ctx.written.lock().unwrap_or_else(|e| e.into_inner());
+        match written.get(&name) {
+            Some(w) if w.before == obj.metadata.resource_version => w.conditions.clone(),
+            _ => stored,
+        }
+    };
+    let Some(next) = next_conditions(&current, &verdict, Time(Timestamp::now())) else {
+        return Ok(Action::requeue(ctx.resync));
+    };
+    if !ctx.leadership.is_leader() {
+        return Ok(Action::await_change());
+    }
+    let api: Api<NodeNetworkConfigurationPolicy> = Api::all(ctx.client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": "nmstate.io/v1",
+        "kind": "NodeNetworkConfigurationPolicy",
+        "metadata": {"name": name},
+        "status": {"conditions": next},
+    });
+    match api
+        .patch_status(
+            &name,
+            &PatchParams::apply(field_manager::CONTROLLER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => {}
+        // Deleted meanwhile: the sweep removes its enactments.
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
+        Err(source) => {
+            return Err(Error::WritePolicyStatus {
+                policy: name.clone(),
+                source,
+            });
+        }
+    }
+    tracing::info!(policy = %name, kind = ?verdict.kind, message = %verdict.message, "policy status written");
+    ctx.written
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            name.clone(),
+            Written {
+                before: obj.metadata.resource_version.clone(),
+                conditions: next.clone(),
+            },
+        );
+    let (before, after) = (active_condition(&current), active_condition(&next));
+    if before != after
+        && let Some(event) = after.and_then(|a| transition_event(a, &verdict.message))
+    {
+        ctx.publish(&obj, event).await;
+    }
+    Ok(Action::requeue(ctx.resync))
+}
+
+/// On failure: count it, tell the policy's watchers with a `ReconcileFailed` warning, retry.
+pub fn error_policy(
+    obj: Arc<NodeNetworkConfigurationPolicy>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(policy = %obj.name_any(), category = error.category(), "{error}");
+    ctx.metrics.count_error(error.category());
+    if ctx.leadership.is_leader() {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "ReconcileFailed".to_owned(),
+            note: Some(format!("{}: {error}", error.category())),
+            action: "Aggregate".to_owned(),
+            secondary: None,
+        };
+        tokio::spawn(async move { ctx.publish(&obj, event).await });
+    }
+    Action::requeue(Duration::from_secs(5))
+}
