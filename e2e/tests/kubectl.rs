@@ -302,17 +302,64 @@ async fn kubectl_end_to_end() {
     );
 
     // Built-in kinds and namespaces.
-    // (Generator commands such as `kubectl create namespace` send protobuf: not supported.)
+    // Generator commands send protobuf bodies.
+    ok(&kc, &["create", "namespace", "team"]).await;
+    ok(
+        &kc,
+        &[
+            "create",
+            "configmap",
+            "cfg",
+            "-n",
+            "team",
+            "--from-literal",
+            "k=v",
+        ],
+    )
+    .await;
+    ok(
+        &kc,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "-n",
+            "team",
+            "--from-literal",
+            "p=hunter2",
+        ],
+    )
+    .await;
+    assert_eq!(
+        ok(
+            &kc,
+            &[
+                "get",
+                "secret",
+                "pw",
+                "-n",
+                "team",
+                "-o",
+                "jsonpath={.data.p}"
+            ]
+        )
+        .await,
+        "aHVudGVyMg=="
+    );
+    assert_eq!(
+        ok(
+            &kc,
+            &["get", "ns", "team", "-o", "jsonpath={.spec.finalizers}"]
+        )
+        .await,
+        r#"["kubernetes"]"#
+    );
     let ns = file(
         "ns.yaml",
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: other\n",
     );
     ok(&kc, &["apply", "-f", &ns]).await;
-    let cm = file(
-        "cm.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: team\ndata:\n  k: v\n",
-    );
-    ok(&kc, &["create", "-f", &cm]).await;
     assert_eq!(
         ok(
             &kc,

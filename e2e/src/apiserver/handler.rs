@@ -260,9 +260,14 @@ async fn route(
     if rt.namespaced && target.namespace.is_none() && target.name.is_some() {
         return Err(ApiError::no_route(path));
     }
-    if content_type.contains("protobuf") || content_type.contains("cbor") {
+    if content_type.contains("cbor") {
         return Err(ApiError::unsupported_media_type(&content_type));
     }
+    let body = if content_type.contains("protobuf") {
+        Bytes::from(super::proto::decode(&body)?.to_string())
+    } else {
+        body
+    };
     let req = Req {
         ctx: ctx.clone(),
         rt,
@@ -550,8 +555,14 @@ impl Req {
     /// Kind-specific fields the server fills in.
     fn prepare(&self, obj: &mut Value, old: Option<&Value>) {
         if self.rt.group.is_empty() && self.rt.plural == "namespaces" && old.is_none() {
-            if obj["spec"]["finalizers"].is_null() {
-                obj["spec"]["finalizers"] = json!(["kubernetes"]);
+            let fin = &mut obj["spec"]["finalizers"];
+            if !fin
+                .as_array()
+                .is_some_and(|f| f.contains(&json!("kubernetes")))
+            {
+                let mut list = fin.as_array().cloned().unwrap_or_default();
+                list.push(json!("kubernetes"));
+                *fin = Value::Array(list);
             }
             obj["status"] = json!({"phase": "Active"});
             let name = object::name(obj).to_owned();

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod object;
 pub mod patch;
 pub mod persistence;
+pub mod proto;
 pub mod resources;
 pub mod schema;
 pub mod selectors;
