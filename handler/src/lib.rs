@@ -1,3 +1,53 @@
-//! knmstate per-node handler: applies policies and reports NodeNetworkState
+//! # knmstate-handler
 //!
-//! (skeleton: filled in by its own issue)
+//! The per-node handler: one runs on every node (`NODE_NAME`). It applies the
+//! NodeNetworkConfigurationPolicies that select its node through the node's NetworkManager
+//! (nm-backend), holding a checkpoint while connectivity probes run, then commits or rolls
+//! back; it writes its node's NodeNetworkConfigurationEnactments (status by server-side apply,
+//! field manager `knmstate-handler`) and reports its node's NodeNetworkState when it changes.
+//! It never writes policy status (the controller does).
+//!
+//! Decisions come from state-engine (conditions, selection, concurrency, rendering, filtering,
+//! probes and retries); this crate wires them to kube-runtime controllers ([`run`]) and to a
+//! [`Backend`](knmstate_nm_backend::Backend) — `NmBackend` on a real node, `MemoryBackend` in
+//! tests.
+//!
+//! ## Deliberate differences from upstream
+//!
+//! * **No re-apply on restart.** Upstream re-applies every policy when the handler starts. Here
+//!   a policy generation that already succeeded on this node is not applied again while the
+//!   node's current state still satisfies the rendered desired state (compared with secrets
+//!   hidden on both sides); if the node drifted away from it (or the comparison cannot tell),
+//!   it is re-applied. A generation whose retries are exhausted (or that was aborted) is never
+//!   re-applied: re-breaking the network on every restart is worse (upstream #1440); a new
+//!   generation starts over with fresh conditions and retry counts.
+//! * **Concurrency without ghost slots.** The slot is decided by state-engine from the
+//!   enactments of the current generation, with a per-policy ledger `Lease` written
+//!   optimistically ([`slots`]); nothing can leak (upstream #1571).
+//! * **Probe selection is quick.** An external probe (gateway, DNS) that fails before the
+//!   apply is dropped after one try instead of 120 s of polling.
+//! * **Small, safe messages.** Failure messages put the decisive error first, are capped at
+//!   16 KiB and never embed a state dump; secrets are hidden in statuses, events and logs
+//!   ([`secrets`]).
+//! * **NNS on change.** The NodeNetworkState follows NetworkManager's change signals (debounced)
+//!   with a slow safety re-read, instead of a 60 s poll, and is written only when it changed.
+//! * **Shutdown.** On SIGTERM an apply in flight is rolled back before the process exits, so
+//!   no uncommitted checkpoint is left behind; after a crash the next apply rolls the stale
+//!   checkpoint back first.
+
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod lock;
+pub mod nns;
+pub mod policy;
+pub mod probes;
+pub mod run;
+pub mod secrets;
+pub mod slots;
+pub mod sweep;
+
+pub use config::{Cli, HandlerConfig, LogFormat};
+pub use context::Context;
+pub use error::{Error, Result};
+pub use run::Handler;

@@ -1,0 +1,128 @@
+//! What every reconcile of this handler shares: the API client, the event recorder, the node's
+//! network backend, the configuration, the probe factory and the caches of this node's
+//! objects.
+
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Node;
+use knmstate_api::v1::NodeNetworkConfigurationPolicy;
+use knmstate_api::v1beta1::{NodeNetworkConfigurationEnactment, NodeNetworkState};
+use knmstate_nm_backend::{Backend, Checkpoint};
+use kube::Api;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::HandlerConfig;
+use crate::error::{Error, Result};
+use crate::probes::{ProbeEnv, ProbeFactory};
+
+/// Shared state of the handler's reconcilers, generic over the node's network backend.
+pub struct Context<B: Backend> {
+    /// API client (cached reads come from the stores below).
+    pub client: kube::Client,
+    /// How to reach the API server; probes make fresh clients from it.
+    pub kube_config: kube::Config,
+    /// Event recorder (reporting controller `knmstate-handler`, instance = the node).
+    pub recorder: Recorder,
+    /// The node's network.
+    pub backend: B,
+    /// Settings.
+    pub config: HandlerConfig,
+    /// Builds the probes of an apply.
+    pub probes: Arc<dyn ProbeFactory>,
+    /// This node's Node object.
+    pub nodes: Store<Node>,
+    /// Every policy.
+    pub policies: Store<NodeNetworkConfigurationPolicy>,
+    /// This node's enactments.
+    pub enactments: Store<NodeNetworkConfigurationEnactment>,
+    /// This node's NodeNetworkState.
+    pub states: Store<NodeNetworkState>,
+    /// The checkpoint of an apply in flight, rolled back on shutdown.
+    pub(crate) pending: Mutex<Option<Checkpoint>>,
+    /// Serialises applies on this node.
+    pub(crate) apply_lock: tokio::sync::Mutex<()>,
+    /// Asks for a NodeNetworkState refresh.
+    pub(crate) nns_refresh: mpsc::Sender<()>,
+    /// The last currentState written, with the NNS uid it was written to.
+    pub(crate) nns_last: Mutex<Option<(String, Value)>>,
+    /// Per policy: no apply attempt before this instant (retry backoff).
+    pub(crate) not_before: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Becomes true when the handler is asked to stop.
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+impl<B: Backend> Context<B> {
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.config.node_name
+    }
+
+    /// This node's Node object from the cache.
+    pub fn node(&self) -> Result<Arc<Node>> {
+        self.nodes
+            .get(&ObjectRef::new(self.node_name()))
+            .ok_or_else(|| Error::FindNode(self.node_name().to_owned()))
+    }
+
+    /// Enactments API.
+    pub fn enactment_api(&self) -> Api<NodeNetworkConfigurationEnactment> {
+        Api::all(self.client.clone())
+    }
+
+    /// Policies API.
+    pub fn policy_api(&self) -> Api<NodeNetworkConfigurationPolicy> {
+        Api::all(self.client.clone())
+    }
+
+    /// NodeNetworkState API.
+    pub fn state_api(&self) -> Api<NodeNetworkState> {
+        Api::all(self.client.clone())
+    }
+
+    /// What the probes need.
+    pub fn probe_env(&self) -> ProbeEnv {
+        ProbeEnv {
+            kube_config: self.kube_config.clone(),
+            node_name: self.node_name().to_owned(),
+        }
+    }
+
+    /// Whether the handler is stopping.
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Ask for a NodeNetworkState refresh (coalesced).
+    pub fn request_nns_refresh(&self) {
+        // A full channel already holds a pending refresh.
+        let _ = self.nns_refresh.try_send(());
+    }
+
+    pub(crate) fn set_pending(&self, cp: Option<Checkpoint>) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = cp;
+    }
+
+    pub(crate) fn pending(&self) -> Option<Checkpoint> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Roll back an apply in flight, if any (graceful shutdown).
+    pub async fn rollback_pending(&self) -> Result<bool> {
+        let Some(cp) = self.pending() else {
+            return Ok(false);
+        };
+        tracing::warn!(checkpoint = %cp, "rolling back the uncommitted apply before exiting");
+        self.backend
+            .rollback(&cp)
+            .await
+            .map_err(Error::RollbackCheckpoint)?;
+        self.set_pending(None);
+        Ok(true)
+    }
+}

@@ -1,0 +1,250 @@
+//! Wiring: the per-node controllers over kube-runtime, the NodeNetworkState triggers, the
+//! readiness file and graceful shutdown.
+//!
+//! | controller | main object | triggers |
+//! |---|---|---|
+//! | policies ([`crate::policy`]) | every NNCP (generation changes) | this Node's label changes re-run all |
+//! | node state ([`crate::nns`]) | this Node (field selector) | network changes, NNS deletion or force label, each apply, safety re-read |
+//! | enactment sweep ([`crate::sweep`]) | this node's NNCEs (label `nmstate.io/node`) | NNCP events, deletions included |
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use knmstate_api::names;
+use knmstate_api::v1::NodeNetworkConfigurationPolicy;
+use knmstate_api::v1beta1::{NodeNetworkConfigurationEnactment, NodeNetworkState};
+use knmstate_nm_backend::Backend;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::{Api, ResourceExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::HandlerConfig;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::probes::ProbeFactory;
+use crate::{nns, policy, sweep};
+
+/// What the handler runs with.
+pub struct Handler<B: Backend> {
+    /// API client.
+    pub client: kube::Client,
+    /// How to reach the API server (for the API-server probe's fresh clients).
+    pub kube_config: kube::Config,
+    /// The node's network.
+    pub backend: B,
+    /// Settings.
+    pub config: HandlerConfig,
+    /// Probe factory.
+    pub probes: Arc<dyn ProbeFactory>,
+}
+
+fn hash_uid(n: &Node) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    n.metadata.uid.hash(&mut h);
+    Some(h.finish())
+}
+
+impl<B: Backend + Clone + 'static> Handler<B> {
+    /// Run until `shutdown` resolves; then stop the controllers, roll back an apply in flight
+    /// and remove the readiness file.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let node = self.config.node_name.clone();
+        let by_name = format!("metadata.name={node}");
+        let client = self.client.clone();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (refresh_tx, refresh_rx) = mpsc::channel::<()>(1);
+
+        // This node.
+        let (nodes, node_writer) = reflector::store::<Node>();
+        let node_stream = watcher(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default().fields(&by_name),
+        )
+        .default_backoff()
+        .reflect(node_writer)
+        .applied_objects()
+        .predicate_filter(hash_uid, Default::default());
+        // Its label changes re-run every policy.
+        let label_changes = watcher(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default().fields(&by_name),
+        )
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(predicates::labels, Default::default())
+        .filter_map(|r| async move { r.ok().map(|_| ()) });
+
+        // Policies.
+        let (policies, policy_writer) = reflector::store::<NodeNetworkConfigurationPolicy>();
+        let policy_stream = watcher(
+            Api::<NodeNetworkConfigurationPolicy>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(policy_writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+
+        // This node's NodeNetworkState.
+        let (states, state_writer) = reflector::store::<NodeNetworkState>();
+        let state_events = watcher(
+            Api::<NodeNetworkState>::all(client.clone()),
+            watcher::Config::default().fields(&by_name),
+        )
+        .default_backoff()
+        .reflect(state_writer);
+
+        // This node's enactments.
+        let enactment_ctl = Controller::new(
+            Api::<NodeNetworkConfigurationEnactment>::all(client.clone()),
+            watcher::Config::default().labels(&format!("{}={node}", names::NODE_LABEL)),
+        )
+        .watches(
+            Api::<NodeNetworkConfigurationPolicy>::all(client.clone()),
+            watcher::Config::default(),
+            {
+                let node = node.clone();
+                move |p: NodeNetworkConfigurationPolicy| {
+                    Some(ObjectRef::new(&names::enactment_name(&node, &p.name_any())))
+                }
+            },
+        );
+        let enactments = enactment_ctl.store();
+
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: names::field_manager::HANDLER.to_owned(),
+                instance: Some(format!("{node}.nmstate-handler")),
+            },
+        );
+        let ctx = Arc::new(Context {
+            client: client.clone(),
+            kube_config: self.kube_config,
+            recorder,
+            backend: self.backend,
+            config: self.config,
+            probes: self.probes,
+            nodes: nodes.clone(),
+            policies: policies.clone(),
+            enactments,
+            states,
+            pending: Mutex::new(None),
+            apply_lock: tokio::sync::Mutex::new(()),
+            nns_refresh: refresh_tx.clone(),
+            nns_last: Mutex::new(None),
+            not_before: Mutex::new(Default::default()),
+            shutdown: stop_rx.clone(),
+        });
+
+        let stopped = {
+            let rx = stop_rx.clone();
+            move || {
+                let mut rx = rx.clone();
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }
+            }
+        };
+
+        let policy_ctl = Controller::for_stream(policy_stream, policies.clone())
+            .with_config(controller::Config::default().concurrency(1))
+            .reconcile_all_on(label_changes)
+            .graceful_shutdown_on(stopped())
+            .run(policy::reconcile, policy::error_policy, ctx.clone())
+            .for_each(|_| futures::future::ready(()));
+        let refresh_stream = futures::stream::unfold(refresh_rx, |mut rx| async move {
+            rx.recv().await.map(|()| ((), rx))
+        });
+        let nns_ctl = Controller::for_stream(node_stream, nodes.clone())
+            .with_config(controller::Config::default().concurrency(1))
+            .reconcile_all_on(refresh_stream)
+            .graceful_shutdown_on(stopped())
+            .run(nns::reconcile, nns::error_policy, ctx.clone())
+            .for_each(|_| futures::future::ready(()));
+        let sweep_ctl = enactment_ctl
+            .graceful_shutdown_on(stopped())
+            .run(sweep::reconcile, sweep::error_policy, ctx.clone())
+            .for_each(|_| futures::future::ready(()));
+
+        let side_tasks = vec![
+            tokio::spawn(nns::forward_nns_events(state_events, refresh_tx.clone())),
+            tokio::spawn({
+                let ctx = ctx.clone();
+                let tx = refresh_tx.clone();
+                async move {
+                    nns::forward_network_changes(&ctx.backend, ctx.config.nns_debounce, tx).await;
+                }
+            }),
+        ];
+        let readiness = tokio::spawn({
+            let ctx = ctx.clone();
+            async move {
+                let _ = ctx.policies.wait_until_ready().await;
+                let _ = ctx.nodes.wait_until_ready().await;
+                let path = &ctx.config.readiness_file;
+                match std::fs::write(path, b"ok\n") {
+                    Ok(()) => tracing::info!(file = %path.display(), "handler ready"),
+                    Err(source) => tracing::warn!(error = %Error::WriteReadinessFile {
+                        path: path.display().to_string(), source }, "readiness"),
+                }
+            }
+        });
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        });
+
+        tracing::info!(node = %ctx.node_name(), "handler started");
+        futures::join!(policy_ctl, nns_ctl, sweep_ctl);
+
+        readiness.abort();
+        for t in side_tasks {
+            t.abort();
+        }
+        let rolled_back = ctx.rollback_pending().await;
+        let _ = std::fs::remove_file(&ctx.config.readiness_file);
+        rolled_back.map(|_| ())
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Set up `tracing` in the chosen format (`RUST_LOG` filters, default `info`).
+pub fn init_tracing(format: crate::config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        crate::config::LogFormat::Json => builder.json().try_init(),
+        crate::config::LogFormat::Text => builder.try_init(),
+    };
+}
