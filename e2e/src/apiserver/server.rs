@@ -41,7 +41,7 @@ impl Default for Config {
             data_file: None,
             kubeconfig: None,
             bookmark_interval: Duration::from_secs(5),
-            event_window: 10_000,
+            event_window: 2_000,
             gc_interval: Duration::from_secs(1),
             persist_delay: Duration::from_millis(50),
         }

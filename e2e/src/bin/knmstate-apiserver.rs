@@ -28,7 +28,7 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     bookmark_interval: u64,
     /// Number of watch events retained; older resourceVersions get 410 Gone.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 2_000)]
     event_window: usize,
 }
 
