@@ -317,6 +317,18 @@ fn check(s: &Step, code: u16, v: &Value, answers: &[Value]) -> Result<(), String
     get(&format!("{W}/child")).code(404).eventually(),
     get(&format!("{W}/two-owners")),
 ])]
+#[case::foreground_deletion_waits_for_dependents(vec![
+    post(CM, cm("owner", json!({}))),
+    post(W, json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"size": 1}, "metadata": {"name": "child",
+        "finalizers": ["example.com/hold"],
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": "$uid0", "blockOwnerDeletion": true}]}})),
+    step("DELETE", &format!("{CM}/owner"), Some(json!({"propagationPolicy": "Foreground"})))
+        .has("/metadata/finalizers/0", json!("foregroundDeletion")),
+    get(&format!("{W}/child")).has("/metadata/finalizers/0", json!("example.com/hold")).eventually(),
+    get(&format!("{CM}/owner")).has("/metadata/finalizers/0", json!("foregroundDeletion")),
+    patch(&format!("{W}/child"), MERGE, json!({"metadata": {"finalizers": null}})),
+    get(&format!("{CM}/owner")).code(404).eventually(),
+])]
 #[case::orphan_propagation_keeps_dependents(vec![
     post(CM, cm("owner", json!({}))),
     post(W, json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"size": 1}, "metadata": {"name": "child",

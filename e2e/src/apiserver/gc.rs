@@ -1,10 +1,11 @@
 //! Background garbage collection through ownerReferences, and namespace termination.
 //!
 //! An object whose ownerReferences all name uids that no longer exist is deleted (with the
-//! usual finalizer rules). Foreground deletion (`blockOwnerDeletion`) is not implemented:
-//! `propagationPolicy: Foreground` behaves as `Background`. `Orphan` removes the owner's
-//! reference from its dependents first. A terminating Namespace has its objects deleted and
-//! is removed once it is empty.
+//! usual finalizer rules). `propagationPolicy: Foreground` puts the `foregroundDeletion`
+//! finalizer on the owner: its dependents are deleted, and the finalizer is removed once none
+//! is left (whatever their `blockOwnerDeletion`). `Orphan` removes the owner's reference from
+//! its dependents first. A terminating Namespace has its objects deleted and is removed once
+//! it is empty.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::object;
-use super::storage::Store;
+use super::storage::{FOREGROUND, Store};
 
 /// Removes the ownerReference to `owner_uid` from every object.
 pub fn orphan_dependents(store: &Store, owner_uid: &str) {
@@ -65,10 +66,65 @@ pub fn collect(store: &Store) -> usize {
         }
         if let Some(rt) = store.resource(g, p)
             && store
-                .delete(&rt, object::namespace(obj), object::name(obj), (None, None))
+                .delete(
+                    &rt,
+                    object::namespace(obj),
+                    object::name(obj),
+                    (None, None),
+                    false,
+                )
                 .is_ok()
         {
             started += 1;
+        }
+    }
+    for (g, p, owner) in &all {
+        let fin = owner["metadata"]["finalizers"].as_array();
+        if !object::is_terminating(owner) || !fin.is_some_and(|f| f.contains(&json!(FOREGROUND))) {
+            continue;
+        }
+        let uid = object::uid(owner);
+        let dependents: Vec<&(String, String, Value)> = all
+            .iter()
+            .filter(|(_, _, o)| {
+                o["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["uid"] == uid))
+            })
+            .collect();
+        for (dg, dp, d) in &dependents {
+            if !object::is_terminating(d)
+                && let Some(rt) = store.resource(dg, dp)
+                && store
+                    .delete(
+                        &rt,
+                        object::namespace(d),
+                        object::name(d),
+                        (None, None),
+                        false,
+                    )
+                    .is_ok()
+            {
+                started += 1;
+            }
+        }
+        if dependents.is_empty()
+            && let Some(rt) = store.resource(g, p)
+        {
+            let mut new = owner.clone();
+            let kept: Vec<Value> = fin
+                .into_iter()
+                .flatten()
+                .filter(|f| *f != FOREGROUND)
+                .cloned()
+                .collect();
+            new["metadata"]["finalizers"] = Value::Array(kept);
+            if store
+                .update(&rt, object::resource_version(owner), new)
+                .is_ok()
+            {
+                started += 1;
+            }
         }
     }
     for ns in terminating_ns {

@@ -908,6 +908,7 @@ impl Req {
             self.ns(),
             name,
             (pre["uid"].as_str(), pre["resourceVersion"].as_str()),
+            options["propagationPolicy"] == "Foreground",
         )
     }
 

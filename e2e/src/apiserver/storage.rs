@@ -75,6 +75,9 @@ pub struct Store {
     pub removed: Notify,
 }
 
+/// The finalizer of foreground cascading deletion.
+pub const FOREGROUND: &str = "foregroundDeletion";
+
 const CRD_GROUP: &str = "apiextensions.k8s.io";
 const CRD_PLURAL: &str = "customresourcedefinitions";
 
@@ -412,13 +415,16 @@ impl Store {
     }
 
     /// Deletes an object: with finalizers it only gets a deletionTimestamp; without, it is removed.
-    /// `precondition` is an optional `(uid, resourceVersion)` pair to check first.
+    /// `precondition` is an optional `(uid, resourceVersion)` pair to check first; `foreground`
+    /// adds the `foregroundDeletion` finalizer, which the garbage collector removes once the
+    /// object's dependents are gone.
     pub fn delete(
         &self,
         rt: &ResourceType,
         ns: &str,
         name: &str,
         precondition: (Option<&str>, Option<&str>),
+        foreground: bool,
     ) -> ApiResult<Value> {
         let mut inner = self.lock();
         let key = (rt.group.clone(), rt.plural.clone());
@@ -455,6 +461,18 @@ impl Store {
                     object::resource_version(&obj)
                 ),
             ));
+        }
+        if foreground && !object::is_terminating(&obj) {
+            let meta = object::meta_mut(&mut obj);
+            let mut fin = meta
+                .get("finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if !fin.contains(&json!(FOREGROUND)) {
+                fin.push(json!(FOREGROUND));
+            }
+            meta.insert("finalizers".into(), Value::Array(fin));
         }
         inner.rv += 1;
         if object::has_finalizers(&obj) {
