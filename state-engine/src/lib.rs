@@ -16,6 +16,7 @@
 //! | [`filter`] | what of a node's current state is reported in its NodeNetworkState |
 //! | [`plan`] | what a desired state changes on a node (interfaces, routes, DNS, default route) |
 //! | [`rollback`] | which probes guard an apply, their timeouts, commit or rollback, retries |
+//! | [`error`] | the one error type, with a stable `category()` for reasons and metric labels |
 //!
 //! ```
 //! use knmstate_state_engine::concurrency::max_unavailable;

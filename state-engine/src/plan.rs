@@ -137,6 +137,11 @@ fn contains(d: &Value, c: &Value, key: &str) -> bool {
             .iter()
             .all(|(k, dv)| dv.is_null() || cm.get(k).is_some_and(|cv| contains(dv, cv, k))),
         (Value::Array(da), Value::Array(ca)) => {
+            // The kernel adds IPv6 link-local addresses by itself; desired states never list them.
+            let ca: Vec<&Value> = ca
+                .iter()
+                .filter(|cv| !(key == "address" && is_link_local(cv)))
+                .collect();
             da.len() == ca.len()
                 && da
                     .iter()
@@ -148,6 +153,24 @@ fn contains(d: &Value, c: &Value, key: &str) -> bool {
         (Value::Object(dm), _) => dm.is_empty() && c.is_null(),
         _ => d == c,
     }
+}
+
+fn is_link_local(addr: &Value) -> bool {
+    str_of(addr, "ip").is_some_and(|ip| {
+        let ip = ip.to_ascii_lowercase();
+        ["fe8", "fe9", "fea", "feb"]
+            .iter()
+            .any(|p| ip.starts_with(p))
+    })
+}
+
+/// A route as nmstate reports it: `table-id` defaults to the main table (254).
+fn with_default_table(route: &Value) -> Value {
+    let mut r = route.clone();
+    if let Some(m) = r.as_object_mut() {
+        m.entry("table-id").or_insert(Value::from(254));
+    }
+    r
 }
 
 /// Whether a route is a default route of the main table.
@@ -262,15 +285,21 @@ pub fn plan(current: &Value, desired: &Value) -> Plan {
 
     // Routes.
     let cur_cfg = list(current, &["routes", "config"]);
+    let cur_norm: Vec<Value> = cur_cfg.iter().map(with_default_table).collect();
     for d in list(desired, &["routes", "config"]) {
         let pattern = without_state(d);
         if is_absent(d) {
-            for c in cur_cfg.iter().filter(|c| contains(&pattern, c, "")) {
+            let matching = cur_cfg
+                .iter()
+                .zip(&cur_norm)
+                .filter(|(_, n)| contains(&pattern, n, ""))
+                .map(|(c, _)| c);
+            for c in matching {
                 if !p.routes_removed.contains(c) {
                     p.routes_removed.push(c.clone());
                 }
             }
-        } else if !cur_cfg.iter().any(|c| contains(&pattern, c, "")) {
+        } else if !cur_norm.iter().any(|c| contains(&pattern, c, "")) {
             p.routes_added.push(pattern);
         }
     }
@@ -405,6 +434,28 @@ mod tests {
         );
         let p = plan(&base(), &json!({"dns-resolver": {"config": {}}}));
         assert_eq!(p.dns.unwrap().after, json!({}));
+    }
+
+    #[test]
+    fn link_local_addresses_and_default_table_do_not_count_as_changes() {
+        let cur = json!({
+            "interfaces": [{"name": "eth1", "type": "ethernet", "state": "up",
+                "ipv6": {"enabled": true, "address": [
+                    {"ip": "2001:db8::1", "prefix-length": 64},
+                    {"ip": "FE80::1", "prefix-length": 64}]}}],
+            "routes": {"config": [{"destination": "198.19.0.0/24", "next-hop-interface": "eth1"}]}
+        });
+        let desired = json!({
+            "interfaces": [{"name": "eth1", "ipv6": {"enabled": true,
+                "address": [{"ip": "2001:db8::1", "prefix-length": 64}]}}],
+            "routes": {"config": [{"destination": "198.19.0.0/24", "next-hop-interface": "eth1",
+                                   "table-id": 254}]}
+        });
+        assert!(
+            plan(&cur, &desired).is_empty(),
+            "{:?}",
+            plan(&cur, &desired)
+        );
     }
 
     #[test]
