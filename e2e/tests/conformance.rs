@@ -276,6 +276,20 @@ fn check(s: &Step, code: u16, v: &Value, answers: &[Value]) -> Result<(), String
         "status": {"conditions": [{"type": "Ready", "status": "True"}]}}))
         .has("/status/conditions/0/type", json!("Ready")).has("/metadata/generation", json!(1)),
 ])]
+#[case::apply_shares_keyed_list_items_between_managers(vec![
+    post(W, widget("a", json!({"size": 1}))),
+    patch(&format!("{W}/a/status?fieldManager=one"), APPLY, json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}})),
+    patch(&format!("{W}/a/status?fieldManager=two"), APPLY, json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"},
+        "status": {"conditions": [{"type": "Degraded", "status": "False"}]}}))
+        .has("/status/conditions/0/type", json!("Ready")).has("/status/conditions/1/type", json!("Degraded")),
+    patch(&format!("{W}/a/status?fieldManager=two"), APPLY, json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"},
+        "status": {"conditions": [{"type": "Ready", "status": "False"}]}}))
+        .code(409).has("/details/causes/0/field", json!(".status.conditions[type=\"Ready\"].status")),
+    patch(&format!("{W}/a/status?fieldManager=one"), APPLY, json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"},
+        "status": {"conditions": []}}))
+        .has("/status/conditions/0/type", json!("Degraded")).lacks("/status/conditions/1"),
+])]
 #[case::list_with_selectors_and_pages(vec![
     post(CM, cm("x", json!({"metadata": {"labels": {"app": "web", "tier": "front"}}}))),
     post(CM, cm("y", json!({"metadata": {"labels": {"app": "db"}}}))),

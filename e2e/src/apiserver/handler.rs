@@ -481,6 +481,15 @@ impl Req {
         }
     }
 
+    fn writer<'a>(&'a self, sub: &'a str, api_version: &'a str) -> fields::Writer<'a> {
+        fields::Writer {
+            manager: &self.manager,
+            subresource: sub,
+            api_version,
+            schema: self.schema(),
+        }
+    }
+
     fn schema(&self) -> Option<&Value> {
         self.rt.schemas.get(&self.t.version)
     }
@@ -637,7 +646,8 @@ impl Req {
         )
         .await?;
         if record_manager {
-            fields::record_update(None, &mut obj, &self.manager, "", &self.api_version());
+            let av = self.api_version();
+            fields::record_update(None, &mut obj, self.writer("", &av));
         }
         Ok(obj)
     }
@@ -728,13 +738,8 @@ impl Req {
         )
         .await?;
         if record {
-            fields::record_update(
-                Some(current),
-                &mut obj,
-                &self.manager,
-                &self.t.sub,
-                &self.api_version(),
-            );
+            let av = self.api_version();
+            fields::record_update(Some(current), &mut obj, self.writer(&self.t.sub, &av));
         }
         if self.dry_run() {
             return Ok(obj);
@@ -835,10 +840,8 @@ impl Req {
             let merged = fields::apply(
                 current.as_ref(),
                 &applied,
-                &self.manager,
-                &self.t.sub,
+                self.writer(&self.t.sub, &av),
                 force,
-                &av,
             )
             .map_err(|c| self.apply_conflict(&c))?;
             let Some(current) = current else {

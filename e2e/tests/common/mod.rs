@@ -37,8 +37,9 @@ pub struct WidgetSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WidgetStatus {
-    /// Conditions.
+    /// Conditions, a list keyed by type (for server-side apply).
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<WidgetCondition>,
     /// Last generation handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
