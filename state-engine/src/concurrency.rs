@@ -47,6 +47,12 @@
 //! holding a slot resumes it on restart. The property tests in `tests/concurrency.rs` run a
 //! simulator of this protocol under arbitrary interleavings and crashes.
 //!
+//! Known limits, as upstream: a new policy generation starts with an empty ledger while
+//! nodes may still be applying the previous one, and a node that stays NotReady with its
+//! enactment `Progressing` keeps its slot until it comes back (or is removed from the
+//! matching set). The controller may publish `live_holders(..).len()` under the policy's
+//! `unavailableNodeCountMap[<generation>]` for compatibility; nothing reads it back.
+//!
 //! ```
 //! use knmstate_state_engine::concurrency::{decide_slot, SlotDecision, SlotState};
 //! use std::collections::BTreeMap;
@@ -217,6 +223,32 @@ pub fn live_holders<'a>(
         .collect()
 }
 
+/// The slot state of every node in `matching_nodes`, from the policy's enactments
+/// ([`SlotState::Idle`] for a node without one). Enactments of other nodes are ignored.
+///
+/// ```
+/// use knmstate_state_engine::concurrency::{slot_states, SlotState};
+/// use std::collections::BTreeSet;
+/// let nodes: BTreeSet<String> = ["n1".to_string()].into();
+/// assert_eq!(slot_states(&[], 1, &nodes)["n1"], SlotState::Idle);
+/// ```
+pub fn slot_states(
+    enactments: &[knmstate_api::v1beta1::NodeNetworkConfigurationEnactment],
+    generation: i64,
+    matching_nodes: &BTreeSet<String>,
+) -> BTreeMap<String, SlotState> {
+    let mut states: BTreeMap<String, SlotState> = matching_nodes
+        .iter()
+        .map(|n| (n.clone(), SlotState::Idle))
+        .collect();
+    for e in enactments {
+        if let Some(slot) = crate::aggregate::enactment_node(e).and_then(|n| states.get_mut(n)) {
+            *slot = SlotState::of(e.status.as_ref(), generation);
+        }
+    }
+    states
+}
+
 /// Number of finally failed enactments among `states`.
 pub fn failed_final(states: &BTreeMap<String, SlotState>) -> usize {
     states
@@ -365,6 +397,32 @@ mod tests {
         let s = states(&[("n1", FailedFinal), ("n2", FailedFinal), ("n3", Idle)]);
         assert_eq!(decide_slot("n3", 1, Some(&l), &s, 2), SlotDecision::Abort);
         assert!(should_abort(&s, 2));
+    }
+
+    #[test]
+    fn slot_states_cover_matching_nodes_only() {
+        use crate::conditions::EnactmentTransition as T;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        use k8s_openapi::jiff::Timestamp;
+        use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
+        let now = Time(Timestamp::from_second(0).unwrap());
+        let nnce = |name: &str, tr: T| {
+            let mut conditions = crate::conditions::initial_enactment_conditions(now.clone());
+            tr.apply(&mut conditions, now.clone());
+            let mut e = NodeNetworkConfigurationEnactment::new(name, Default::default());
+            e.status = Some(NodeNetworkConfigurationEnactmentStatus {
+                policy_generation: Some(1),
+                conditions,
+                ..Default::default()
+            });
+            e
+        };
+        let es = [nnce("n1.p", T::Progressing), nnce("gone.p", T::Progressing)];
+        let nodes: BTreeSet<String> = ["n1".to_string(), "n2".to_string()].into();
+        assert_eq!(
+            slot_states(&es, 1, &nodes),
+            states(&[("n1", Progressing), ("n2", Idle)])
+        );
     }
 
     #[test]
