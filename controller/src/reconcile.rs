@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -70,12 +70,13 @@ impl Stores {
 }
 
 /// What this controller last wrote for a policy: the policy's resourceVersion just before the
-/// write and the conditions written. Until the cache moves past that resourceVersion, the
-/// written conditions are the current ones (no duplicate write from a stale cache).
+/// write, the conditions written and when. Until the cache moves past that resourceVersion,
+/// the written conditions are the current ones (no duplicate write from a stale cache).
 #[derive(Debug, Clone)]
 struct Written {
     before: Option<String>,
     conditions: ConditionList,
+    at: Instant,
 }
 
 /// Everything a reconcile needs.
@@ -94,6 +95,9 @@ pub struct Context {
     pub sweep: Arc<Notify>,
     /// Periodic re-aggregation even without a change.
     pub resync: Duration,
+    /// Minimum time between two writes of a policy's status that only change a message
+    /// (counts during a rollout); a change of the active condition is written at once.
+    pub status_interval: Duration,
     written: Mutex<HashMap<String, Written>>,
 }
 
@@ -115,8 +119,17 @@ impl Context {
             leadership,
             sweep: Arc::new(Notify::new()),
             resync,
+            status_interval: Duration::from_secs(1),
             written: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Forget what was written for a deleted policy.
+    pub fn forget(&self, policy: &str) {
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(policy);
     }
 
     /// Publish an event about a policy; failures are logged, never fatal.
@@ -175,16 +188,29 @@ pub async fn reconcile(
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    let current = {
+    let (current, last_write) = {
         let written = ctx.written.lock().unwrap_or_else(|e| e.into_inner());
         match written.get(&name) {
-            Some(w) if w.before == obj.metadata.resource_version => w.conditions.clone(),
-            _ => stored,
+            Some(w) if w.before == obj.metadata.resource_version => {
+                (w.conditions.clone(), Some(w.at))
+            }
+            Some(w) => (stored, Some(w.at)),
+            None => (stored, None),
         }
     };
     let Some(next) = next_conditions(&current, &verdict, Time(Timestamp::now())) else {
         return Ok(Action::requeue(ctx.resync));
     };
+    // During a rollout every finished node changes the message: write at most once per
+    // `status_interval` then (the requeue writes the latest counts), transitions at once.
+    if active_condition(&current) == active_condition(&next)
+        && let Some(wait) = last_write
+            .map(|at| at.elapsed())
+            .filter(|e| *e < ctx.status_interval)
+            .map(|e| ctx.status_interval - e)
+    {
+        return Ok(Action::requeue(wait));
+    }
     if !ctx.leadership.is_leader() {
         return Ok(Action::await_change());
     }
@@ -222,6 +248,7 @@ pub async fn reconcile(
             Written {
                 before: obj.metadata.resource_version.clone(),
                 conditions: next.clone(),
+                at: Instant::now(),
             },
         );
     let (before, after) = (active_condition(&current), active_condition(&next));

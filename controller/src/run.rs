@@ -41,8 +41,13 @@ pub struct Config {
     pub orphan_grace: Duration,
     /// Periodic re-aggregation of every policy.
     pub resync: Duration,
-    /// Triggers for one policy closer together than this are handled once.
+    /// Triggers for one policy closer together than this are handled once. Keep it small:
+    /// kube-runtime's debounce is trailing-edge, so a policy whose enactments change more
+    /// often than this would not be reconciled until they pause.
     pub debounce: Duration,
+    /// Minimum time between two status writes of one policy that only change its message
+    /// (rollout counts); changes of the active condition are written at once.
+    pub status_interval: Duration,
     /// Name reported as the events' reporting instance.
     pub instance: String,
 }
@@ -56,7 +61,8 @@ impl Config {
             sweep_interval: Duration::from_secs(60),
             orphan_grace: Duration::from_secs(30),
             resync: Duration::from_secs(300),
-            debounce: Duration::from_millis(200),
+            debounce: Duration::ZERO,
+            status_interval: Duration::from_secs(1),
         }
     }
 }
@@ -236,16 +242,18 @@ pub async fn run(
             instance: Some(config.instance.clone()),
         },
     );
-    let ctx = Arc::new(Context::new(
+    let mut context = Context::new(
         client.clone(),
         recorder,
         metrics.clone(),
         stores.clone(),
         leadership.clone(),
         config.resync,
-    ));
+    );
+    context.status_interval = config.status_interval;
+    let ctx = Arc::new(context);
 
-    let sweep = ctx.sweep.clone();
+    let forget = ctx.clone();
     let policy_stream = reflect(
         policy_writer,
         watcher(
@@ -255,8 +263,9 @@ pub async fn run(
     )
     .default_backoff()
     .inspect(move |ev| {
-        if matches!(ev, Ok(Event::Delete(_))) {
-            sweep.notify_one();
+        if let Ok(Event::Delete(p)) = ev {
+            forget.forget(&p.name_any());
+            forget.sweep.notify_one();
         }
     })
     .applied_objects();

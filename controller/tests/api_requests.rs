@@ -60,9 +60,10 @@ async fn requests_to_aggregate_a_policy_over_100_nodes() -> Result<()> {
     );
 
     // 2. A live rollout: 100 handlers each create their enactment, report Progressing,
-    //    then Success, while the controller keeps the policy status current. Handlers
-    //    finish one after another, slower than the controller's debounce, so that every
-    //    finished node is a separate change of the status message (the worst case).
+    //    then Success, one after another, while the controller keeps the policy status
+    //    current. Every finished node changes the status message; the controller writes
+    //    transitions at once and counts at most once per second.
+    let started = std::time::Instant::now();
     let g2 = c.create_policy("q", &[("role", "worker")]).await?;
     c.wait_policy(
         "q",
@@ -75,14 +76,15 @@ async fn requests_to_aggregate_a_policy_over_100_nodes() -> Result<()> {
         c.create_enactment(&node, "q").await?;
         c.enact(&node, "q", g2, T::Progressing, |_| {}).await?;
         c.enact(&node, "q", g2, T::Success, |_| {}).await?;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
     }
     c.wait_policy("q", "Available", "100/100 nodes successfully configured")
         .await?;
     let (total2, own2, kinds2) = (c.total_requests(), c.own(), c.requests_by_kind());
+    let seconds = started.elapsed().as_secs();
     let rollout = (total2 - total1) - (own2 - own1);
     println!(
-        "controller API requests during a live rollout of 1 policy over {NODES} nodes: {rollout}\n{}",
+        "controller API requests during a live rollout of 1 policy over {NODES} nodes ({seconds} s): {rollout}\n{}",
         diff(&kinds1, &kinds2)
             .into_iter()
             .filter(|l| !l.contains("nodenetworkconfigurationenactments"))
@@ -92,8 +94,8 @@ async fn requests_to_aggregate_a_policy_over_100_nodes() -> Result<()> {
 
     // Cold: 4 lists + 4 watches, a few Lease calls, 1 status write, 1 event.
     assert!(cold <= 20, "cold aggregation took {cold} requests");
-    // Live: at most one status write per change of meaning (each finished node changes
-    // the message) plus an event per transition; never a read per node. Lease renewals
+    // Live: at most one status write per second of rollout (and never more than one per
+    // finished node) plus an event per transition; never a read per node. Lease renewals
     // depend on the elapsed time, not on the number of nodes.
     let count = |kinds: &BTreeMap<String, u64>, part: &str| -> u64 {
         kinds
@@ -110,9 +112,10 @@ async fn requests_to_aggregate_a_policy_over_100_nodes() -> Result<()> {
         &kinds1,
         "nodenetworkconfigurationpolicies.nmstate.io/status",
     );
-    assert!(writes <= NODES as u64 + 2, "{writes} status writes");
+    let bound = (seconds + 4).min(NODES as u64 + 2);
+    assert!(writes <= bound, "{writes} status writes in {seconds} s");
     assert!(
-        rollout - lease <= NODES as u64 + 10,
+        rollout - lease <= bound + 5,
         "a rollout took {rollout} requests ({lease} for the Lease)"
     );
     ctl.shutdown().await;

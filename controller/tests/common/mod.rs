@@ -169,7 +169,6 @@ impl Cluster {
         let mut config = Config::new(lease);
         config.sweep_interval = Duration::from_secs(1);
         config.orphan_grace = Duration::ZERO;
-        config.debounce = Duration::from_millis(50);
         config.resync = Duration::from_secs(60);
         edit(&mut config);
         let identity = config.lease.identity.clone();
