@@ -197,3 +197,45 @@ async fn controller_and_reflector_converge_across_a_restart() {
     refl.abort();
     server.shutdown().await;
 }
+
+/// kube-runtime's event Recorder creates events.k8s.io/v1 Events, then patches their series.
+#[tokio::test]
+async fn event_recorder_creates_and_updates_events() {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let server = common::server().await;
+    let client = server.client().unwrap();
+    install_widget_crd(&client).await;
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    let w = api
+        .create(&PostParams::default(), &widget("a", 1))
+        .await
+        .unwrap();
+    let reporter = Reporter {
+        controller: "widget-controller".into(),
+        instance: None,
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Configured".into(),
+        note: Some("all good".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &w.object_ref(&())).await.unwrap();
+    recorder.publish(&ev, &w.object_ref(&())).await.unwrap();
+    let events: Api<K8sEvent> = Api::namespaced(client, "default");
+    let list = events.list(&Default::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1, "{:?}", list.items);
+    let e = &list.items[0];
+    assert_eq!(e.reason.as_deref(), Some("Configured"));
+    assert_eq!(
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("a")
+    );
+    assert_eq!(e.series.as_ref().map(|s| s.count), Some(2));
+    assert_eq!(server.metrics().count("patch", "events.events.k8s.io"), 1);
+    server.shutdown().await;
+}
