@@ -181,22 +181,24 @@ fn pick(src: &Value, keys: &[&str]) -> Option<Map<String, Value>> {
     )
 }
 
-/// Build the filtered state from parts, keeping routes of `kept` interfaces only.
-fn assemble(current: &Value, interfaces: Vec<Value>) -> (Value, usize) {
-    let kept: BTreeSet<String> = interfaces
+/// Names of the interfaces in `interfaces`.
+fn names(interfaces: &[Value]) -> BTreeSet<String> {
+    interfaces
         .iter()
         .filter_map(|i| str_of(i, "name").map(str::to_owned))
-        .collect();
+        .collect()
+}
+
+/// Everything of the filtered state but `interfaces`, keeping routes of `kept` interfaces
+/// only; also returns how many routes were left out.
+fn assemble_rest(current: &Value, kept: &BTreeSet<String>) -> (Map<String, Value>, usize) {
     let mut out = Map::new();
-    if current.get("interfaces").is_some() {
-        out.insert("interfaces".into(), Value::Array(interfaces));
-    }
     let mut routes_dropped = 0;
     if let Some(routes) = current.get("routes") {
         let mut r = Map::new();
         for k in ["config", "running"] {
             if let Some(list) = routes.get(k) {
-                let (kept_routes, dropped) = filter_routes(list, &kept);
+                let (kept_routes, dropped) = filter_routes(list, kept);
                 routes_dropped += dropped;
                 r.insert(k.into(), Value::Array(kept_routes));
             }
@@ -223,11 +225,50 @@ fn assemble(current: &Value, interfaces: Vec<Value>) -> (Value, usize) {
             .collect();
         out.insert("ovn".into(), serde_json::json!({ "bridge-mappings": maps }));
     }
+    (out, routes_dropped)
+}
+
+/// Build the filtered state from parts, keeping routes of `interfaces` only.
+fn assemble(current: &Value, interfaces: Vec<Value>) -> (Value, usize) {
+    let (mut out, routes_dropped) = assemble_rest(current, &names(&interfaces));
+    if current.get("interfaces").is_some() {
+        out.insert("interfaces".into(), Value::Array(interfaces));
+    }
     (Value::Object(out), routes_dropped)
 }
 
-fn json_len(v: &Value) -> usize {
-    serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX)
+/// The JSON size [`assemble`] would produce, without building it.
+fn assembled_len(current: &Value, interfaces: &[Value]) -> usize {
+    let (rest, _) = assemble_rest(current, &names(interfaces));
+    let rest_len = json_len(&rest);
+    if current.get("interfaces").is_none() {
+        return rest_len;
+    }
+    // `"interfaces":` plus a separating comma when other keys exist.
+    let sep = usize::from(!rest.is_empty());
+    rest_len + "\"interfaces\":".len() + sep + json_len(&interfaces)
+}
+
+/// Counts bytes instead of storing them.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn json_len<T: Serialize + ?Sized>(v: &T) -> usize {
+    let mut c = ByteCounter(0);
+    match serde_json::to_writer(&mut c, v) {
+        Ok(()) => c.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 fn is_core(iface: &Value) -> bool {
@@ -274,9 +315,9 @@ pub fn filter_state(current: &Value, opts: &FilterOptions) -> Filtered {
         .cloned()
         .collect();
     interfaces.iter_mut().for_each(clean_interface);
-    let (state, _) = assemble(current, interfaces.clone());
-    let original_bytes = json_len(&state);
+    let original_bytes = assembled_len(current, &interfaces);
     if original_bytes <= opts.max_bytes {
+        let (state, _) = assemble(current, interfaces);
         return Filtered { state, trim: None };
     }
 
@@ -301,7 +342,7 @@ pub fn filter_state(current: &Value, opts: &FilterOptions) -> Filtered {
         }
     }
     report.fields_dropped = dropped_fields.into_iter().collect();
-    let mut size = json_len(&assemble(current, interfaces.clone()).0);
+    let mut size = assembled_len(current, &interfaces);
 
     // Step 2: compact bulk interfaces.
     if size > budget {
@@ -312,7 +353,7 @@ pub fn filter_state(current: &Value, opts: &FilterOptions) -> Filtered {
                 report.interfaces_compacted += 1;
             }
         }
-        size = json_len(&assemble(current, interfaces.clone()).0);
+        size = assembled_len(current, &interfaces);
     }
 
     // Step 3: drop interfaces, bulk ones first, last names first.
@@ -353,8 +394,9 @@ pub fn filter_state(current: &Value, opts: &FilterOptions) -> Filtered {
             .collect();
     }
 
+    let untrimmed_drops = untrimmed_route_drops(current);
     let (mut state, routes_dropped) = assemble(current, interfaces);
-    report.routes_dropped = routes_dropped.saturating_sub(untrimmed_route_drops(current));
+    report.routes_dropped = routes_dropped.saturating_sub(untrimmed_drops);
     if let Value::Object(m) = &mut state {
         m.insert(
             TRIM_MARKER_KEY.into(),
@@ -394,16 +436,16 @@ fn marker_bound(interfaces: &[Value], report: &TrimReport) -> usize {
 
 /// Routes the plain filter (no size cap) drops, so the report counts only cap-caused drops.
 fn untrimmed_route_drops(current: &Value) -> usize {
-    let interfaces: Vec<Value> = current
+    let kept: BTreeSet<String> = current
         .get("interfaces")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
         .filter(|i| keep_interface(i))
-        .cloned()
+        .filter_map(|i| str_of(i, "name").map(str::to_owned))
         .collect();
-    assemble(current, interfaces).1
+    assemble_rest(current, &kept).1
 }
 
 #[cfg(test)]
@@ -500,6 +542,24 @@ mod tests {
         assert_eq!(trim.dropped_interfaces_sample[0], "eth0.9");
         assert_eq!(trim.routes_dropped, 1);
         assert_eq!(out.state["routes"]["running"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn assembled_len_is_exact() {
+        for cur in [
+            many_vlans(3),
+            json!({"interfaces": []}),
+            json!({"interfaces": [{"name": "a"}], "dns-resolver": {"running": {"server": []}}}),
+            json!({"routes": {"running": []}}),
+        ] {
+            let ifaces = cur
+                .get("interfaces")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let built = assemble(&cur, ifaces.clone()).0;
+            assert_eq!(assembled_len(&cur, &ifaces), json_len(&built), "{cur}");
+        }
     }
 
     #[test]
