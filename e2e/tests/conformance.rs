@@ -224,6 +224,14 @@ fn check(s: &Step, code: u16, v: &Value, answers: &[Value]) -> Result<(), String
     put(&format!("{W}/a"), json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a"}, "spec": {"size": 3}}))
         .has("/spec/size", json!(3)),
 ])]
+#[case::malformed_bodies_are_bad_requests(vec![
+    post(W, widget("a", json!({"size": 1}))),
+    patch(&format!("{W}/a"), MERGE, json!("not an object")).code(400),
+    put(&format!("{W}/a"), json!([1, 2])).code(400),
+    post(W, json!(7)).code(400),
+    post("/api/v1/namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "odd"}, "spec": "x"})),
+    get(&format!("{W}/a")).has("/spec/size", json!(1)),
+])]
 #[case::update_of_a_missing_object_is_not_found(vec![
     put(&format!("{W}/a"), widget("a", json!({"size": 1}))).code(404),
 ])]

@@ -564,6 +564,9 @@ impl Req {
     /// Kind-specific fields the server fills in.
     fn prepare(&self, obj: &mut Value, old: Option<&Value>) {
         if self.rt.group.is_empty() && self.rt.plural == "namespaces" && old.is_none() {
+            if !obj["spec"].is_object() {
+                obj["spec"] = json!({});
+            }
             let fin = &mut obj["spec"]["finalizers"];
             if !fin
                 .as_array()
@@ -711,6 +714,11 @@ impl Req {
         proposed: Value,
         record: bool,
     ) -> ApiResult<Value> {
+        if !proposed.is_object() || !proposed["metadata"].is_object() {
+            return Err(ApiError::bad_request(
+                "the object must be a JSON object with metadata",
+            ));
+        }
         let mut obj = self.scope(current, proposed);
         if object::name(&obj) != self.name() {
             return Err(ApiError::bad_request(format!(
