@@ -25,7 +25,7 @@ use knmstate_api::shared::{
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
 use knmstate_api::{ConditionList, State};
-use knmstate_nm_backend::probe::{Probe, ProbeContext, ProbeOutcome};
+use knmstate_nm_backend::probe::{FixedState, Probe, ProbeContext, ProbeOutcome};
 use knmstate_nm_backend::{ApplyOptions, Backend, BackendError};
 use knmstate_state_engine::concurrency::{self, SlotDecision, SlotState};
 use knmstate_state_engine::conditions::{self as cond, EnactmentTransition};
@@ -183,10 +183,12 @@ impl<B: Backend> Run<B> {
             .current_state()
             .await
             .map_err(Error::ReadNetworkState)?;
-        let satisfied = plan::satisfies(
-            &secrets::hidden(&self.desired),
+        // Nothing to change (per interface, route and DNS; secrets hidden on both sides).
+        let satisfied = plan::plan(
             &secrets::hidden(&before.state),
-        );
+            &secrets::hidden(&self.desired),
+        )
+        .is_empty();
         match rollback::apply_decision(
             Some(&self.status),
             self.generation,
@@ -495,9 +497,10 @@ impl<B: Backend> Run<B> {
             .collect();
         // External probes are kept only if they work before the apply.
         let mut selected: Vec<Box<dyn Probe>> = Vec::new();
+        let fixed = FixedState(before.clone());
         let pre = ProbeContext {
-            before: before.clone(),
-            after: before.clone(),
+            before,
+            current: &fixed,
         };
         for (probe, precheck) in probes {
             if precheck && let Err(e) = probe.run(&pre).await {
@@ -580,10 +583,9 @@ impl<B: Backend> Run<B> {
         probes: &[Box<dyn Probe>],
         report: &mut ApplyReport,
     ) -> std::result::Result<(), BackendError> {
-        let after = self.ctx.backend.current_state().await?.state;
         let pctx = ProbeContext {
-            before: before.clone(),
-            after,
+            before,
+            current: &self.ctx.backend,
         };
         for probe in probes {
             let started = Instant::now();

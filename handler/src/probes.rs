@@ -7,11 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use hickory_proto::rr::RecordType;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use knmstate_nm_backend::BackendError;
 use knmstate_nm_backend::probe::{
-    DefaultGatewayProbe, DnsProbe, Probe, ProbeContext, ProbeFuture, ProbeOutcome,
+    DefaultGatewayProbe, DnsProbe, Probe, ProbeContext, ProbeFuture, ProbeOutcome, RecordType,
     default_gateways, name_servers,
 };
 use knmstate_state_engine::rollback::{DEFAULT_DNS_HOST, ProbeKind, ProbeSpec};
@@ -74,7 +73,7 @@ impl Probe for ApiServerProbe {
         ProbeKind::ApiServer.name()
     }
 
-    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> ProbeFuture<'a> {
+    fn run<'a>(&'a self, _ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
         Box::pin(async move {
             poll(self.name(), self.timeout, Duration::from_secs(1), |wait| {
                 let mut cfg = self.kube_config.clone();
@@ -121,7 +120,7 @@ impl Probe for NodeReadinessProbe {
         ProbeKind::NodeReadiness.name()
     }
 
-    fn run<'a>(&'a self, _ctx: &'a ProbeContext) -> ProbeFuture<'a> {
+    fn run<'a>(&'a self, _ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
         Box::pin(async move {
             poll(self.name(), self.timeout, Duration::from_secs(1), |wait| {
                 let mut cfg = self.kube_config.clone();
@@ -191,37 +190,56 @@ impl ProbeFactory for RealProbes {
     }
 }
 
-/// Probes for a modelled node (the in-memory backend): the gateway passes when the state after
-/// the apply still has a main-table default gateway (if it had one before), DNS when it still
+/// Probes for a modelled node (the in-memory backend): the gateway passes when the current
+/// state still has a main-table default gateway (if the node had one before), DNS when it still
 /// has a running name server; the API-server and readiness probes are the real ones. `hold`
-/// delays the gateway verdict, to make applies last (e.g. to observe maxUnavailable).
+/// makes the readiness probe (which runs only after the apply, with the checkpoint held) take
+/// that long, so that applies last (e.g. to observe maxUnavailable or a kill mid-apply).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ModelProbes {
-    /// How long the gateway probe takes.
+    /// How long the readiness probe takes.
     pub hold: Duration,
 }
 
-/// The modelled gateway probe.
-#[derive(Debug, Clone)]
-pub struct ModelGatewayProbe {
-    /// How long it takes.
-    pub hold: Duration,
+/// A probe that waits, then runs another.
+pub struct Delayed {
+    /// The wait.
+    pub delay: Duration,
+    /// The probe run after it.
+    pub inner: Box<dyn Probe>,
 }
+
+impl Probe for Delayed {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.inner.run(ctx).await
+        })
+    }
+}
+
+/// The modelled gateway probe.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelGatewayProbe;
 
 impl Probe for ModelGatewayProbe {
     fn name(&self) -> &str {
         ProbeKind::DefaultGateway.name()
     }
 
-    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> ProbeFuture<'a> {
+    fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
         Box::pin(async move {
-            tokio::time::sleep(self.hold).await;
-            if default_gateways(&ctx.before).is_empty() {
+            if default_gateways(ctx.before).is_empty() {
                 return Ok(ProbeOutcome::Skipped(
                     "no default gateway before the apply".into(),
                 ));
             }
-            match default_gateways(&ctx.after).first() {
+            let now = ctx.current.network_state().await?;
+            match default_gateways(&now).first() {
                 Some(gw) => Ok(ProbeOutcome::Passed(format!(
                     "default gateway {} present",
                     gw.address
@@ -244,14 +262,15 @@ impl Probe for ModelDnsProbe {
         ProbeKind::Dns.name()
     }
 
-    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> ProbeFuture<'a> {
+    fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
         Box::pin(async move {
-            if name_servers(&ctx.before).is_empty() {
+            if name_servers(ctx.before).is_empty() {
                 return Ok(ProbeOutcome::Skipped(
                     "no name server before the apply".into(),
                 ));
             }
-            match name_servers(&ctx.after).first() {
+            let now = ctx.current.network_state().await?;
+            match name_servers(&now).first() {
                 Some(s) => Ok(ProbeOutcome::Passed(format!("name server {s} present"))),
                 None => Err(probe_failed(
                     self.name(),
@@ -265,8 +284,12 @@ impl Probe for ModelDnsProbe {
 impl ProbeFactory for ModelProbes {
     fn build(&self, spec: &ProbeSpec, env: &ProbeEnv) -> Box<dyn Probe> {
         match spec.kind {
-            ProbeKind::DefaultGateway => Box::new(ModelGatewayProbe { hold: self.hold }),
+            ProbeKind::DefaultGateway => Box::new(ModelGatewayProbe),
             ProbeKind::Dns => Box::new(ModelDnsProbe),
+            ProbeKind::NodeReadiness if !self.hold.is_zero() => Box::new(Delayed {
+                delay: self.hold,
+                inner: RealProbes.build(spec, env),
+            }),
             _ => RealProbes.build(spec, env),
         }
     }
@@ -275,23 +298,24 @@ impl ProbeFactory for ModelProbes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use knmstate_nm_backend::probe::FixedState;
     use serde_json::json;
 
     #[tokio::test]
     async fn model_gateway_fails_when_the_default_route_is_gone() {
         let before = json!({"routes": {"running": [{"destination": "0.0.0.0/0",
             "next-hop-address": "198.18.0.1", "next-hop-interface": "eth0", "table-id": 254}]}});
+        let same = FixedState(before.clone());
         let ok = ProbeContext {
-            before: before.clone(),
-            after: before.clone(),
+            before: &before,
+            current: &same,
         };
-        let p = ModelGatewayProbe {
-            hold: Duration::ZERO,
-        };
+        let p = ModelGatewayProbe;
         assert!(matches!(p.run(&ok).await, Ok(ProbeOutcome::Passed(_))));
+        let gone = FixedState(json!({"routes": {"running": []}}));
         let lost = ProbeContext {
-            before,
-            after: json!({"routes": {"running": []}}),
+            before: &before,
+            current: &gone,
         };
         let err = p.run(&lost).await.expect_err("fails");
         assert_eq!(err.category(), "ProbeFailed");
@@ -325,9 +349,11 @@ mod tests {
             timeout: Duration::from_millis(300),
         };
         let started = Instant::now();
+        let empty = json!({});
+        let fixed = FixedState(json!({}));
         let ctx = ProbeContext {
-            before: json!({}),
-            after: json!({}),
+            before: &empty,
+            current: &fixed,
         };
         let err = p.run(&ctx).await.expect_err("unreachable");
         assert_eq!(err.category(), "ProbeFailed");

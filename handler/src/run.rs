@@ -186,8 +186,17 @@ impl<B: Backend + Clone + 'static> Handler<B> {
         let readiness = tokio::spawn({
             let ctx = ctx.clone();
             async move {
-                let _ = ctx.policies.wait_until_ready().await;
-                let _ = ctx.nodes.wait_until_ready().await;
+                // A store's readiness wakes only its latest waiter (the controllers wait too):
+                // look again until it says ready.
+                let step = std::time::Duration::from_millis(100);
+                while tokio::time::timeout(step, ctx.policies.wait_until_ready())
+                    .await
+                    .is_err()
+                {}
+                while tokio::time::timeout(step, ctx.nodes.wait_until_ready())
+                    .await
+                    .is_err()
+                {}
                 let path = &ctx.config.readiness_file;
                 match std::fs::write(path, b"ok\n") {
                     Ok(()) => tracing::info!(file = %path.display(), "handler ready"),
