@@ -13,21 +13,48 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// DNS record types, for [`DnsProbe::record_type`].
+pub use hickory_proto::rr::RecordType;
 use hickory_proto::{
     op::{Message, Query, ResponseCode},
-    rr::{Name, RecordType},
+    rr::Name,
 };
 use serde_json::Value;
 
 use crate::error::{BackendError, Result};
 
-/// What a probe sees: the node's state before the apply and after it.
+/// Where probes read the node's current state while the checkpoint is held.
+///
+/// Probes re-read it on every attempt: right after an apply, DHCP or router advertisements may
+/// not have delivered the default route yet.
+pub trait StateSource: Send + Sync {
+    /// The current nmstate state.
+    fn network_state(&self) -> Pin<Box<dyn Future<Output = Result<Value>> + Send + '_>>;
+}
+
+impl<B: crate::Backend> StateSource for B {
+    fn network_state(&self) -> Pin<Box<dyn Future<Output = Result<Value>> + Send + '_>> {
+        Box::pin(async move { Ok(self.current_state().await?.state) })
+    }
+}
+
+/// A state that never changes, for probing a given state.
 #[derive(Debug, Clone)]
-pub struct ProbeContext {
-    /// nmstate state retrieved before the apply.
-    pub before: Value,
-    /// nmstate state retrieved after the apply, while the checkpoint is held.
-    pub after: Value,
+pub struct FixedState(pub Value);
+
+impl StateSource for FixedState {
+    fn network_state(&self) -> Pin<Box<dyn Future<Output = Result<Value>> + Send + '_>> {
+        Box::pin(std::future::ready(Ok(self.0.clone())))
+    }
+}
+
+/// What a probe sees: the node's state before the apply, and its state now.
+#[derive(Clone, Copy)]
+pub struct ProbeContext<'a> {
+    /// nmstate state retrieved before the apply: a probe demands only what the node had then.
+    pub before: &'a Value,
+    /// The node's state now (re-read by the probes).
+    pub current: &'a dyn StateSource,
 }
 
 /// A probe's verdict when it did not fail.
@@ -47,13 +74,13 @@ pub trait Probe: Send + Sync {
     /// Stable name, used in conditions and metrics.
     fn name(&self) -> &str;
     /// Run the probe.
-    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> ProbeFuture<'a>;
+    fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a>;
 }
 
 /// Run `probes` in order, stopping at the first failure.
 pub async fn run_probes(
     probes: &[Box<dyn Probe>],
-    ctx: &ProbeContext,
+    ctx: &ProbeContext<'_>,
 ) -> Result<Vec<(String, ProbeOutcome)>> {
     let mut outcomes = Vec::with_capacity(probes.len());
     for probe in probes {
@@ -139,6 +166,8 @@ pub struct DefaultGatewayProbe {
     pub timeout: Duration,
     /// TCP port for the fallback connect.
     pub tcp_port: u16,
+    /// Try ICMP echo (the `ping` binary) before the TCP connect.
+    pub use_icmp: bool,
 }
 
 impl Default for DefaultGatewayProbe {
@@ -146,6 +175,7 @@ impl Default for DefaultGatewayProbe {
         Self {
             timeout: Duration::from_secs(10),
             tcp_port: 53,
+            use_icmp: true,
         }
     }
 }
@@ -182,48 +212,86 @@ impl DefaultGatewayProbe {
     }
 }
 
+impl DefaultGatewayProbe {
+    /// The first gateway among `gateways` that answers, with how it answered.
+    async fn first_reachable(&self, gateways: &[&Gateway]) -> Option<String> {
+        for gw in gateways {
+            if self.use_icmp && self.ping(gw).await {
+                return Some(format!("{} answers ICMP", gw.address));
+            }
+            if self.tcp(gw).await {
+                return Some(format!("{} answers TCP port {}", gw.address, self.tcp_port));
+            }
+        }
+        None
+    }
+}
+
+fn family(address: &IpAddr) -> &'static str {
+    if address.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
 impl Probe for DefaultGatewayProbe {
     fn name(&self) -> &str {
         "default-gateway"
     }
 
-    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> ProbeFuture<'a> {
+    /// Every address family that had a default gateway before the apply must still have one
+    /// that answers.
+    fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
         Box::pin(async move {
-            if default_gateways(&ctx.before).is_empty() {
+            let mut families: Vec<&'static str> = default_gateways(ctx.before)
+                .iter()
+                .map(|g| family(&g.address))
+                .collect();
+            families.dedup();
+            if families.is_empty() {
                 return Ok(ProbeOutcome::Skipped(
                     "no default gateway before the apply".into(),
                 ));
             }
             let deadline = Instant::now() + self.timeout;
-            let gateways = default_gateways(&ctx.after);
-            if gateways.is_empty() {
-                return Err(probe_failed(
-                    self.name(),
-                    "the default gateway is gone".into(),
-                ));
-            }
+            let mut passed: Vec<(&'static str, String)> = Vec::new();
             loop {
-                for gw in &gateways {
-                    if self.ping(gw).await {
-                        return Ok(ProbeOutcome::Passed(format!("{} answers ICMP", gw.address)));
+                let gateways = match ctx.current.network_state().await {
+                    Ok(state) => default_gateways(&state),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "probe could not read the state");
+                        Vec::new()
                     }
-                    if self.tcp(gw).await {
-                        return Ok(ProbeOutcome::Passed(format!(
-                            "{} answers TCP port {}",
-                            gw.address, self.tcp_port
-                        )));
+                };
+                let mut missing = Vec::new();
+                for fam in &families {
+                    if passed.iter().any(|(f, _)| f == fam) {
+                        continue;
+                    }
+                    let candidates: Vec<&Gateway> = gateways
+                        .iter()
+                        .filter(|g| family(&g.address) == *fam)
+                        .collect();
+                    match self.first_reachable(&candidates).await {
+                        Some(how) => passed.push((fam, how)),
+                        None if candidates.is_empty() => {
+                            missing.push(format!("no {fam} default gateway"));
+                        }
+                        None => {
+                            let list: Vec<String> =
+                                candidates.iter().map(|g| g.address.to_string()).collect();
+                            missing.push(format!(
+                                "{fam} default gateway {} unreachable",
+                                list.join(", ")
+                            ));
+                        }
                     }
                 }
+                if missing.is_empty() {
+                    let how: Vec<String> = passed.into_iter().map(|(_, how)| how).collect();
+                    return Ok(ProbeOutcome::Passed(how.join("; ")));
+                }
                 if Instant::now() >= deadline {
-                    let list: Vec<String> =
-                        gateways.iter().map(|g| g.address.to_string()).collect();
                     return Err(probe_failed(
                         self.name(),
-                        format!(
-                            "default gateway {} unreachable for {:?}",
-                            list.join(", "),
-                            self.timeout
-                        ),
+                        format!("{} for {:?}", missing.join(", "), self.timeout),
                     ));
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -241,6 +309,8 @@ pub struct DnsProbe {
     pub name: String,
     /// Record type to ask for.
     pub record_type: RecordType,
+    /// UDP port of the name servers.
+    pub port: u16,
 }
 
 impl Default for DnsProbe {
@@ -249,6 +319,7 @@ impl Default for DnsProbe {
             timeout: Duration::from_secs(10),
             name: "root-servers.net.".into(),
             record_type: RecordType::NS,
+            port: 53,
         }
     }
 }
@@ -281,7 +352,7 @@ impl DnsProbe {
             .await
             .map_err(|e| e.to_string())?;
         socket
-            .send_to(&bytes, SocketAddr::new(server, 53))
+            .send_to(&bytes, SocketAddr::new(server, self.port))
             .await
             .map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; 4096];
@@ -302,7 +373,7 @@ impl DnsProbe {
             }
             return match reply.response_code() {
                 ResponseCode::NoError => Ok(reply.answers().len()),
-                code => Err(format!("{server} answered {code}")),
+                code => Err(format!("{server} answered {code:?}")),
             };
         }
     }
@@ -313,23 +384,26 @@ impl Probe for DnsProbe {
         "dns"
     }
 
-    fn run<'a>(&'a self, ctx: &'a ProbeContext) -> ProbeFuture<'a> {
+    fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
         Box::pin(async move {
-            if name_servers(&ctx.before).is_empty() {
+            if name_servers(ctx.before).is_empty() {
                 return Ok(ProbeOutcome::Skipped(
                     "no name server before the apply".into(),
-                ));
-            }
-            let servers = name_servers(&ctx.after);
-            if servers.is_empty() {
-                return Err(probe_failed(
-                    self.name(),
-                    "no name server is configured".into(),
                 ));
             }
             let deadline = Instant::now() + self.timeout;
             let mut last = String::new();
             loop {
+                let servers = match ctx.current.network_state().await {
+                    Ok(state) => name_servers(&state),
+                    Err(e) => {
+                        last = format!("reading the state: {e}");
+                        Vec::new()
+                    }
+                };
+                if servers.is_empty() && !last.starts_with("reading") {
+                    last = "no name server is configured".into();
+                }
                 for server in &servers {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match self
@@ -398,30 +472,161 @@ mod tests {
         assert_eq!(servers, vec!["198.18.0.1", "2001:db8::1"]);
     }
 
+    fn local(address: &str) -> Value {
+        json!({
+            "routes": {"running": [{"destination": "0.0.0.0/0", "next-hop-address": address,
+                                    "next-hop-interface": "lo", "table-id": 254}]},
+            "dns-resolver": {"running": {"server": [address]}}
+        })
+    }
+
+    #[tokio::test]
+    async fn gateway_tcp_fallback_counts_accept_and_refusal() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let open = listener.local_addr().expect("addr").port();
+        let probe = DefaultGatewayProbe {
+            timeout: Duration::from_secs(2),
+            tcp_port: open,
+            use_icmp: false,
+        };
+        let state = local("127.0.0.1");
+        let source = FixedState(state.clone());
+        let ctx = ProbeContext {
+            before: &state,
+            current: &source,
+        };
+        let outcome = probe.run(&ctx).await.expect("listener answers");
+        assert_eq!(
+            outcome,
+            ProbeOutcome::Passed(format!("127.0.0.1 answers TCP port {open}"))
+        );
+        drop(listener);
+        // Nothing listens now: the refusal still proves the gateway is there.
+        assert!(matches!(probe.run(&ctx).await, Ok(ProbeOutcome::Passed(_))));
+    }
+
+    #[tokio::test]
+    async fn every_family_that_had_a_gateway_needs_one_that_answers() {
+        let both = json!({"routes": {"running": [
+            {"destination": "0.0.0.0/0", "next-hop-address": "127.0.0.1", "next-hop-interface": "lo"},
+            {"destination": "::/0", "next-hop-address": "::1", "next-hop-interface": "lo"}
+        ]}});
+        let only_v6 = FixedState(json!({"routes": {"running": [
+            {"destination": "::/0", "next-hop-address": "::1", "next-hop-interface": "lo"}
+        ]}}));
+        let probe = DefaultGatewayProbe {
+            timeout: Duration::from_millis(300),
+            tcp_port: 9,
+            use_icmp: false,
+        };
+        let ctx = ProbeContext {
+            before: &both,
+            current: &only_v6,
+        };
+        let err = probe.run(&ctx).await.err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("probe default-gateway failed: no IPv4 default gateway for 300ms")
+        );
+        let ctx = ProbeContext {
+            before: &both,
+            current: &FixedState(both.clone()),
+        };
+        assert_eq!(
+            probe.run(&ctx).await.ok(),
+            Some(ProbeOutcome::Passed(
+                "127.0.0.1 answers TCP port 9; ::1 answers TCP port 9".into()
+            ))
+        );
+    }
+
+    #[tokio::test]
+    async fn dns_probe_accepts_noerror_and_rejects_refused() {
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = server.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 512];
+            // The first query succeeds; every later one is refused.
+            let mut code = ResponseCode::NoError;
+            loop {
+                let Ok((len, from)) = server.recv_from(&mut buf).await else {
+                    return;
+                };
+                let Ok(query) = Message::from_vec(&buf[..len]) else {
+                    return;
+                };
+                let mut reply = Message::new();
+                reply
+                    .set_id(query.id())
+                    .set_message_type(hickory_proto::op::MessageType::Response);
+                reply.set_response_code(code);
+                reply.add_queries(query.queries().to_vec());
+                if let Ok(bytes) = reply.to_vec() {
+                    let _ = server.send_to(&bytes, from).await;
+                }
+                code = ResponseCode::Refused;
+            }
+        });
+        let probe = DnsProbe {
+            timeout: Duration::from_millis(600),
+            port,
+            ..DnsProbe::default()
+        };
+        let state = local("127.0.0.1");
+        let source = FixedState(state.clone());
+        let ctx = ProbeContext {
+            before: &state,
+            current: &source,
+        };
+        assert!(matches!(probe.run(&ctx).await, Ok(ProbeOutcome::Passed(_))));
+        let err = probe
+            .run(&ctx)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("127.0.0.1 answered Refused"), "{err}");
+    }
+
     #[tokio::test]
     async fn probes_skip_what_the_node_never_had_and_fail_on_loss() {
+        let nothing = json!({});
         let empty = ProbeContext {
-            before: json!({}),
-            after: json!({}),
+            before: &nothing,
+            current: &FixedState(json!({})),
         };
-        let gw = DefaultGatewayProbe::default();
+        let gw = DefaultGatewayProbe {
+            timeout: Duration::from_millis(300),
+            ..DefaultGatewayProbe::default()
+        };
         assert!(matches!(gw.run(&empty).await, Ok(ProbeOutcome::Skipped(_))));
-        let dns = DnsProbe::default();
+        let dns = DnsProbe {
+            timeout: Duration::from_millis(300),
+            ..DnsProbe::default()
+        };
         assert!(matches!(
             dns.run(&empty).await,
             Ok(ProbeOutcome::Skipped(_))
         ));
 
+        let before = state();
+        let gone = FixedState(json!({"routes": {"running": []}, "dns-resolver": {"running": {}}}));
         let lost = ProbeContext {
-            before: state(),
-            after: json!({"routes": {"running": []}, "dns-resolver": {"running": {}}}),
+            before: &before,
+            current: &gone,
         };
         let err = gw.run(&lost).await.err().map(|e| e.category());
         assert_eq!(err, Some("ProbeFailed"));
         let err = dns.run(&lost).await.err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
-            Some("probe dns failed: no name server is configured")
+            Some(
+                "probe dns failed: resolving root-servers.net. failed for 300ms: no name server is configured"
+            )
         );
     }
 }

@@ -19,7 +19,10 @@ use anyhow::{Context, bail, ensure};
 use futures::StreamExt;
 use knmstate_nm_backend::{
     ApplyOptions, Backend, ChangeKind, NmBackend,
-    probe::{DefaultGatewayProbe, DnsProbe, Probe, ProbeContext, default_gateways, run_probes},
+    probe::{
+        DefaultGatewayProbe, DnsProbe, Probe, ProbeContext, RecordType, default_gateways,
+        run_probes,
+    },
 };
 use serde_json::{Value, json};
 
@@ -211,6 +214,7 @@ fn probes(timeout: Duration) -> Vec<Box<dyn Probe>> {
         Box::new(DefaultGatewayProbe {
             timeout,
             tcp_port: 53,
+            use_icmp: true,
         }),
         Box::new(DnsProbe {
             timeout,
@@ -230,8 +234,10 @@ fn opts() -> ApplyOptions {
 async fn apply_probe_commit(b: &NmBackend, desired: &Value) -> anyhow::Result<Value> {
     let before = state(b).await?;
     let pending = b.apply(desired, &opts()).await.context("apply")?;
-    let after = state(b).await?;
-    let ctx = ProbeContext { before, after };
+    let ctx = ProbeContext {
+        before: &before,
+        current: b,
+    };
     match run_probes(&probes(Duration::from_secs(10)), &ctx).await {
         Ok(outcomes) => {
             for (name, outcome) in outcomes {
@@ -508,20 +514,17 @@ async fn global_dns(b: NmBackend) -> anyhow::Result<()> {
     let probe = DnsProbe {
         timeout: Duration::from_secs(5),
         name: "gw.knmstate.test.".into(),
-        record_type: hickory_record_a(),
+        record_type: RecordType::A,
+        ..DnsProbe::default()
     };
     let outcome = probe
         .run(&ProbeContext {
-            before: after.clone(),
-            after,
+            before: &after,
+            current: &b,
         })
         .await?;
     println!("  local name: {outcome:?}");
     Ok(())
-}
-
-fn hickory_record_a() -> hickory_proto::rr::RecordType {
-    hickory_proto::rr::RecordType::A
 }
 
 async fn dhcp_on_eth0(b: NmBackend) -> anyhow::Result<()> {
@@ -590,11 +593,12 @@ async fn broken_gateway_probe_fails_and_rollback_restores(b: NmBackend) -> anyho
     let probe = DefaultGatewayProbe {
         timeout: Duration::from_secs(3),
         tcp_port: 53,
+        use_icmp: true,
     };
     let verdict = probe
         .run(&ProbeContext {
-            before: before.clone(),
-            after,
+            before: &before,
+            current: &b,
         })
         .await;
     let err = match verdict {
@@ -667,6 +671,7 @@ async fn capture_moves_default_gateway_interface_under_bridge(b: NmBackend) -> a
             "name": "br-ex", "type": "linux-bridge", "state": "up",
             "mac-address": "{{ capture.base-iface.interfaces.0.mac-address }}",
             "ipv4": "{{ capture.base-iface.interfaces.0.ipv4 }}",
+            "ipv6": "{{ capture.base-iface.interfaces.0.ipv6 }}",
             "bridge": {"options": {"stp": {"enabled": false}},
                        "port": [{"name": "{{ capture.base-iface.interfaces.0.name }}"}]}
         }]}
