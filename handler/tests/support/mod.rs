@@ -1,0 +1,247 @@
+//! Shared helpers of the handler's integration tests: the API stand-in with the nmstate CRDs,
+//! nodes, handlers over a `MemoryBackend`, and waiting.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use knmstate_api::v1::NodeNetworkConfigurationPolicy;
+use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
+use knmstate_e2e::apiserver::{ApiServer, Config};
+use knmstate_handler::probes::{ModelProbes, ProbeFactory};
+use knmstate_handler::{Handler, HandlerConfig};
+use knmstate_nm_backend::MemoryBackend;
+use knmstate_state_engine::rollback::RetryPolicy;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A stand-in with the nmstate CRDs installed.
+pub struct Cluster {
+    pub server: ApiServer,
+    pub client: kube::Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub async fn start() -> Result<Self> {
+        Self::start_on(Config::default()).await
+    }
+
+    pub async fn start_on(config: Config) -> Result<Self> {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+        let server = ApiServer::start(config).await?;
+        let client = server.client()?;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for (_, crd) in knmstate_api::crd::all()? {
+            crds.create(&PostParams::default(), &crd).await?;
+        }
+        Ok(Self {
+            server,
+            client,
+            dir: tempfile::tempdir()?,
+        })
+    }
+
+    pub fn kube_config(&self) -> kube::Config {
+        kube::Config::new(self.server.url().parse().expect("url"))
+    }
+
+    /// Create a Ready node with these labels (plus `kubernetes.io/hostname`).
+    pub async fn add_node(&self, name: &str, labels: &[(&str, &str)]) -> Result<()> {
+        let mut l = serde_json::Map::new();
+        l.insert("kubernetes.io/hostname".into(), json!(name));
+        for (k, v) in labels {
+            l.insert((*k).into(), json!(v));
+        }
+        let node: Node = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": l},
+        }))?;
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        nodes.create(&PostParams::default(), &node).await?;
+        nodes
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"conditions": [
+                    {"type": "Ready", "status": "True", "reason": "KubeletReady"}]}})),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn label_node(&self, name: &str, key: &str, value: Option<&str>) -> Result<()> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        nodes
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {key: value}}})),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Handler settings for tests: fast retries and probes, files in the temp dir.
+    pub fn config(&self, node: &str) -> HandlerConfig {
+        let mut c = HandlerConfig::for_node(node);
+        c.lock_file = self.dir.path().join(format!("{node}.lock"));
+        c.readiness_file = self.dir.path().join(format!("{node}.healthy"));
+        c.defaults.retry = RetryPolicy {
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(400),
+        };
+        c.defaults.probe_timeout = Duration::from_secs(3);
+        c.defaults.checkpoint_timeout = Duration::from_secs(60);
+        c.nns_debounce = Duration::from_millis(50);
+        c
+    }
+
+    pub fn start_handler(&self, node: &str, backend: MemoryBackend, hold: Duration) -> Running {
+        self.start_handler_with(self.config(node), backend, Arc::new(ModelProbes { hold }))
+    }
+
+    pub fn start_handler_with(
+        &self,
+        config: HandlerConfig,
+        backend: MemoryBackend,
+        probes: Arc<dyn ProbeFactory>,
+    ) -> Running {
+        let (tx, rx) = oneshot::channel::<()>();
+        let handler = Handler {
+            client: self.client.clone(),
+            kube_config: self.kube_config(),
+            backend,
+            config,
+            probes,
+        };
+        let task = tokio::spawn(handler.run(async move {
+            let _ = rx.await;
+        }));
+        Running {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    pub fn enactments(&self) -> Api<NodeNetworkConfigurationEnactment> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn policies(&self) -> Api<NodeNetworkConfigurationPolicy> {
+        Api::all(self.client.clone())
+    }
+
+    pub async fn create_policy(&self, policy: Value) -> Result<NodeNetworkConfigurationPolicy> {
+        let p: NodeNetworkConfigurationPolicy = serde_json::from_value(policy)?;
+        Ok(self.policies().create(&PostParams::default(), &p).await?)
+    }
+
+    /// Count of requests for a verb and resource (`plural.group[/sub]`) at the stand-in.
+    pub fn requests(&self, verb: &str, resource: &str) -> u64 {
+        self.server.metrics().count(verb, resource)
+    }
+}
+
+/// A running handler.
+pub struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    pub task: JoinHandle<knmstate_handler::Result<()>>,
+}
+
+impl Running {
+    /// Graceful stop (SIGTERM).
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(20), &mut self.task)
+            .await
+            .context("handler did not stop")??
+            .context("handler failed")?;
+        Ok(())
+    }
+
+    /// Kill (no cleanup at all).
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Poll `f` until it returns `Some`, or fail after `timeout` saying `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The `True` condition type of an enactment, if any.
+pub fn active(e: &NodeNetworkConfigurationEnactment) -> Option<String> {
+    e.status
+        .as_ref()
+        .and_then(|s| s.conditions.first_true())
+        .map(|c| c.type_.clone())
+}
+
+/// Wait until the enactment's True condition is `want`; returns the enactment.
+pub async fn wait_condition(
+    c: &Cluster,
+    name: &str,
+    want: &str,
+    timeout: Duration,
+) -> Result<NodeNetworkConfigurationEnactment> {
+    let api = c.enactments();
+    wait_for(&format!("{name} to be {want}"), timeout, || {
+        let api = api.clone();
+        async move {
+            let e = api.get_opt(name).await.ok().flatten()?;
+            (active(&e).as_deref() == Some(want)).then_some(e)
+        }
+    })
+    .await
+}
+
+/// A policy from an example file of the repository.
+pub fn example(name: &str) -> Result<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name);
+    let text = std::fs::read_to_string(&path)?;
+    Ok(serde_saphyr::from_str(&text)?)
+}
+
+/// The interface called `name` in a state.
+pub fn iface<'a>(state: &'a Value, name: &str) -> Option<&'a Value> {
+    state
+        .get("interfaces")?
+        .as_array()?
+        .iter()
+        .find(|i| i.get("name").and_then(Value::as_str) == Some(name))
+}
