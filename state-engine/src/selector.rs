@@ -22,6 +22,7 @@
 
 use crate::Error;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+use knmstate_api::names::syntax;
 use knmstate_api::v1::NodeNetworkConfigurationPolicySpec;
 use std::collections::BTreeMap;
 
@@ -95,10 +96,6 @@ pub fn policy_matches_node(
     Ok(true)
 }
 
-fn is_name_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')
-}
-
 /// Whether `v` has the label value format: empty, or at most 63 characters matching
 /// `^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`.
 ///
@@ -108,26 +105,7 @@ fn is_name_char(c: u8) -> bool {
 /// assert!(!is_valid_label_value("-x") && !is_valid_label_value(&"a".repeat(64)));
 /// ```
 pub fn is_valid_label_value(v: &str) -> bool {
-    let b = v.as_bytes();
-    v.is_empty()
-        || (b.len() <= 63
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|&c| is_name_char(c)))
-}
-
-fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253
-        && !s.is_empty()
-        && s.split('.').all(|part| {
-            let b = part.as_bytes();
-            !b.is_empty()
-                && b.len() <= 63
-                && b.iter()
-                    .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-                && b[0] != b'-'
-                && b[b.len() - 1] != b'-'
-        })
+    syntax::is_label_value(v)
 }
 
 /// Why `key` is not a qualified name (`[prefix/]name`), or `None` when it is one.
@@ -137,7 +115,7 @@ fn qualified_name_problem(key: &str) -> Option<&'static str> {
         None => (None, key),
     };
     if let Some(p) = prefix
-        && !is_dns1123_subdomain(p)
+        && !syntax::is_dns1123_subdomain(p)
     {
         return Some("prefix must be a DNS-1123 subdomain of at most 253 characters");
     }
@@ -190,7 +168,7 @@ pub fn validate_label_value(value: &str) -> Result<(), Error> {
 /// assert!(e.to_string().ends_with("must be no more than 63 characters or match label value format"));
 /// ```
 pub fn validate_policy_name(name: &str) -> Result<(), Error> {
-    if !name.is_empty() && is_valid_label_value(name) {
+    if syntax::is_policy_name(name) {
         Ok(())
     } else {
         Err(Error::ValidatePolicyName {

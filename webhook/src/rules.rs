@@ -4,8 +4,12 @@
 //! scripts that match them keep working; on top, the desired state is parsed by the nmstate
 //! crate and rejected with nmstate's message and the field path.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 use knmstate_api::names::policy::PROGRESSING;
-use knmstate_api::names::syntax::{is_label_value, is_policy_name, is_qualified_name};
+use knmstate_api::names::syntax::{is_label_value, is_qualified_name};
+use knmstate_state_engine::selector::{
+    MSG_SELECTOR_KEYS, MSG_SELECTOR_VALUES, validate_expression, validate_policy_name,
+};
 use serde_json::Value;
 
 /// Why a write was refused.
@@ -53,10 +57,8 @@ impl Rejection {
 /// Rules for a new policy.
 pub fn validate_create(name: &str, object: &Value) -> Result<(), Rejection> {
     let mut problems = Vec::new();
-    if !is_policy_name(name) {
-        problems.push(format!(
-            "invalid policy name: {name:?}: must be no more than 63 characters or match label value format"
-        ));
+    if let Err(e) = validate_policy_name(name) {
+        problems.push(e.to_string());
     }
     problems.extend(spec_problems(object.get("spec").unwrap_or(&Value::Null)));
     if problems.is_empty() {
@@ -110,13 +112,13 @@ fn spec_problems(spec: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(selector) = spec.get("nodeSelector").and_then(Value::as_object) {
         if !selector.keys().all(|k| is_qualified_name(k)) {
-            problems.push("nodeSelector keys must be valid qualified names".to_owned());
+            problems.push(MSG_SELECTOR_KEYS.to_owned());
         }
         if !selector
             .values()
             .all(|v| v.as_str().is_some_and(is_label_value))
         {
-            problems.push("nodeSelector values must be valid label values".to_owned());
+            problems.push(MSG_SELECTOR_VALUES.to_owned());
         }
     }
     if let Some(exprs) = spec
@@ -151,31 +153,9 @@ fn spec_problems(spec: &Value) -> Vec<String> {
 }
 
 fn expression_problem(e: &Value) -> Option<String> {
-    let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-    if !is_qualified_name(key) {
-        return Some(format!("key {key:?} is not a valid qualified name"));
-    }
-    let values: Vec<&str> = e
-        .get("values")
-        .and_then(Value::as_array)
-        .map(|vs| vs.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if let Some(bad) = values.iter().find(|v| !is_label_value(v)) {
-        return Some(format!("value {bad:?} is not a valid label value"));
-    }
-    match e
-        .get("operator")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-    {
-        "In" | "NotIn" if values.is_empty() => Some("operator In/NotIn needs values".to_owned()),
-        "Exists" | "DoesNotExist" if !values.is_empty() => {
-            Some("operator Exists/DoesNotExist takes no values".to_owned())
-        }
-        "In" | "NotIn" | "Exists" | "DoesNotExist" => None,
-        other => Some(format!(
-            "operator {other:?} is not one of In, NotIn, Exists, DoesNotExist"
-        )),
+    match serde_json::from_value::<LabelSelectorRequirement>(e.clone()) {
+        Ok(req) => validate_expression(&req).err().map(|e| e.to_string()),
+        Err(e) => Some(e.to_string()),
     }
 }
 
