@@ -20,6 +20,8 @@ use kube::api::{Api, PostParams};
 use tokio::sync::watch;
 
 use crate::Error;
+use crate::metrics::Metrics;
+use std::sync::Arc;
 
 /// Where the Lease lives and how it is held.
 #[derive(Debug, Clone)]
@@ -98,6 +100,7 @@ pub struct LeaderElector {
     observed: Option<Observed>,
     /// The Lease as this leader last wrote it (renewals skip the read).
     held: Option<Lease>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl LeaderElector {
@@ -112,9 +115,23 @@ impl LeaderElector {
                 tx,
                 observed: None,
                 held: None,
+                metrics: None,
             },
             Leadership(rx),
         )
+    }
+
+    /// Count failed Lease calls in `metrics` (`knmstate_controller_errors_total`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn report(&self, e: &Error) {
+        tracing::warn!(category = e.category(), "{e}");
+        if let Some(m) = &self.metrics {
+            m.count_error(e.category());
+        }
     }
 
     fn lease_error(&self, source: kube::Error) -> Error {
@@ -289,9 +306,7 @@ impl LeaderElector {
                     self.held = None;
                     self.set_leader(false);
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(category = e.category(), "{e}");
-                }
+                Ok(Err(e)) => self.report(&e),
                 Err(_) => tracing::warn!("lease request timed out"),
             }
             if last_renew.is_some_and(|t| t.elapsed() >= self.config.renew_deadline) {
@@ -306,7 +321,7 @@ impl LeaderElector {
             }
         }
         if let Err(e) = self.release().await {
-            tracing::warn!(category = e.category(), "{e}");
+            self.report(&e);
         }
         self.set_leader(false);
     }

@@ -94,8 +94,8 @@ pub const METRICS: &[MetricInfo] = &[
     MetricInfo {
         name: "knmstate_policies_by_condition_age",
         kind: "gauge",
-        labels: &["status", "le"],
-        help: "Number of policies whose first True condition is the status and became True at most le seconds ago (cumulative; le=+Inf counts them all)",
+        labels: &["status", "max_age_seconds"],
+        help: "Number of policies whose first True condition is the status and became True at most max_age_seconds ago (cumulative; +Inf counts them all)",
     },
     MetricInfo {
         name: "knmstate_controller_errors_total",
@@ -155,13 +155,13 @@ pub struct NodeStatusLabels {
     pub status: String,
 }
 
-/// `{status,le}`.
+/// `{status,max_age_seconds}` (not `le`: that label is reserved for histogram buckets).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct AgeLabels {
     /// Condition type.
     pub status: String,
     /// Bucket upper bound in seconds, or `+Inf`.
-    pub le: String,
+    pub max_age_seconds: String,
 }
 
 /// `{result}`.
@@ -392,7 +392,15 @@ impl Metrics {
         self.policies_by_condition_age.sync(
             policies_by_condition_age(policies.iter().copied(), now)
                 .into_iter()
-                .map(|((status, le), n)| (AgeLabels { status, le }, n)),
+                .map(|((status, max_age_seconds), n)| {
+                    (
+                        AgeLabels {
+                            status,
+                            max_age_seconds,
+                        },
+                        n,
+                    )
+                }),
         );
         self.observe_reports(enactments.iter().copied());
         let names: HashSet<&str> = enactments

@@ -18,7 +18,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::Error;
 use crate::aggregation::{enactment_policy, next_conditions, policy_verdict, select_nodes};
@@ -36,26 +36,53 @@ pub struct Stores {
     pub nodes: Store<Node>,
     /// NodeNetworkStates.
     pub states: Store<NodeNetworkState>,
+    ready: watch::Receiver<bool>,
 }
 
 impl Stores {
-    /// Wait until every cache holds a complete first listing.
-    pub async fn wait_ready(&self) {
-        // A store only errors when its writer is dropped, i.e. on shutdown.
-        let _ = self.policies.wait_until_ready().await;
-        let _ = self.enactments.wait_until_ready().await;
-        let _ = self.nodes.wait_until_ready().await;
-        let _ = self.states.wait_until_ready().await;
+    /// The caches, plus the future that marks them ready once every one holds a complete
+    /// first listing; drive it alongside the reflectors.
+    ///
+    /// `Store::wait_until_ready` keeps a single waker (a oneshot underneath): two tasks
+    /// waiting on it at once can lose a wake-up. Only that future waits on the stores; every
+    /// other waiter watches the flag it sets.
+    pub fn new(
+        policies: Store<NodeNetworkConfigurationPolicy>,
+        enactments: Store<NodeNetworkConfigurationEnactment>,
+        nodes: Store<Node>,
+        states: Store<NodeNetworkState>,
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
+        let (tx, ready) = watch::channel(false);
+        let stores = Self {
+            policies,
+            enactments,
+            nodes,
+            states,
+            ready,
+        };
+        let waiting = stores.clone();
+        let mark = async move {
+            let synced = waiting.policies.wait_until_ready().await.is_ok()
+                && waiting.enactments.wait_until_ready().await.is_ok()
+                && waiting.nodes.wait_until_ready().await.is_ok()
+                && waiting.states.wait_until_ready().await.is_ok();
+            if synced {
+                let _ = tx.send(true);
+            }
+        };
+        (stores, mark)
+    }
+
+    /// Wait until every cache holds a complete first listing; false if that can no longer
+    /// happen (shutting down).
+    pub async fn wait_ready(&self) -> bool {
+        let mut rx = self.ready.clone();
+        rx.wait_for(|r| *r).await.is_ok()
     }
 
     /// Whether every cache holds a complete first listing.
     pub fn is_ready(&self) -> bool {
-        use futures::FutureExt;
-        let ready = |f: Option<Result<(), _>>| f.is_some_and(|r| r.is_ok());
-        ready(self.policies.wait_until_ready().now_or_never())
-            && ready(self.enactments.wait_until_ready().now_or_never())
-            && ready(self.nodes.wait_until_ready().now_or_never())
-            && ready(self.states.wait_until_ready().now_or_never())
+        *self.ready.borrow()
     }
 
     /// The enactments of one policy (by label, or by name when unlabelled).
@@ -167,7 +194,9 @@ pub async fn reconcile(
     if !ctx.leadership.is_leader() {
         return Ok(Action::await_change());
     }
-    ctx.stores.wait_ready().await;
+    if !ctx.stores.wait_ready().await {
+        return Ok(Action::await_change());
+    }
     let name = obj.name_any();
     let enactments = ctx.stores.enactments_of(&name);
     ctx.metrics.observe_reports(&enactments);
@@ -279,4 +308,43 @@ pub fn error_policy(
         tokio::spawn(async move { ctx.publish(&obj, event).await });
     }
     Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    #[tokio::test]
+    async fn every_waiter_wakes_once_the_caches_are_ready() {
+        let (p, mut pw) = reflector::store();
+        let (e, mut ew) = reflector::store();
+        let (n, mut nw) = reflector::store();
+        let (s, mut sw) = reflector::store();
+        let (stores, mark) = Stores::new(p, e, n, s);
+        let mark = tokio::spawn(mark);
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let s = stores.clone();
+                tokio::spawn(async move { s.wait_ready().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert!(!stores.is_ready());
+        pw.apply_watcher_event(&Event::InitDone);
+        ew.apply_watcher_event(&Event::InitDone);
+        nw.apply_watcher_event(&Event::InitDone);
+        assert!(!stores.is_ready());
+        sw.apply_watcher_event(&Event::InitDone);
+        for w in waiters {
+            let ready = tokio::time::timeout(Duration::from_secs(5), w)
+                .await
+                .expect("a waiter was never woken")
+                .expect("waiter panicked");
+            assert!(ready);
+        }
+        mark.await.expect("readiness task panicked");
+        assert!(stores.is_ready());
+    }
 }

@@ -184,7 +184,10 @@ async fn sweep_loop(
         if !ctx.leadership.is_leader() {
             continue;
         }
-        ctx.stores.wait_ready().await;
+        tokio::select! {
+            ready = ctx.stores.wait_ready() => if !ready { return },
+            () = &mut stop => return,
+        }
         let policies = ctx.stores.policies.state();
         let nodes = ctx.stores.nodes.state();
         let enactments = ctx.stores.enactments.state();
@@ -221,20 +224,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
     let (elector, leadership) = LeaderElector::new(client.clone(), config.lease.clone());
+    let elector = elector.with_metrics(metrics.clone());
     let wc = watcher::Config::default();
 
     let (policies, policy_writer) = reflector::store();
     let (enactments, enactment_writer) = reflector::store();
     let (nodes, node_writer) = reflector::store();
     let (states, state_writer) = reflector::store();
-    let stores = Stores {
-        policies: policies.clone(),
-        enactments: enactments.clone(),
-        nodes,
-        states,
-    };
-    let metrics = Arc::new(Metrics::new());
+    let (stores, mark_ready) = Stores::new(policies.clone(), enactments, nodes, states);
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -327,8 +326,15 @@ pub async fn run(
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
+    let mark_ready = async {
+        tokio::select! {
+            () = mark_ready => {}
+            () = stopped(stop_rx.clone()) => {}
+        }
+    };
     futures::join!(
         signal,
+        mark_ready,
         elector.run(stopped(stop_rx.clone())),
         controller,
         sweep_loop(

@@ -118,8 +118,8 @@ async fn metrics_after_a_successful_and_a_failed_policy() -> Result<()> {
         r#"knmstate_rollbacks_total{reason="probe-failed"} 1"#,
         r#"knmstate_probe_duration_seconds_count{probe="dns",result="failure"} 1"#,
         r#"knmstate_probe_duration_seconds_count{probe="dns",result="success"} 3"#,
-        r#"knmstate_policies_by_condition_age{status="Available",le="+Inf"} 1"#,
-        r#"knmstate_policies_by_condition_age{status="Degraded",le="60"} 1"#,
+        r#"knmstate_policies_by_condition_age{status="Available",max_age_seconds="+Inf"} 1"#,
+        r#"knmstate_policies_by_condition_age{status="Degraded",max_age_seconds="60"} 1"#,
     ] {
         assert!(has(&text, line), "missing {line}");
     }
