@@ -14,7 +14,7 @@
 //! | [`cleanup`] | the orphan sweep: enactments of gone policies/nodes or non-matching nodes, states of gone nodes |
 //! | [`metrics`] | upstream's five `kubernetes_nmstate_*` gauges plus apply, rollback, probe and condition-age metrics |
 //! | [`http`] | `/metrics`, `/healthz`, `/readyz` |
-//! | [`run`] | wiring of reflectors, Controller, election, sweep and endpoint |
+//! | [`run`](mod@run) | wiring of reflectors, Controller, election, sweep and endpoint |
 //! | [`cli`] | flags and environment of the binary |
 //!
 //! A policy is re-aggregated when it changes, when one of its enactments changes, when any

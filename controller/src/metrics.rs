@@ -939,6 +939,21 @@ mod tests {
     }
 
     #[test]
+    fn readme_table_is_current() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split_once("<!-- metrics:begin -->\n")
+            .and_then(|(_, rest)| rest.split_once("<!-- metrics:end -->"))
+            .map(|(t, _)| t)
+            .expect("README.md has the metrics markers");
+        assert_eq!(
+            table,
+            describe(),
+            "README.md is stale: paste `knmstate-controller --print-metrics` between the markers"
+        );
+    }
+
+    #[test]
     fn describe_lists_every_metric_with_help_and_matches_the_exposition() {
         let m = Metrics::new();
         let mut nns = NodeNetworkState::new("n1", Default::default());
