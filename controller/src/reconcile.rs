@@ -96,6 +96,43 @@ impl Stores {
     }
 }
 
+/// Keep of a cached Node only what aggregation reads: name, UID, labels, creation time and
+/// the `Ready` condition (images, addresses, annotations and managed fields can be large).
+pub fn trim_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    node.metadata.annotations = None;
+    node.spec = None;
+    if let Some(status) = node.status.take() {
+        let ready = status
+            .conditions
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.type_ == "Ready")
+            .collect();
+        node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+            conditions: Some(ready),
+            ..Default::default()
+        });
+    }
+}
+
+/// Keep of a cached enactment what aggregation, cleanup and metrics read: conditions,
+/// generation, features and the apply report (not the rendered and captured states).
+pub fn trim_enactment(nnce: &mut NodeNetworkConfigurationEnactment) {
+    nnce.metadata.managed_fields = None;
+    if let Some(s) = nnce.status.as_mut() {
+        s.desired_state = None;
+        s.desired_state_meta_info = None;
+        s.captured_states.clear();
+        s.retry_count.clear();
+    }
+}
+
+/// Drop managed fields from a cached object.
+pub fn trim_managed_fields<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
 /// What this controller last wrote for a policy: the policy's resourceVersion just before the
 /// write, the conditions written and when. Until the cache moves past that resourceVersion,
 /// the written conditions are the current ones (no duplicate write from a stale cache).
@@ -315,6 +352,53 @@ mod tests {
     use super::*;
     use kube::runtime::reflector;
     use kube::runtime::watcher::Event;
+
+    #[test]
+    fn trimmed_caches_keep_what_aggregation_reads() {
+        use k8s_openapi::api::core::v1::{ContainerImage, NodeCondition, NodeStatus};
+        let mut n = Node::default();
+        n.metadata.name = Some("n1".into());
+        n.metadata.labels = Some([("role".to_string(), "w".to_string())].into());
+        n.status = Some(NodeStatus {
+            conditions: Some(vec![
+                NodeCondition {
+                    type_: "MemoryPressure".into(),
+                    status: "False".into(),
+                    ..Default::default()
+                },
+                NodeCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                },
+            ]),
+            images: Some(vec![ContainerImage::default()]),
+            ..Default::default()
+        });
+        trim_node(&mut n);
+        assert!(crate::aggregation::node_is_ready(&n));
+        assert_eq!(n.metadata.labels.as_ref().map(|l| l.len()), Some(1));
+        let status = n.status.unwrap_or_default();
+        assert!(status.images.is_none());
+        assert_eq!(status.conditions.map(|c| c.len()), Some(1));
+
+        let mut e = NodeNetworkConfigurationEnactment::new("n1.p", Default::default());
+        e.status = Some(
+            knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus {
+                desired_state: Some(Default::default()),
+                policy_generation: Some(3),
+                features: vec!["f".into()],
+                last_apply: Some(Default::default()),
+                ..Default::default()
+            },
+        );
+        trim_enactment(&mut e);
+        let s = e.status.unwrap_or_default();
+        assert!(s.desired_state.is_none());
+        assert_eq!(s.policy_generation, Some(3));
+        assert_eq!(s.features, ["f"]);
+        assert!(s.last_apply.is_some());
+    }
 
     #[tokio::test]
     async fn every_waiter_wakes_once_the_caches_are_ready() {

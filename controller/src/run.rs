@@ -28,7 +28,9 @@ use crate::cleanup::{delete_orphans, find_orphans};
 use crate::http::{HttpState, serve};
 use crate::leader::{LeaderElector, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
-use crate::reconcile::{Context, Stores, error_policy, reconcile};
+use crate::reconcile::{
+    Context, Stores, error_policy, reconcile, trim_enactment, trim_managed_fields, trim_node,
+};
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -258,7 +260,8 @@ pub async fn run(
         watcher(
             Api::<NodeNetworkConfigurationPolicy>::all(client.clone()),
             wc.clone(),
-        ),
+        )
+        .modify(trim_managed_fields),
     )
     .default_backoff()
     .inspect(move |ev| {
@@ -273,14 +276,15 @@ pub async fn run(
         watcher(
             Api::<NodeNetworkConfigurationEnactment>::all(client.clone()),
             wc.clone(),
-        ),
+        )
+        .modify(trim_enactment),
     )
     .default_backoff()
     .touched_objects();
     let node_stream = node_triggers(
         reflect(
             node_writer,
-            watcher(Api::<Node>::all(client.clone()), wc.clone()),
+            watcher(Api::<Node>::all(client.clone()), wc.clone()).modify(trim_node),
         )
         .default_backoff(),
         ctx.sweep.clone(),
@@ -288,7 +292,8 @@ pub async fn run(
     let state_stream = state_triggers(
         reflect(
             state_writer,
-            watcher(Api::<NodeNetworkState>::all(client.clone()), wc.clone()),
+            watcher(Api::<NodeNetworkState>::all(client.clone()), wc.clone())
+                .modify(trim_managed_fields),
         )
         .default_backoff(),
         ctx.sweep.clone(),
