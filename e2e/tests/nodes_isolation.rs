@@ -3,7 +3,7 @@
 //! after teardown, even though the nodes' NetworkManagers rewrote their own resolv.conf and
 //! hostname meanwhile.
 
-use std::process::Command;
+use std::{process::Command, sync::Mutex};
 
 use anyhow::{Context, ensure};
 use knmstate_e2e::nodes::Cluster;
@@ -31,8 +31,16 @@ struct HostSnapshot {
 }
 
 fn snapshot() -> anyhow::Result<HostSnapshot> {
-    // Only the mount points: per-mount counters in mountinfo are not part of the contract.
-    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    // Other harness users' namespace mounts (`/run/netns/<prefix>-...`) are not ours to compare.
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?
+        .lines()
+        .filter(|l| {
+            !l.contains("/run/netns/")
+                || l.contains("/run/netns/knme-")
+                || l.contains("/run/netns/knmf-")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     Ok(HostSnapshot {
         resolv_conf: std::fs::read("/etc/resolv.conf")?,
         etc_hostname: std::fs::read("/etc/hostname").ok(),
@@ -50,11 +58,14 @@ fn snapshot() -> anyhow::Result<HostSnapshot> {
         },
         netns: run(&["ip", "netns", "list"])?
             .lines()
-            .filter(|l| l.starts_with("knme-"))
+            .filter(|l| l.starts_with("knme-") || l.starts_with("knmf-"))
             .collect::<Vec<_>>()
             .join("\n"),
     })
 }
+
+/// The host snapshots of two tests running at once would see each other's clusters.
+static HOST: Mutex<()> = Mutex::new(());
 
 #[test]
 fn host_is_identical_before_setup_and_after_teardown() -> anyhow::Result<()> {
@@ -62,6 +73,9 @@ fn host_is_identical_before_setup_and_after_teardown() -> anyhow::Result<()> {
         println!("skipping harness isolation test: {reason}");
         return Ok(());
     }
+    let _host = HOST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = snapshot()?;
     let cluster = Cluster::up("knme", 2)?;
     ensure!(cluster.nodes().len() == 2);
@@ -150,4 +164,58 @@ fn exec_on_a_missing_node_is_an_error() {
         .output()
         .map(|o| o.status.success());
     assert_eq!(err.ok(), Some(false));
+}
+
+#[test]
+fn down_cleans_up_after_a_crashed_test() -> anyhow::Result<()> {
+    if let Some(reason) = Cluster::skip_reason() {
+        println!("skipping harness crash test: {reason}");
+        return Ok(());
+    }
+    let _host = HOST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let before = snapshot()?;
+    let cluster = Cluster::up("knmf", 1)?;
+    let status = cluster.status()?;
+    let nm_pid = status
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("nm-pid="))
+        .context("no nm-pid in status")?
+        .to_string();
+    // A test process that dies takes no teardown with it: forget the cluster, leave a process
+    // running on the node and kill its NetworkManager, as a crash would.
+    std::mem::forget(cluster);
+    let _sleeper = Command::new("bash")
+        .arg(Cluster::script())
+        .args(["--prefix", "knmf", "exec", "node1", "sleep", "3141"])
+        .spawn()?;
+    let started = std::time::Instant::now();
+    while run(&["pgrep", "-f", "^sleep 3141$"]).is_err() {
+        ensure!(
+            started.elapsed().as_secs() < 10,
+            "the process on the node never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    run(&["kill", "-9", &nm_pid])?;
+    ensure!(
+        run(&["ip", "netns", "list"])?.contains("knmf-node1"),
+        "node namespace should outlive the crash"
+    );
+
+    let out = Command::new("bash")
+        .arg(Cluster::script())
+        .args(["--prefix", "knmf", "down"])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "down failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let leftovers = run(&["pgrep", "-af", "^sleep 3141$"]).unwrap_or_default();
+    ensure!(leftovers.trim().is_empty(), "processes left: {leftovers}");
+    let after = snapshot()?;
+    assert_eq!(before, after, "host state differs after down");
+    Ok(())
 }
