@@ -20,6 +20,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// When to inject upstream's default VLAN trunk on linux-bridge ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BridgeVlanMode {
+    /// When the node's kernel supports bridge VLAN filtering (without it, a bridge with the
+    /// injected trunk cannot come up at all).
+    #[default]
+    Auto,
+    /// Always, as upstream.
+    Always,
+    /// Never (upstream #1429).
+    Never,
+}
+
 /// Command line and environment of the `handler` binary.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "handler", version, about = "knmstate per-node handler")]
@@ -75,6 +88,9 @@ pub struct Cli {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// When to inject the default VLAN trunk (`2-4094`) on linux-bridge ports without `vlan`.
+    #[arg(long, env = "DEFAULT_BRIDGE_VLAN", value_enum, default_value_t = BridgeVlanMode::Auto)]
+    pub default_bridge_vlan: BridgeVlanMode,
     /// `app.kubernetes.io/component` label on created objects.
     #[arg(long, env = "COMPONENT")]
     pub component: Option<String>,
@@ -114,10 +130,12 @@ pub struct HandlerConfig {
     pub log_format: LogFormat,
     /// Labels put on created NNS and NNCE.
     pub extra_labels: std::collections::BTreeMap<String, String>,
+    /// When to inject the default linux-bridge VLAN trunk.
+    pub bridge_vlan: BridgeVlanMode,
 }
 
 impl HandlerConfig {
-    /// Settings for `node` with upstream's defaults.
+    /// Settings for `node` with upstream's defaults (the bridge VLAN trunk always injected).
     pub fn for_node(node: &str) -> Self {
         Self {
             node_name: node.to_owned(),
@@ -131,6 +149,7 @@ impl HandlerConfig {
             readiness_file: PathBuf::from("/tmp/healthy"),
             log_format: LogFormat::Text,
             extra_labels: Default::default(),
+            bridge_vlan: BridgeVlanMode::Always,
         }
     }
 }
@@ -186,6 +205,7 @@ impl TryFrom<Cli> for HandlerConfig {
                 c.label_version.as_deref(),
                 c.managed_by.as_deref(),
             ),
+            bridge_vlan: c.default_bridge_vlan,
         })
     }
 }

@@ -50,6 +50,8 @@ pub struct Context<B: Backend> {
     pub(crate) nns_last: Mutex<Option<(String, Value)>>,
     /// Per policy: no apply attempt before this instant (retry backoff).
     pub(crate) not_before: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Whether the kernel supports bridge VLAN filtering (probed once).
+    pub(crate) bridge_vlan_filtering: tokio::sync::OnceCell<bool>,
     /// Becomes true when the handler is asked to stop.
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -112,6 +114,20 @@ impl<B: Backend> Context<B> {
             .clone()
     }
 
+    /// Whether to inject the default linux-bridge VLAN trunk on this node.
+    pub async fn inject_bridge_vlan(&self) -> bool {
+        match self.config.bridge_vlan {
+            crate::config::BridgeVlanMode::Always => true,
+            crate::config::BridgeVlanMode::Never => false,
+            crate::config::BridgeVlanMode::Auto => {
+                *self
+                    .bridge_vlan_filtering
+                    .get_or_init(kernel_supports_bridge_vlan_filtering)
+                    .await
+            }
+        }
+    }
+
     /// Roll back an apply in flight, if any (graceful shutdown).
     pub async fn rollback_pending(&self) -> Result<bool> {
         let Some(cp) = self.pending() else {
@@ -124,5 +140,43 @@ impl<B: Backend> Context<B> {
             .map_err(Error::RollbackCheckpoint)?;
         self.set_pending(None);
         Ok(true)
+    }
+}
+
+/// Create (and delete) a throw-away bridge with VLAN filtering in this network namespace; only
+/// a kernel that refuses it ("not supported") counts as lacking support.
+pub async fn kernel_supports_bridge_vlan_filtering() -> bool {
+    let name = format!("knmvf{}", std::process::id() % 100_000);
+    let out = tokio::process::Command::new("ip")
+        .args([
+            "link",
+            "add",
+            &name,
+            "type",
+            "bridge",
+            "vlan_filtering",
+            "1",
+        ])
+        .output()
+        .await;
+    match out {
+        Ok(o) if o.status.success() => {
+            let _ = tokio::process::Command::new("ip")
+                .args(["link", "del", &name])
+                .output()
+                .await;
+            true
+        }
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
+            let unsupported = err.contains("not supported");
+            if unsupported {
+                tracing::warn!(
+                    "the kernel lacks bridge VLAN filtering: the default linux-bridge VLAN trunk is not injected"
+                );
+            }
+            !unsupported
+        }
+        Err(_) => true,
     }
 }

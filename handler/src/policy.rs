@@ -233,7 +233,9 @@ impl<B: Backend> Run<B> {
         if desired.is_null() {
             desired = json!({});
         }
-        render::inject_default_bridge_vlan(&mut desired);
+        if self.ctx.inject_bridge_vlan().await {
+            render::inject_default_bridge_vlan(&mut desired);
+        }
         let features = if desired.as_object().is_some_and(|m| !m.is_empty()) {
             match self.ctx.backend.feature_statistics(&desired).await {
                 Ok(f) => f.features,

@@ -140,6 +140,7 @@ impl<B: Backend + Clone + 'static> Handler<B> {
             nns_refresh: refresh_tx.clone(),
             nns_last: Mutex::new(None),
             not_before: Mutex::new(Default::default()),
+            bridge_vlan_filtering: tokio::sync::OnceCell::new(),
             shutdown: stop_rx.clone(),
         });
 
