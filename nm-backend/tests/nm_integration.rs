@@ -812,5 +812,25 @@ async fn change_stream_reports_out_of_band_bridge_within_1s(b: NmBackend) -> any
         "  change-stream latency over 5 out-of-band bridges: first signal median {:.1} ms, batch delivered (50 ms debounce) median {:.1} ms, max {:.1} ms",
         firsts[2], delivered[2], delivered[4]
     );
+
+    // An apply through NetworkManager shows up as device, connection and IP changes.
+    let desired = json!({"interfaces": [{"name": "eth1", "type": "ethernet", "state": "up",
+        "ipv4": {"enabled": true, "dhcp": false, "address": [{"ip": "198.19.0.13", "prefix-length": 24}]}}]});
+    let pending = b.apply(&desired, &opts()).await?;
+    b.commit(&pending.checkpoint).await?;
+    let mut seen = std::collections::BTreeSet::new();
+    while let Ok(Some(batch)) = tokio::time::timeout(Duration::from_secs(1), changes.next()).await {
+        seen.extend(batch.kinds);
+    }
+    for kind in [
+        ChangeKind::DeviceState,
+        ChangeKind::ActiveConnections,
+        ChangeKind::IpConfig,
+    ] {
+        ensure!(
+            seen.contains(&kind),
+            "{kind:?} missing after an apply: {seen:?}"
+        );
+    }
     Ok(())
 }
