@@ -64,7 +64,14 @@ pub fn error_policy<B: Backend>(
     if matches!(err, Error::ShuttingDown) {
         return Action::await_change();
     }
-    tracing::warn!(policy = %policy.name_any(), category = err.category(), error = %err, "policy reconcile failed");
+    let spec_state = policy
+        .spec
+        .desired_state
+        .as_ref()
+        .map(State::to_value)
+        .unwrap_or_default();
+    let error = secrets::scrub(&err.to_string(), &spec_state);
+    tracing::warn!(policy = %policy.name_any(), category = err.category(), %error, "policy reconcile failed");
     Action::requeue(
         ctx.config
             .defaults
