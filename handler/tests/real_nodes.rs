@@ -12,7 +12,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -144,7 +144,7 @@ impl HandlerProcess {
 }
 
 fn checkpoints(node: &Node) -> Result<String> {
-    Ok(node.exec(&[
+    node.exec(&[
         "dbus-send",
         "--system",
         "--print-reply",
@@ -153,7 +153,7 @@ fn checkpoints(node: &Node) -> Result<String> {
         "org.freedesktop.DBus.Properties.Get",
         "string:org.freedesktop.NetworkManager",
         "string:Checkpoints",
-    ])?)
+    ])
 }
 
 fn has_checkpoint(node: &Node) -> Result<bool> {
@@ -264,7 +264,7 @@ async fn run_all(
     c: &Cluster,
     h: &HarnessNodes,
     kubeconfig: &Path,
-    dir: &PathBuf,
+    dir: &Path,
     handlers: &mut Vec<HandlerProcess>,
 ) -> Result<()> {
     let nns: Api<NodeNetworkState> = Api::all(c.client.clone());
