@@ -147,8 +147,10 @@ impl<B: Backend> Run<B> {
         let stored = existing.status.unwrap_or_default();
         let mut status = stored.clone();
         if status.policy_generation != Some(generation) {
-            // A new generation starts over: no old condition speaks for it (upstream #1442).
+            // A new generation starts over: no old condition or retry count speaks for it
+            // (upstream #1442).
             status.conditions = ConditionList::default();
+            status.retry_count.clear();
         }
         Self {
             enactment: existing.metadata.name.unwrap_or_default(),

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | policies ([`crate::policy`]) | every NNCP (generation changes) | this Node's label changes re-run all |
 //! | node state ([`crate::nns`]) | this Node (field selector) | network changes, NNS deletion or force label, each apply, safety re-read |
-//! | enactment sweep ([`crate::sweep`]) | this node's NNCEs (label `nmstate.io/node`) | NNCP events, deletions included |
+//! | enactment sweep ([`crate::sweep`]) | this node's NNCEs (label `nmstate.io/node`) | NNCP deletions |
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -80,16 +80,29 @@ impl<B: Backend + Clone + 'static> Handler<B> {
         .predicate_filter(predicates::labels, Default::default())
         .filter_map(|r| async move { r.ok().map(|_| ()) });
 
-        // Policies.
+        // Policies. A deletion is seen here after the store forgot the policy: it asks the
+        // enactment sweep to look at this node's enactment of it.
         let (policies, policy_writer) = reflector::store::<NodeNetworkConfigurationPolicy>();
+        let (deleted_tx, deleted_rx) = mpsc::unbounded_channel::<String>();
         let policy_stream = watcher(
             Api::<NodeNetworkConfigurationPolicy>::all(client.clone()),
             watcher::Config::default(),
         )
         .default_backoff()
         .reflect(policy_writer)
+        .inspect({
+            let node = node.clone();
+            move |ev| {
+                if let Ok(watcher::Event::Delete(p)) = ev {
+                    let _ = deleted_tx.send(names::enactment_name(&node, &p.name_any()));
+                }
+            }
+        })
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
+        let deleted_policies = futures::stream::unfold(deleted_rx, |mut rx| async move {
+            rx.recv().await.map(|name| (ObjectRef::new(&name), rx))
+        });
 
         // This node's NodeNetworkState.
         let (states, state_writer) = reflector::store::<NodeNetworkState>();
@@ -105,16 +118,7 @@ impl<B: Backend + Clone + 'static> Handler<B> {
             Api::<NodeNetworkConfigurationEnactment>::all(client.clone()),
             watcher::Config::default().labels(&format!("{}={node}", names::NODE_LABEL)),
         )
-        .watches(
-            Api::<NodeNetworkConfigurationPolicy>::all(client.clone()),
-            watcher::Config::default(),
-            {
-                let node = node.clone();
-                move |p: NodeNetworkConfigurationPolicy| {
-                    Some(ObjectRef::new(&names::enactment_name(&node, &p.name_any())))
-                }
-            },
-        );
+        .reconcile_on(deleted_policies);
         let enactments = enactment_ctl.store();
 
         let recorder = Recorder::new(

@@ -1,7 +1,7 @@
 //! This node's enactments whose policy is gone are deleted (the policy was deleted while the
 //! handler was down, or its deletion was just seen). Triggered by enactment events and by
-//! policy events (deletions included); otherwise every enactment is looked at again after
-//! about 5 hours, as upstream.
+//! policy deletions (seen after the policy cache forgot them); otherwise every enactment is
+//! looked at again after about 5 hours, as upstream.
 
 use std::sync::Arc;
 use std::time::Duration;

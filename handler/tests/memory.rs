@@ -209,6 +209,28 @@ async fn a_policy_breaking_the_gateway_ends_failing_after_its_retries_rolled_bac
         "{:?}",
         list.items.iter().map(|e| &e.note).collect::<Vec<_>>()
     );
+    // A new generation starts over: fresh conditions and retry counts, applied again.
+    c.policies()
+        .patch(
+            "no-gateway",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"desiredState": {"interfaces": [
+                {"name": "eth2", "type": "ethernet", "state": "up", "mtu": 1280}]}}})),
+        )
+        .await?;
+    let e = wait_for("generation 2 Available", T, || {
+        let api = c.enactments();
+        async move {
+            let e = api.get("n1.no-gateway").await.ok()?;
+            let s = e.status.as_ref()?;
+            (s.policy_generation == Some(2) && s.conditions.is_true("Available")).then_some(e)
+        }
+    })
+    .await?;
+    let s = e.status.expect("status");
+    assert!(s.retry_count.is_empty(), "{:?}", s.retry_count);
+    assert!(!s.conditions.is_true("Failing"));
+    assert_eq!(iface(&b.state(), "eth2").expect("eth2")["mtu"], 1280);
     h.stop().await
 }
 
@@ -518,5 +540,33 @@ async fn policies_apply_one_at_a_time_in_name_order() -> Result<()> {
     );
     // The last one applied wins on the node.
     assert_eq!(iface(&b.state(), "eth2").expect("eth2")["mtu"], 1300);
+    h.stop().await
+}
+
+#[tokio::test]
+async fn an_enactment_whose_policy_went_while_the_handler_was_down_is_removed() -> Result<()> {
+    let c = Cluster::start().await?;
+    c.add_node("n1", &[]).await?;
+    let b = MemoryBackend::harness_like("198.18.0.101");
+    let h = c.start_handler("n1", b.clone(), Duration::ZERO);
+    c.create_policy(example("linux-bridge.yaml")?).await?;
+    wait_condition(&c, "n1.linux-bridge", "Available", T).await?;
+    h.stop().await?;
+    c.policies()
+        .delete("linux-bridge", &DeleteParams::default())
+        .await?;
+    assert!(c.enactments().get_opt("n1.linux-bridge").await?.is_some());
+    let h = c.start_handler("n1", b, Duration::ZERO);
+    wait_for("orphan enactment deleted", T, || {
+        let api = c.enactments();
+        async move {
+            api.get_opt("n1.linux-bridge")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await?;
     h.stop().await
 }
