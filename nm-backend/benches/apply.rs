@@ -159,15 +159,22 @@ async fn measure() -> Result<(), String> {
         "NetworkManager {version}, nmstate {}",
         knmstate_nm_backend::NMSTATE_VERSION
     );
+    // nmstate sleeps 1 s before re-verifying when NetworkManager was not done at the first check:
+    // count the rounds that paid for it.
+    let slow = |v: &[f64]| v.iter().filter(|ms| **ms > 1000.0).count();
     println!(
-        "linux-bridge apply, median of {ROUNDS}: nm-backend apply+commit {:.0} ms (min {:.0}, max {:.0}); direct nmstate apply {:.0} ms (min {:.0}, max {:.0})",
+        "linux-bridge apply, median of {ROUNDS}: nm-backend apply+commit {:.0} ms (min {:.0}, max {:.0}, {} rounds > 1 s); direct nmstate apply {:.0} ms (min {:.0}, max {:.0}, {} rounds > 1 s)",
         median(via_backend.clone()),
         via_backend.iter().copied().fold(f64::MAX, f64::min),
         via_backend.iter().copied().fold(0.0, f64::max),
+        slow(&via_backend),
         median(direct.clone()),
         direct.iter().copied().fold(f64::MAX, f64::min),
         direct.iter().copied().fold(0.0, f64::max),
+        slow(&direct),
     );
+    println!("  nm-backend rounds (ms): {via_backend:.0?}");
+    println!("  direct rounds (ms):     {direct:.0?}");
 
     let mut changes = backend
         .changes(Duration::from_millis(50))
