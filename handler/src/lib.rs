@@ -24,6 +24,10 @@
 //! * **Concurrency without ghost slots.** The slot is decided by state-engine from the
 //!   enactments of the current generation, with a per-policy ledger `Lease` written
 //!   optimistically ([`slots`]); nothing can leak (upstream #1571).
+//! * **Bridge VLAN default only where it can work.** Upstream injects a VLAN trunk on every
+//!   linux-bridge port without `vlan`; a kernel without bridge VLAN filtering then cannot bring
+//!   the bridge up at all. By default (`DEFAULT_BRIDGE_VLAN=auto`) the trunk is injected only
+//!   when the node's kernel supports VLAN filtering; `always` is upstream's behaviour.
 //! * **Probe selection is quick.** An external probe (gateway, DNS) that fails before the
 //!   apply is dropped after one try instead of 120 s of polling.
 //! * **Small, safe messages.** Failure messages put the decisive error first, are capped at

@@ -420,5 +420,51 @@ async fn run_all(
         bail!("node2: eth2 did not converge: {link}");
     }
     step("killed mid-apply, restarted: no checkpoint, converged", t);
+
+    // SIGTERM while an apply holds its checkpoint: rolled back before the process exits.
+    let t = Instant::now();
+    set_ready(c, "node2", false).await?;
+    c.policies()
+        .patch(
+            "eth2-mtu",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"desiredState": {"interfaces": [
+                {"name": "eth2", "type": "ethernet", "state": "up", "mtu": 1300}]}}})),
+        )
+        .await?;
+    wait_for(
+        "node2 holding a checkpoint",
+        Duration::from_secs(60),
+        || {
+            let n = h.get("node2").clone();
+            async move { has_checkpoint(&n).ok()?.then_some(()) }
+        },
+    )
+    .await?;
+    let stopping = handlers.remove(1);
+    stopping.stop()?;
+    if has_checkpoint(h.get("node2"))? {
+        bail!("node2: SIGTERM left a checkpoint");
+    }
+    let link = h.get("node2").exec(&["ip", "link", "show", "eth2"])?;
+    if !link.contains("mtu 1400") {
+        bail!("node2: eth2 was not rolled back: {link}");
+    }
+    set_ready(c, "node2", true).await?;
+    handlers.push(HandlerProcess::start("node2", kubeconfig, dir)?);
+    wait_for("node2.eth2-mtu generation 2 Available", T, || {
+        let api = c.enactments();
+        async move {
+            let e = api.get("node2.eth2-mtu").await.ok()?;
+            let s = e.status.as_ref()?;
+            (s.policy_generation == Some(2) && s.conditions.is_true("Available")).then_some(())
+        }
+    })
+    .await?;
+    let link = h.get("node2").exec(&["ip", "link", "show", "eth2"])?;
+    if !link.contains("mtu 1300") {
+        bail!("node2: eth2 did not converge: {link}");
+    }
+    step("SIGTERM mid-apply rolled back, restarted and converged", t);
     Ok(())
 }
