@@ -570,3 +570,122 @@ async fn an_enactment_whose_policy_went_while_the_handler_was_down_is_removed() 
     .await?;
     h.stop().await
 }
+
+fn no_gateway_policy(name: &str, max_unavailable: i32) -> Value {
+    json!({
+        "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
+        "metadata": {"name": name},
+        "spec": {"maxUnavailable": max_unavailable,
+                 "desiredState": {"interfaces": [{"name": "eth0", "type": "ethernet", "state": "up",
+            "ipv4": {"enabled": true, "dhcp": false,
+                     "address": [{"ip": "198.18.0.200", "prefix-length": 24}]}}]}}
+    })
+}
+
+#[tokio::test]
+async fn once_max_unavailable_nodes_failed_the_others_abort_with_an_event() -> Result<()> {
+    let c = Cluster::start().await?;
+    let mut handlers = Vec::new();
+    let mut backends = Vec::new();
+    for i in 1..=2 {
+        let node = format!("n{i}");
+        c.add_node(&node, &[]).await?;
+        let b = MemoryBackend::harness_like(&format!("198.18.0.10{i}"));
+        handlers.push(c.start_handler(&node, b.clone(), Duration::from_millis(100)));
+        backends.push(b);
+    }
+    c.create_policy(no_gateway_policy("no-gw", 1)).await?;
+    // One node takes the only slot and fails for good; the other must abort.
+    let aborted = wait_for("one Aborted, one Failing", T, || {
+        let api = c.enactments();
+        async move {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            let states: Vec<Option<String>> = list.items.iter().map(active).collect();
+            let failing = list.items.iter().find(|e| {
+                e.status.as_ref().is_some_and(|s| {
+                    s.conditions.is_true("Failing") && !s.conditions.is_true("Progressing")
+                })
+            });
+            let aborted = list
+                .items
+                .iter()
+                .find(|e| active(e).as_deref() == Some("Aborted"));
+            (states.len() == 2 && failing.is_some())
+                .then_some(aborted.cloned())
+                .flatten()
+        }
+    })
+    .await?;
+    let name = aborted.metadata.name.clone().expect("name");
+    let s = aborted.status.expect("status");
+    assert_eq!(
+        s.conditions.find("Aborted").expect("Aborted").message,
+        format!("reconciliation of enactment \"{name}\" has aborted")
+    );
+    assert!(s.last_apply.is_none(), "an aborted node never applied");
+    let events: Api<Event> = Api::namespaced(c.client.clone(), "default");
+    let want = format!("reconciliation of enactment \"{name}\" has aborted");
+    wait_for("abort event", T, || {
+        let events = events.clone();
+        let want = want.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("ReconcileFailed")
+                        && e.note.as_deref() == Some(want.as_str())
+                })
+                .then_some(())
+        }
+    })
+    .await?;
+    for b in &backends {
+        assert!(b.checkpoints().is_empty());
+    }
+    for h in handlers {
+        h.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn captures_are_resolved_on_the_node_cached_and_features_reported() -> Result<()> {
+    let c = Cluster::start().await?;
+    c.add_node("n1", &[]).await?;
+    let b = MemoryBackend::harness_like("198.18.0.101");
+    let h = c.start_handler("n1", b.clone(), Duration::ZERO);
+    c.create_policy(json!({
+        "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
+        "metadata": {"name": "via-gw"},
+        "spec": {
+            "capture": {"gw": "routes.running.destination==\"0.0.0.0/0\""},
+            "desiredState": {"routes": {"config": [{"destination": "198.19.9.0/24",
+                "next-hop-interface": "{{ capture.gw.routes.running.0.next-hop-interface }}",
+                "next-hop-address": "{{ capture.gw.routes.running.0.next-hop-address }}"}]}}}
+    }))
+    .await?;
+    let e = wait_condition(&c, "n1.via-gw", "Available", T).await?;
+    let s = e.status.expect("status");
+    let desired = s.desired_state.expect("desired").to_value();
+    assert_eq!(
+        desired["routes"]["config"][0]["next-hop-address"],
+        "198.18.0.1"
+    );
+    let gw = s.captured_states.get("gw").expect("captured gw");
+    assert_eq!(
+        gw.state.as_ref().expect("state").to_value()["routes"]["running"][0]["next-hop-interface"],
+        "eth0"
+    );
+    assert_eq!(s.features, ["static-route"]);
+    let routes = b.state()["routes"]["config"].clone();
+    assert!(
+        routes
+            .as_array()
+            .expect("routes")
+            .iter()
+            .any(|r| r["destination"] == "198.19.9.0/24"),
+        "{routes}"
+    );
+    h.stop().await
+}
