@@ -60,11 +60,13 @@ async fn converged(api: &Api<Widget>, names: &[&str]) -> bool {
     })
 }
 
+#[rstest::rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn controller_and_reflector_converge_across_a_restart() {
+async fn controller_and_reflector_converge_across_a_restart(#[values(false, true)] tls: bool) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("state.json");
     let config = Config {
+        tls,
         data_file: Some(data.clone()),
         bookmark_interval: Duration::from_millis(500),
         ..Config::default()

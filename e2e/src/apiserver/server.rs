@@ -32,6 +32,10 @@ pub struct Config {
     pub gc_interval: Duration,
     /// Delay between a change and its persistence.
     pub persist_delay: Duration,
+    /// Serve HTTPS with a self-signed certificate (for `localhost`, `127.0.0.1`, `::1` and the
+    /// listen address) that the kubeconfig trusts. With a data file, the certificate and key
+    /// are kept beside it (`.crt`, `.key`) and reused on restart.
+    pub tls: bool,
 }
 
 impl Default for Config {
@@ -44,6 +48,7 @@ impl Default for Config {
             event_window: 2_000,
             gc_interval: Duration::from_secs(1),
             persist_delay: Duration::from_millis(50),
+            tls: false,
         }
     }
 }
@@ -62,6 +67,9 @@ pub enum StartError {
     /// Loading the data file failed.
     #[error(transparent)]
     Load(#[from] PersistError),
+    /// Making or loading the TLS certificate failed.
+    #[error("TLS certificate: {0}")]
+    Tls(String),
     /// Writing the kubeconfig failed.
     #[error("writing kubeconfig {path}: {source}")]
     Kubeconfig {
@@ -80,6 +88,8 @@ pub struct ApiServer {
     metrics: Arc<Metrics>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// PEM certificate when serving HTTPS.
+    cert_pem: Option<String>,
 }
 
 impl ApiServer {
@@ -100,6 +110,12 @@ impl ApiServer {
             addr: config.listen,
             source,
         })?;
+        let (acceptor, cert_pem) = if config.tls {
+            let (acceptor, pem) = tls_acceptor(addr, config.data_file.as_deref())?;
+            (Some(acceptor), Some(pem))
+        } else {
+            (None, None)
+        };
         let metrics = Arc::new(Metrics::default());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let ctx = Arc::new(Ctx {
@@ -109,7 +125,7 @@ impl ApiServer {
             shutdown: shutdown_rx.clone(),
         });
         let mut tasks = vec![
-            tokio::spawn(accept_loop(listener, ctx, shutdown_rx.clone())),
+            tokio::spawn(accept_loop(listener, acceptor, ctx, shutdown_rx.clone())),
             tokio::spawn(gc::run(
                 store.clone(),
                 config.gc_interval,
@@ -130,6 +146,7 @@ impl ApiServer {
             metrics,
             shutdown,
             tasks,
+            cert_pem,
         };
         if let Some(p) = &config.kubeconfig {
             server
@@ -147,9 +164,19 @@ impl ApiServer {
         self.addr
     }
 
-    /// The server URL (`http://addr`).
+    /// The server URL (`http://addr`, or `https://addr` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.cert_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The PEM certificate clients must trust, when serving HTTPS.
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.cert_pem.as_deref()
     }
 
     /// The object store (for tests that look inside).
@@ -164,8 +191,24 @@ impl ApiServer {
 
     /// A kubeconfig pointing at the server, namespace `default`.
     pub fn kubeconfig_yaml(&self) -> String {
+        use base64::Engine;
+        let ca = self
+            .cert_pem
+            .as_ref()
+            .map(|pem| {
+                let data = base64::engine::general_purpose::STANDARD.encode(pem);
+                format!("    certificate-authority-data: {data}\n")
+            })
+            .unwrap_or_default();
+        // Over HTTPS kubectl asks for a user name unless the user has credentials; the token is
+        // never checked.
+        let user = if self.cert_pem.is_some() {
+            "\n    token: stand-in"
+        } else {
+            " {}"
+        };
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: knmstate-stand-in\n  cluster:\n    server: {}\ncontexts:\n- name: knmstate-stand-in\n  context:\n    cluster: knmstate-stand-in\n    user: admin\n    namespace: default\ncurrent-context: knmstate-stand-in\nusers:\n- name: admin\n  user: {{}}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: knmstate-stand-in\n  cluster:\n    server: {}\n{ca}contexts:\n- name: knmstate-stand-in\n  context:\n    cluster: knmstate-stand-in\n    user: admin\n    namespace: default\ncurrent-context: knmstate-stand-in\nusers:\n- name: admin\n  user:{user}\n",
             self.url()
         )
     }
@@ -181,7 +224,16 @@ impl ApiServer {
             .url()
             .parse()
             .map_err(|e: http::uri::InvalidUri| kube::Error::Service(Box::new(e)))?;
-        kube::Client::try_from(kube::Config::new(uri))
+        let mut config = kube::Config::new(uri);
+        if let Some(pem) = &self.cert_pem {
+            use rustls::pki_types::pem::PemObject;
+            let ders = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+                .filter_map(Result::ok)
+                .map(|c| c.to_vec())
+                .collect();
+            config.root_cert = Some(ders);
+        }
+        kube::Client::try_from(config)
     }
 
     /// Stops serving, ends watches and connections, and writes the data file a last time.
@@ -193,8 +245,61 @@ impl ApiServer {
     }
 }
 
+/// Loads (or makes and, with a data file, saves) the self-signed certificate.
+fn tls_acceptor(
+    addr: SocketAddr,
+    data_file: Option<&Path>,
+) -> Result<(tokio_rustls::TlsAcceptor, String), StartError> {
+    let err = |e: &dyn std::fmt::Display| StartError::Tls(e.to_string());
+    let files = data_file.map(|d| (d.with_extension("crt"), d.with_extension("key")));
+    let existing = files.as_ref().and_then(|(c, k)| {
+        Some((
+            std::fs::read_to_string(c).ok()?,
+            std::fs::read_to_string(k).ok()?,
+        ))
+    });
+    let (cert_pem, key_pem) = match existing {
+        Some(pair) => pair,
+        None => {
+            let mut names = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ];
+            if !addr.ip().is_unspecified() {
+                names.push(addr.ip().to_string());
+            }
+            let key = rcgen::generate_simple_self_signed(names).map_err(|e| err(&e))?;
+            let pair = (key.cert.pem(), key.signing_key.serialize_pem());
+            if let Some((c, k)) = &files {
+                std::fs::write(c, &pair.0)
+                    .and_then(|()| std::fs::write(k, &pair.1))
+                    .map_err(|e| err(&e))?;
+            }
+            pair
+        }
+    };
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(&e))?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| err(&e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| err(&e))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| err(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), cert_pem))
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     ctx: Arc<Ctx>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -210,22 +315,35 @@ async fn accept_loop(
             _ = shutdown.changed() => return,
         };
         let ctx = ctx.clone();
-        let mut stop = shutdown.clone();
+        let stop = shutdown.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(handle(ctx, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::select! {
-                r = conn => {
-                    if let Err(e) = r {
-                        tracing::debug!("connection: {e}");
-                    }
-                }
-                _ = stop.changed() => {}
+            match acceptor {
+                None => serve(stream, ctx, stop).await,
+                Some(a) => match a.accept(stream).await {
+                    Ok(tls) => serve(tls, ctx, stop).await,
+                    Err(e) => tracing::debug!("TLS handshake: {e}"),
+                },
             }
         });
+    }
+}
+
+async fn serve<I>(io: I, ctx: Arc<Ctx>, mut stop: tokio::sync::watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(handle(ctx, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), svc);
+    tokio::select! {
+        r = conn => {
+            if let Err(e) = r {
+                tracing::debug!("connection: {e}");
+            }
+        }
+        _ = stop.changed() => {}
     }
 }

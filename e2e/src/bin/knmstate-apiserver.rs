@@ -27,6 +27,10 @@ struct Args {
     /// Seconds between watch bookmarks.
     #[arg(long, default_value_t = 5)]
     bookmark_interval: u64,
+    /// Serve HTTPS with a self-signed certificate (kept beside the data file, if any) that the
+    /// written kubeconfig trusts.
+    #[arg(long, env = "KNMSTATE_APISERVER_TLS")]
+    tls: bool,
     /// Number of watch events retained; older resourceVersions get 410 Gone.
     #[arg(long, default_value_t = 2_000)]
     event_window: usize,
@@ -44,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         kubeconfig: args.kubeconfig,
         bookmark_interval: Duration::from_secs(args.bookmark_interval.max(1)),
         event_window: args.event_window,
+        tls: args.tls,
         ..Config::default()
     })
     .await?;
