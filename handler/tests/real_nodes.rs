@@ -311,6 +311,28 @@ async fn run_all(
     println!("    seen after {:.2} s", changed.elapsed().as_secs_f64());
     step("out-of-band change reported", t);
 
+    // Idle nodes make no NodeNetworkState writes (NetworkManager's own chatter aside).
+    let t = Instant::now();
+    let idle = std::env::var("KNMSTATE_IDLE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes = |c: &Cluster| {
+        c.requests("patch", "nodenetworkstates.nmstate.io/status")
+            + c.requests("create", "nodenetworkstates.nmstate.io")
+    };
+    let before = writes(c);
+    tokio::time::sleep(Duration::from_secs(idle)).await;
+    let after = writes(c);
+    if after != before {
+        bail!(
+            "idle nodes wrote their NodeNetworkState {} times in {idle} s",
+            after - before
+        );
+    }
+    step(&format!("no NNS write in {idle} s of idling"), t);
+
     // The linux-bridge example reaches Available and the bridge exists on both nodes.
     let t = Instant::now();
     c.create_policy(example("linux-bridge.yaml")?).await?;
