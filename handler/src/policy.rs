@@ -418,10 +418,9 @@ impl<B: Backend> Run<B> {
     async fn apply(&mut self, before: Value) -> Result<Action> {
         let ctx = self.ctx.clone();
         let _apply = ctx.apply_lock.lock().await;
-        if !SlotState::of(Some(&self.status), self.generation).eq(&SlotState::Progressing) {
-            self.transition(EnactmentTransition::Progressing);
-            self.write_status().await?;
-        }
+        // Every attempt is announced (a retry flips Retrying back to Progressing, as upstream).
+        self.transition(EnactmentTransition::Progressing);
+        self.write_status().await?;
         let p = plan::plan(&before, &self.desired);
         let probe_plan = rollback::select_probes(
             &p,
