@@ -1,5 +1,5 @@
 //! The `handler` binary's start-up rules: `NODE_NAME` is mandatory, and a second handler on a
-//! node waits for the node lock.
+//! node waits for the node lock (and says so in a JSON log line).
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -28,6 +28,7 @@ fn waits_while_another_handler_holds_the_node_lock() -> Result<()> {
         .env("NMSTATE_INSTANCE_NODE_LOCK_FILE", &lock_path)
         .env("READINESS_FILE", dir.path().join("healthy"))
         .env("LOCK_POLL_SECONDS", "1")
+        .env("LOG_FORMAT", "json")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -42,6 +43,11 @@ fn waits_while_another_handler_holds_the_node_lock() -> Result<()> {
         "and must not be ready"
     );
     let log = String::from_utf8_lossy(&out.stdout);
-    assert!(log.contains("another handler holds the node lock"), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("another handler holds the node lock"))
+        .unwrap_or_else(|| panic!("no lock message in {log}"));
+    let json: serde_json::Value = serde_json::from_str(line)?;
+    assert_eq!(json["level"], "WARN", "structured JSON log: {line}");
     Ok(())
 }
