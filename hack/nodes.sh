@@ -59,12 +59,24 @@ ensure_packages() {
         chmod 755 "$rcd"
         made_rcd=1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" >/dev/null
-    [[ $made_rcd -eq 1 ]] && rm -f "$rcd"
-    if pgrep -x NetworkManager >/dev/null; then
-        log "warning: a NetworkManager runs in the host namespaces; the nodes do not use it"
+    local rc=0
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null || rc=$?
+    if [[ $rc -eq 0 ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "${PACKAGES[@]}" >/dev/null || rc=$?
     fi
+    if [[ $made_rcd -eq 1 ]]; then rm -f "$rcd"; fi
+    [[ $rc -eq 0 ]] || die "installing ${PACKAGES[*]} failed"
+}
+
+# Whether a NetworkManager runs in the host's network namespace (the nodes' share the PID space).
+host_nm_running() {
+    local pid host_net
+    host_net="$(readlink /proc/1/ns/net)"
+    for pid in $(pgrep -x NetworkManager || true); do
+        [[ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" == "$host_net" ]] && return 0
+    done
+    return 1
 }
 
 node_ns() { echo "${PREFIX}-$1"; }
@@ -278,7 +290,7 @@ cmd_up() {
     [[ "$n" =~ ^[1-9][0-9]?$ ]] || die "usage: up N (1..99)"
     ensure_packages
     cmd_down
-    if pgrep -x NetworkManager >/dev/null; then
+    if host_nm_running; then
         log "note: a NetworkManager runs in the host namespaces; the nodes use their own"
     fi
     note_netns_mount
