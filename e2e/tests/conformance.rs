@@ -109,7 +109,9 @@ fn cm(name: &str, extra: Value) -> Value {
 
 fn gadget_crd() -> Value {
     let schema = json!({"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object",
-        "properties": {"port": {"x-kubernetes-int-or-string": true}}}}}});
+        "x-kubernetes-validations": [{"rule": "!has(self.label) || self.label != 'forbidden'", "message": "label is forbidden"}],
+        "properties": {"port": {"x-kubernetes-int-or-string": true},
+            "label": {"type": "string", "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "label is immutable"}]}}}}}});
     json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": "gadgets.example.com"},
@@ -389,6 +391,12 @@ fn check(s: &Step, code: u16, v: &Value, answers: &[Value]) -> Result<(), String
     put("/apis/example.com/v1/gadgets/g", gadget("v1", json!(8080))).has("/spec/port", json!(8080)),
     get("/apis/example.com/v1/namespaces/default/gadgets/g").code(404),
     get("/apis/example.com").has("/versions/0/version", json!("v1")).has("/versions/1/version", json!("v1beta1")),
+    // CEL rules, transition rules included.
+    patch("/apis/example.com/v1/gadgets/g", MERGE, json!({"spec": {"label": "forbidden"}})).code(422)
+        .has("/message", json!("Gadget.example.com \"g\" is invalid: spec: Invalid value: label is forbidden")),
+    put("/apis/example.com/v1/gadgets/g", json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"port": 1, "label": "x"}})),
+    patch("/apis/example.com/v1/gadgets/g", MERGE, json!({"spec": {"label": "y"}})).code(422),
+    patch("/apis/example.com/v1/gadgets/g", MERGE, json!({"spec": {"port": 2}})).has("/spec/label", json!("x")),
     delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.com"),
     get("/apis/example.com/v1/gadgets/g").code(404),
     get("/apis/example.com/v1beta1").code(404),

@@ -343,3 +343,66 @@ async fn webhook_through_a_service_reference() {
     assert!(msg.contains("svc.example.com"), "{msg}");
     server.shutdown().await;
 }
+
+/// `matchConditions` (CEL) decide whether a webhook is called: here label edits skip a dead
+/// webhook that spec changes still need (failurePolicy Fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn match_conditions_select_requests() {
+    let server = common::server().await;
+    let client = server.client().unwrap();
+    install_widget_crd(&client).await;
+    let (_, pem) = webhook_server().await;
+    let ca = base64::engine::general_purpose::STANDARD.encode(&pem);
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dead = json!({"url": format!("https://127.0.0.1:{closed}/x"), "caBundle": ca});
+    let mut spec_only = hook(
+        "spec.example.com",
+        dead.clone(),
+        json!(["widgets"]),
+        json!(["UPDATE"]),
+        "Fail",
+    );
+    spec_only["matchConditions"] =
+        json!([{"name": "spec-change", "expression": "oldObject.spec != object.spec"}]);
+    let mut broken = hook(
+        "broken.example.com",
+        dead,
+        json!(["widgets"]),
+        json!(["UPDATE"]),
+        "Ignore",
+    );
+    broken["matchConditions"] = json!([{"name": "bad", "expression": "object.no.such.field == 1"}]);
+    create_config(
+        &client,
+        "ValidatingWebhookConfiguration",
+        "conds",
+        vec![spec_only, broken],
+    )
+    .await;
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &widget("w", 1))
+        .await
+        .unwrap();
+    api.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+    )
+    .await
+    .unwrap();
+    let (code, msg) = api_error(
+        api.patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 2}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(code, 500);
+    assert!(msg.contains("spec.example.com"), "{msg}");
+    server.shutdown().await;
+}

@@ -1,5 +1,6 @@
 //! Admission webhooks: Mutating- and ValidatingWebhookConfiguration objects, called over HTTPS
-//! with AdmissionReview v1.
+//! with AdmissionReview v1 when their rules, selectors and `matchConditions` (CEL, evaluated
+//! with `kube-cel`) match.
 //!
 //! A webhook's `clientConfig.url` is called as given. A `clientConfig.service` reference is
 //! resolved through the Service object of that name: the connection goes to its
@@ -118,6 +119,78 @@ fn selector_matches(
         return Ok(sel.matches(&labels));
     }
     Ok(true)
+}
+
+/// Evaluates a webhook's `matchConditions` (CEL over `object`, `oldObject`, `request`):
+/// `Ok(true)` when all hold, `Ok(false)` when one is false, `Err` when one cannot be evaluated.
+fn conditions_match(hook: &Value, a: &Attributes<'_>, obj: Option<&Value>) -> Result<bool, String> {
+    let Some(conds) = hook["matchConditions"].as_array().filter(|c| !c.is_empty()) else {
+        return Ok(true);
+    };
+    const FALSE: &str = "\u{0}false";
+    let exprs: Vec<kube_cel::VapExpression> = conds
+        .iter()
+        .map(|c| kube_cel::VapExpression {
+            expression: c["expression"].as_str().unwrap_or("false").to_owned(),
+            message: Some(FALSE.to_owned()),
+            message_expression: None,
+        })
+        .collect();
+    let request = kube_cel::AdmissionRequest {
+        operation: a.operation.to_owned(),
+        username: "system:admin".to_owned(),
+        groups: vec![
+            "system:masters".to_owned(),
+            "system:authenticated".to_owned(),
+        ],
+        name: a.name.to_owned(),
+        namespace: a.namespace.to_owned(),
+        kind: kube_cel::GroupVersionKind {
+            group: a.rt.group.clone(),
+            version: a.version.to_owned(),
+            kind: a.rt.kind.clone(),
+        },
+        resource: kube_cel::GroupVersionResource {
+            group: a.rt.group.clone(),
+            version: a.version.to_owned(),
+            resource: a.rt.plural.clone(),
+        },
+        ..Default::default()
+    };
+    let evaluator = kube_cel::VapEvaluator::builder()
+        .object(obj.cloned().unwrap_or(Value::Null))
+        .old_object(a.old.cloned().unwrap_or(Value::Null))
+        .request(request)
+        .build();
+    let mut all = true;
+    for (r, c) in evaluator.evaluate(&exprs).iter().zip(conds) {
+        match r.message.as_deref() {
+            None => {}
+            Some(FALSE) => all = false,
+            Some(e) => {
+                let name = c["name"].as_str().unwrap_or_default();
+                return Err(format!("matchCondition {name}: {e}"));
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// Whether to call the webhook; errors follow its failure policy.
+fn should_call(
+    store: &Store,
+    hook: &Value,
+    a: &Attributes<'_>,
+    obj: Option<&Value>,
+) -> ApiResult<bool> {
+    if !rule_matches(hook, a) || !selector_matches(store, hook, a, obj)? {
+        return Ok(false);
+    }
+    match conditions_match(hook, a, obj) {
+        Ok(m) => Ok(m),
+        Err(_) if hook["failurePolicy"].as_str() == Some("Ignore") => Ok(false),
+        Err(e) => Err(failed(hook["name"].as_str().unwrap_or_default(), &e)),
+    }
 }
 
 fn hooks(store: &Store, plural: &str) -> Vec<Value> {
@@ -326,7 +399,7 @@ fn failed(name: &str, err: &str) -> ApiError {
 /// Runs the matching mutating webhooks, in order, applying their JSON patches to `obj`.
 pub async fn mutate(store: &Store, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
     for hook in hooks(store, "mutatingwebhookconfigurations") {
-        if !rule_matches(&hook, a) || !selector_matches(store, &hook, a, Some(obj))? {
+        if !should_call(store, &hook, a, Some(obj))? {
             continue;
         }
         let name = hook["name"].as_str().unwrap_or_default().to_owned();
@@ -354,7 +427,7 @@ pub async fn mutate(store: &Store, a: &Attributes<'_>, obj: &mut Value) -> ApiRe
 /// Runs the matching validating webhooks; the first denial is returned.
 pub async fn validate(store: &Store, a: &Attributes<'_>, obj: Option<&Value>) -> ApiResult<()> {
     for hook in hooks(store, "validatingwebhookconfigurations") {
-        if !rule_matches(&hook, a) || !selector_matches(store, &hook, a, obj)? {
+        if !should_call(store, &hook, a, obj)? {
             continue;
         }
         let name = hook["name"].as_str().unwrap_or_default().to_owned();

@@ -546,9 +546,12 @@ impl Req {
         Ok(())
     }
 
-    fn validate_schema(&self, obj: &Value) -> ApiResult<()> {
+    fn validate_schema(&self, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
         if let Some(s) = self.schema() {
-            let errs = schema::validate(obj, s)?;
+            let mut errs = schema::validate(obj, s)?;
+            if errs.is_empty() {
+                errs = schema::validate_cel(obj, s, old);
+            }
             if !errs.is_empty() {
                 return Err(ApiError::invalid(
                     &self.rt.kind,
@@ -641,7 +644,7 @@ impl Req {
         )
         .await?;
         self.normalize(&mut obj)?;
-        self.validate_schema(&obj)?;
+        self.validate_schema(&obj, None)?;
         admission::validate(
             &self.ctx.store,
             &self.attrs("CREATE", &name, None),
@@ -738,7 +741,7 @@ impl Req {
         .await?;
         self.normalize(&mut obj)?;
         obj = self.scope(current, obj);
-        self.validate_schema(&obj)?;
+        self.validate_schema(&obj, Some(current))?;
         admission::validate(
             &self.ctx.store,
             &self.attrs("UPDATE", &name, Some(current)),

@@ -5,7 +5,7 @@
 //! `anyOf: [integer, string]` and `nullable: true` adds `null` to the type. Before
 //! validation, unknown fields are pruned (unless `x-kubernetes-preserve-unknown-fields`)
 //! and `default`s are filled in, as the real API server does. `x-kubernetes-validations`
-//! (CEL) rules are not evaluated.
+//! (CEL) rules, transition rules included, are evaluated with the `kube-cel` crate.
 
 use serde_json::{Map, Value, json};
 
@@ -158,6 +158,26 @@ pub fn validate(value: &Value, schema: &Value) -> ApiResult<Vec<(String, String)
         .collect())
 }
 
+/// Evaluates the schema's `x-kubernetes-validations` CEL rules (with `oldSelf` on updates);
+/// errors are `(field, message)`.
+pub fn validate_cel(value: &Value, schema: &Value, old: Option<&Value>) -> Vec<(String, String)> {
+    match kube_cel::validate(schema, value, old) {
+        Ok(()) => Vec::new(),
+        Err(errs) => errs
+            .into_vec()
+            .into_iter()
+            .map(|e| {
+                let field = if e.field_path.is_empty() {
+                    "<root>".to_owned()
+                } else {
+                    e.field_path
+                };
+                (field, format!("Invalid value: {}", e.message))
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +198,28 @@ mod tests {
                 }
             }
         })
+    }
+
+    #[test]
+    fn cel_rules_and_transition_rules() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "self.min <= self.max", "message": "min must not exceed max"},
+                {"rule": "self.name == oldSelf.name", "message": "name is immutable"}],
+            "properties": {"min": {"type": "integer"}, "max": {"type": "integer"},
+                "name": {"type": "string"}}}}});
+        let ok = json!({"spec": {"min": 1, "max": 2, "name": "a"}});
+        assert!(validate_cel(&ok, &schema, None).is_empty());
+        let bad = json!({"spec": {"min": 3, "max": 2, "name": "a"}});
+        let errs = validate_cel(&bad, &schema, None);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].1.contains("min must not exceed max"));
+        let renamed = json!({"spec": {"min": 1, "max": 2, "name": "b"}});
+        let errs = validate_cel(&renamed, &schema, Some(&ok));
+        assert!(
+            errs.iter().any(|(_, m)| m.contains("immutable")),
+            "{errs:?}"
+        );
     }
 
     #[test]
