@@ -2,7 +2,7 @@
 //!
 //! No kube-apiserver can be installed on the machines this project is developed and tested on,
 //! so this module serves the part of the Kubernetes API that the project's binaries (through
-//! kube-rs) and `kubectl` use, over plain HTTP, generic over resources. It is a **test
+//! kube-rs) and `kubectl` use, over HTTP or HTTPS, generic over resources. It is a **test
 //! stand-in**, not a Kubernetes implementation; see `APISERVER.md` in this crate for what it
 //! does and does not do.
 //!

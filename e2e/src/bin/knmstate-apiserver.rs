@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use knmstate_e2e::apiserver::{ApiServer, Config};
 
-/// Kubernetes API stand-in for end-to-end runs (plain HTTP, no authentication).
+/// Kubernetes API stand-in for end-to-end runs (HTTP, or HTTPS with --tls; no authentication).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
