@@ -316,6 +316,22 @@ fn check(s: &Step, code: u16, v: &Value, answers: &[Value]) -> Result<(), String
     get(W).accept(TABLE).has("/kind", json!("Table")).has("/columnDefinitions/1/name", json!("Size"))
         .has("/rows/0/cells/0", json!("a")).has("/rows/0/cells/1", json!(1)),
 ])]
+#[case::delete_collection_with_a_selector(vec![
+    post(CM, cm("x", json!({"metadata": {"labels": {"app": "web"}}}))),
+    post(CM, cm("y", json!({"metadata": {"labels": {"app": "web"}}}))),
+    post(CM, cm("z", json!({}))),
+    delete(&format!("{CM}?labelSelector=app%3Dweb")).has("/items/1/metadata/name", json!("y")),
+    get(CM).has("/items/0/metadata/name", json!("z")).lacks("/items/1"),
+])]
+#[case::replace_status(vec![
+    post(W, widget("a", json!({"size": 1}))),
+    put(&format!("{W}/a/status"), json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a", "resourceVersion": "$rv0"},
+        "spec": {"size": 99}, "status": {"observedGeneration": 1}}))
+        .has("/status/observedGeneration", json!(1)).has("/spec/size", json!(1)),
+    put(&format!("{W}/a/status"), json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a", "resourceVersion": "$rv0"},
+        "status": {"observedGeneration": 2}})).code(409),
+    get(&format!("{W}/a/scale")).code(404),
+])]
 #[case::delete_is_blocked_by_finalizers(vec![
     post(W, json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "a", "finalizers": ["example.com/hold"]}, "spec": {"size": 1}})),
     delete(&format!("{W}/a")),
