@@ -237,11 +237,19 @@ impl ApiServer {
     }
 
     /// Stops serving, ends watches and connections, and writes the data file a last time.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
         }
+    }
+}
+
+impl Drop for ApiServer {
+    /// Dropping the server stops it too, without waiting (the data file may miss the last
+    /// changes: prefer [`ApiServer::shutdown`]).
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
     }
 }
 
