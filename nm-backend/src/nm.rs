@@ -29,9 +29,15 @@ const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 ///
 /// Run it in the node's network and mount namespaces (the handler's pod, or a harness node):
 /// nmstate and this backend use the default system bus socket.
+///
+/// NetworkManager's checkpoints cover devices and connection profiles but (in 1.42) not its
+/// global DNS configuration, where nmstate stores a `dns-resolver` config that names no
+/// interface. The backend therefore saves `GlobalDnsConfiguration` before each apply and puts it
+/// back when the apply fails or is rolled back through [`Backend::rollback`]. A rollback that
+/// NetworkManager does by itself (checkpoint timeout) or of a stale checkpoint cannot restore it.
 #[derive(Debug, Clone, Default)]
 pub struct NmBackend {
-    pending: Arc<Mutex<Option<String>>>,
+    pending: Arc<Mutex<Option<Pending>>>,
     kernel: Arc<KernelSupport>,
 }
 
@@ -87,14 +93,61 @@ impl NmBackend {
         Ok(())
     }
 
-    fn set_pending(&self, value: Option<String>) {
+    fn set_pending(&self, value: Pending) {
         if let Ok(mut p) = self.pending.lock() {
-            *p = value;
+            *p = Some(value);
         }
     }
 
-    fn pending(&self) -> Option<String> {
-        self.pending.lock().ok().and_then(|p| p.clone())
+    fn pending_checkpoint(&self) -> Option<String> {
+        self.pending
+            .lock()
+            .ok()
+            .and_then(|p| p.as_ref().map(|p| p.checkpoint.clone()))
+    }
+
+    /// Forget the pending apply of `checkpoint`, returning what was saved for it.
+    fn take_pending(&self, checkpoint: &Checkpoint) -> Option<Pending> {
+        let mut guard = self.pending.lock().ok()?;
+        if guard.as_ref().is_some_and(|p| p.checkpoint == checkpoint.0) {
+            guard.take()
+        } else {
+            None
+        }
+    }
+}
+
+/// What an uncommitted apply saved for its rollback.
+#[derive(Debug)]
+struct Pending {
+    checkpoint: String,
+    global_dns: Option<OwnedValue>,
+}
+
+/// Put NetworkManager's global DNS configuration back to `saved` when it differs.
+async fn restore_global_dns(conn: &Connection, saved: &OwnedValue) -> zbus::Result<bool> {
+    let current = get_property(conn, "GlobalDnsConfiguration").await?;
+    if &current == saved {
+        return Ok(false);
+    }
+    let value: &zbus::zvariant::Value<'_> = saved;
+    conn.call_method(
+        Some(NM_BUS),
+        NM_PATH,
+        Some(PROPERTIES),
+        "Set",
+        &(NM_BUS, "GlobalDnsConfiguration", value),
+    )
+    .await?;
+    Ok(true)
+}
+
+async fn restore_global_dns_logged(conn: &Connection, saved: Option<&OwnedValue>) {
+    let Some(saved) = saved else { return };
+    match restore_global_dns(conn, saved).await {
+        Ok(true) => tracing::info!("restored NetworkManager's global DNS configuration"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "restoring the global DNS configuration failed"),
     }
 }
 
@@ -147,7 +200,7 @@ impl Backend for NmBackend {
     }
 
     async fn apply(&self, desired: &Value, options: &ApplyOptions) -> Result<PendingApply> {
-        if let Some(pending) = self.pending() {
+        if let Some(pending) = self.pending_checkpoint() {
             return Err(BackendError::CheckpointPending(pending));
         }
         let mut state: NetworkState = serde_json::from_value(desired.clone())
@@ -173,25 +226,36 @@ impl Backend for NmBackend {
 
         self.check_kernel_support(desired).await?;
 
+        // Older NetworkManagers lack the property: nothing to save then.
+        let global_dns = get_property(&conn, "GlobalDnsConfiguration").await.ok();
         let timeout =
             u32::try_from(options.checkpoint_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
         state.set_commit(false);
         state.set_timeout(timeout);
         state.set_verify_change(options.verify);
-        worker::run("apply", move || async move {
+        let applied = worker::run("apply", move || async move {
             state
                 .apply_async()
                 .await
                 .map_err(|e| BackendError::from_apply(&e))
         })
-        .await??;
+        .await
+        .and_then(|r| r);
+        if let Err(e) = applied {
+            // nmstate rolled its checkpoint back; the global DNS is ours to restore.
+            restore_global_dns_logged(&conn, global_dns.as_ref()).await;
+            return Err(e);
+        }
 
         let after = list_checkpoints(&conn).await?;
         let checkpoint = after
             .into_iter()
             .next_back()
             .ok_or(BackendError::CheckpointMissing)?;
-        self.set_pending(Some(checkpoint.0.clone()));
+        self.set_pending(Pending {
+            checkpoint: checkpoint.0.clone(),
+            global_dns,
+        });
         Ok(PendingApply {
             checkpoint,
             destroyed_stale,
@@ -204,9 +268,7 @@ impl Backend for NmBackend {
             NetworkState::checkpoint_commit_async(&cp).await
         })
         .await?;
-        if self.pending().as_deref() == Some(checkpoint.0.as_str()) {
-            self.set_pending(None);
-        }
+        self.take_pending(checkpoint);
         outcome.map_err(|e| BackendError::CommitCheckpoint {
             checkpoint: checkpoint.0.clone(),
             message: e.to_string(),
@@ -219,8 +281,17 @@ impl Backend for NmBackend {
             NetworkState::checkpoint_rollback_async(&cp).await
         })
         .await?;
-        if self.pending().as_deref() == Some(checkpoint.0.as_str()) {
-            self.set_pending(None);
+        if let Some(pending) = self.take_pending(checkpoint)
+            && outcome.is_ok()
+            && let Some(saved) = pending.global_dns.as_ref()
+        {
+            let conn = Connection::system().await?;
+            restore_global_dns(&conn, saved).await.map_err(|e| {
+                BackendError::RollbackCheckpoint {
+                    checkpoint: checkpoint.0.clone(),
+                    message: format!("restoring the global DNS configuration: {e}"),
+                }
+            })?;
         }
         outcome.map_err(|e| BackendError::RollbackCheckpoint {
             checkpoint: checkpoint.0.clone(),

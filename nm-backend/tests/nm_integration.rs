@@ -20,8 +20,8 @@ use futures::StreamExt;
 use knmstate_nm_backend::{
     ApplyOptions, Backend, ChangeKind, NmBackend,
     probe::{
-        DefaultGatewayProbe, DnsProbe, Probe, ProbeContext, RecordType, default_gateways,
-        run_probes,
+        DefaultGatewayProbe, DnsProbe, Probe, ProbeContext, ProbeOutcome, RecordType,
+        default_gateways, run_probes,
     },
 };
 use serde_json::{Value, json};
@@ -46,6 +46,9 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     }),
     ("broken_gateway_probe_fails_and_rollback_restores", |b| {
         Box::pin(broken_gateway_probe_fails_and_rollback_restores(b))
+    }),
+    ("wrong_global_dns_probe_fails_and_rollback_restores", |b| {
+        Box::pin(wrong_global_dns_probe_fails_and_rollback_restores(b))
     }),
     ("bond_is_refused_fast_when_kernel_lacks_it", |b| {
         Box::pin(bond_is_refused_fast_when_kernel_lacks_it(b))
@@ -621,6 +624,43 @@ async fn broken_gateway_probe_fails_and_rollback_restores(b: NmBackend) -> anyho
         took.as_secs_f64()
     );
     ping_within("198.18.0.1", Duration::from_secs(5)).await?;
+    Ok(())
+}
+
+async fn wrong_global_dns_probe_fails_and_rollback_restores(b: NmBackend) -> anyhow::Result<()> {
+    let before = state(&b).await?;
+    let want = fingerprint(&before);
+    // Nobody answers DNS at 198.18.0.99.
+    let desired = json!({"dns-resolver": {"config": {"server": ["198.18.0.99"]}}});
+    let pending = b.apply(&desired, &opts()).await.context("apply")?;
+    let probe = DnsProbe {
+        timeout: Duration::from_secs(3),
+        ..DnsProbe::default()
+    };
+    let verdict = probe
+        .run(&ProbeContext {
+            before: &before,
+            current: &b,
+        })
+        .await;
+    let err = match verdict {
+        Ok(o) => bail!("DNS probe passed with a dead name server: {o:?}"),
+        Err(e) => e,
+    };
+    println!("  {err}");
+    b.rollback(&pending.checkpoint).await?;
+    let took = wait_fingerprint(&b, &want, Duration::from_secs(30)).await?;
+    println!(
+        "  state identical again {:.1}s after rollback",
+        took.as_secs_f64()
+    );
+    let outcome = probe
+        .run(&ProbeContext {
+            before: &before,
+            current: &b,
+        })
+        .await?;
+    ensure!(matches!(outcome, ProbeOutcome::Passed(_)), "{outcome:?}");
     Ok(())
 }
 
