@@ -121,8 +121,9 @@ impl HandlerProcess {
 
     /// SIGTERM, then wait.
     fn stop(mut self) -> Result<()> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+        // bash's builtin `kill`: no procps needed.
+        Command::new("bash")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
             .status()?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
