@@ -1,7 +1,7 @@
 //! The real backend: nmstate + NetworkManager on the D-Bus system bus of the calling process.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -10,7 +10,11 @@ use nmstate::NetworkState;
 use serde_json::Value;
 use zbus::{
     Connection,
-    zvariant::{OwnedObjectPath, OwnedValue},
+    zvariant::{
+        LE, OwnedObjectPath, OwnedValue,
+        serialized::{Context, Data},
+        to_bytes,
+    },
 };
 
 use crate::{
@@ -34,17 +38,73 @@ const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 /// global DNS configuration, where nmstate stores a `dns-resolver` config that names no
 /// interface. The backend therefore saves `GlobalDnsConfiguration` before each apply and puts it
 /// back when the apply fails or is rolled back through [`Backend::rollback`]. A rollback that
-/// NetworkManager does by itself (checkpoint timeout) or of a stale checkpoint cannot restore it.
+/// NetworkManager does by itself (checkpoint timeout) cannot restore it; for the rollback of a
+/// stale checkpoint left by a crashed process, give the backend a state directory
+/// ([`NmBackend::with_state_dir`]) that outlives the process.
 #[derive(Debug, Clone, Default)]
 pub struct NmBackend {
     pending: Arc<Mutex<Option<Pending>>>,
     kernel: Arc<KernelSupport>,
+    state_dir: Option<PathBuf>,
 }
 
 impl NmBackend {
     /// A backend for the local NetworkManager.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A backend that keeps what an uncommitted apply needs for its rollback (the saved global
+    /// DNS configuration) in `dir`, so that the next process rolling back a stale checkpoint
+    /// restores it too.
+    pub fn with_state_dir(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            state_dir: Some(dir.into()),
+            ..Self::default()
+        }
+    }
+
+    fn record_path(&self) -> Option<PathBuf> {
+        self.state_dir.as_ref().map(|d| d.join("pending-apply"))
+    }
+
+    /// Persist the saved global DNS of the apply about to run (`checkpoint` once known).
+    fn write_record(&self, checkpoint: &str, global_dns: Option<&OwnedValue>) {
+        let Some(path) = self.record_path() else {
+            return;
+        };
+        let Some(dns) = global_dns else { return };
+        let written = to_bytes(Context::new_dbus(LE, 0), dns)
+            .map_err(|e| e.to_string())
+            .and_then(|encoded| {
+                let mut bytes = format!("{checkpoint}\n").into_bytes();
+                bytes.extend_from_slice(&encoded);
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+                }
+                std::fs::write(&path, bytes).map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot record the pending apply");
+        }
+    }
+
+    /// The recorded pending apply: checkpoint path (empty when it crashed before knowing it)
+    /// and saved global DNS.
+    fn read_record(&self) -> Option<(String, OwnedValue)> {
+        let bytes = std::fs::read(self.record_path()?).ok()?;
+        let split = bytes.iter().position(|b| *b == b'\n')?;
+        let checkpoint = String::from_utf8(bytes[..split].to_vec()).ok()?;
+        let data = Data::new(bytes[split + 1..].to_vec(), Context::new_dbus(LE, 0));
+        let (dns, _) = data.deserialize::<OwnedValue>().ok()?;
+        Some((checkpoint, dns))
+    }
+
+    fn remove_record(&self) {
+        if let Some(path) = self.record_path() {
+            // Absent already is fine.
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     /// NetworkManager's version.
@@ -221,6 +281,12 @@ impl Backend for NmBackend {
                 checkpoint: stale.0.clone(),
                 message: e.to_string(),
             })?;
+            if let Some((recorded, dns)) = self.read_record()
+                && (recorded.is_empty() || recorded == stale.0)
+            {
+                restore_global_dns_logged(&conn, Some(&dns)).await;
+                self.remove_record();
+            }
             destroyed_stale.push(stale);
         }
 
@@ -228,6 +294,7 @@ impl Backend for NmBackend {
 
         // Older NetworkManagers lack the property: nothing to save then.
         let global_dns = get_property(&conn, "GlobalDnsConfiguration").await.ok();
+        self.write_record("", global_dns.as_ref());
         let timeout =
             u32::try_from(options.checkpoint_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
         state.set_commit(false);
@@ -244,6 +311,7 @@ impl Backend for NmBackend {
         if let Err(e) = applied {
             // nmstate rolled its checkpoint back; the global DNS is ours to restore.
             restore_global_dns_logged(&conn, global_dns.as_ref()).await;
+            self.remove_record();
             return Err(e);
         }
 
@@ -252,6 +320,7 @@ impl Backend for NmBackend {
             .into_iter()
             .next_back()
             .ok_or(BackendError::CheckpointMissing)?;
+        self.write_record(&checkpoint.0, global_dns.as_ref());
         self.set_pending(Pending {
             checkpoint: checkpoint.0.clone(),
             global_dns,
@@ -268,7 +337,9 @@ impl Backend for NmBackend {
             NetworkState::checkpoint_commit_async(&cp).await
         })
         .await?;
-        self.take_pending(checkpoint);
+        if self.take_pending(checkpoint).is_some() {
+            self.remove_record();
+        }
         outcome.map_err(|e| BackendError::CommitCheckpoint {
             checkpoint: checkpoint.0.clone(),
             message: e.to_string(),
@@ -281,7 +352,11 @@ impl Backend for NmBackend {
             NetworkState::checkpoint_rollback_async(&cp).await
         })
         .await?;
-        if let Some(pending) = self.take_pending(checkpoint)
+        let pending = self.take_pending(checkpoint);
+        if pending.is_some() {
+            self.remove_record();
+        }
+        if let Some(pending) = pending
             && outcome.is_ok()
             && let Some(saved) = pending.global_dns.as_ref()
         {
@@ -301,5 +376,49 @@ impl Backend for NmBackend {
 
     async fn changes(&self, debounce: Duration) -> Result<ChangeStream> {
         changes::watch_network_manager(debounce).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use zbus::zvariant::Value;
+
+    use super::*;
+
+    #[test]
+    fn pending_record_round_trips_the_global_dns() {
+        let dir = std::env::temp_dir().join(format!("knmstate-nm-record-{}", std::process::id()));
+        let backend = NmBackend::with_state_dir(&dir);
+        assert!(backend.read_record().is_none());
+
+        let mut wildcard: HashMap<String, Value<'_>> = HashMap::new();
+        wildcard.insert(
+            "servers".into(),
+            Value::from(vec!["198.18.0.53".to_string()]),
+        );
+        let mut domains: HashMap<String, Value<'_>> = HashMap::new();
+        domains.insert("*".into(), Value::from(wildcard));
+        let mut config: HashMap<String, Value<'_>> = HashMap::new();
+        config.insert(
+            "searches".into(),
+            Value::from(vec!["knmstate.test".to_string()]),
+        );
+        config.insert("domains".into(), Value::from(domains));
+        let dns = OwnedValue::try_from(Value::from(config)).expect("owned value");
+
+        backend.write_record("", Some(&dns));
+        let (checkpoint, read) = backend.read_record().expect("record");
+        assert_eq!(checkpoint, "");
+        assert_eq!(read, dns);
+
+        backend.write_record("/org/freedesktop/NetworkManager/Checkpoint/7", Some(&dns));
+        let (checkpoint, _) = backend.read_record().expect("record");
+        assert_eq!(checkpoint, "/org/freedesktop/NetworkManager/Checkpoint/7");
+
+        backend.remove_record();
+        assert!(backend.read_record().is_none());
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

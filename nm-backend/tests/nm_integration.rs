@@ -26,6 +26,10 @@ use knmstate_nm_backend::{
 };
 use serde_json::{Value, json};
 
+/// Where the backends of the stale-checkpoint scenario record their pending apply (the node's
+/// own /run).
+const RECORD_DIR: &str = "/run/knmstate-nm-backend";
+
 type Scenario = fn(NmBackend) -> Pin<Box<dyn Future<Output = anyhow::Result<()>>>>;
 
 const SCENARIOS: &[(&str, Scenario)] = &[
@@ -182,8 +186,11 @@ fn helper(name: &str) -> ExitCode {
     match name {
         // Apply with a long checkpoint and never commit: the scenario kills this process.
         "apply-and-hang" => rt.block_on(async {
-            let backend = NmBackend::new();
-            let desired = json!({"interfaces": [{"name": "eth1", "type": "ethernet", "state": "up", "mtu": 1300}]});
+            let backend = NmBackend::with_state_dir(RECORD_DIR);
+            let desired = json!({
+                "interfaces": [{"name": "eth1", "type": "ethernet", "state": "up", "mtu": 1300}],
+                "dns-resolver": {"config": {"server": ["198.18.0.99"]}}
+            });
             let opts = ApplyOptions {
                 checkpoint_timeout: Duration::from_secs(300),
                 verify: true,
@@ -752,22 +759,30 @@ async fn capture_moves_default_gateway_interface_under_bridge(b: NmBackend) -> a
     Ok(())
 }
 
-async fn stale_checkpoint_of_killed_apply_is_recovered(b: NmBackend) -> anyhow::Result<()> {
-    let before_mtu = sh("cat /sys/class/net/eth1/mtu")?.trim().to_string();
+async fn stale_checkpoint_of_killed_apply_is_recovered(_: NmBackend) -> anyhow::Result<()> {
+    // The handler would keep its record directory across restarts; so does this one.
+    let b = NmBackend::with_state_dir(RECORD_DIR);
+    let before = state(&b).await?;
+    let want = fingerprint(&before);
     let exe = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(exe)
         .args(["--helper", "apply-and-hang"])
         .kill_on_drop(true)
         .spawn()?;
     let started = Instant::now();
+    // Kill the apply as soon as its wrong name server reached NetworkManager: the checkpoint is
+    // held and nmstate may still be verifying.
     let stale = loop {
         let cps = b.checkpoints().await?;
-        if let Some(cp) = cps.into_iter().next() {
+        let dns = state(&b).await?["dns-resolver"]["config"]["server"].clone();
+        if let Some(cp) = cps.into_iter().next()
+            && dns == json!(["198.18.0.99"])
+        {
             break cp;
         }
         ensure!(
             started.elapsed() < Duration::from_secs(20),
-            "the helper never created a checkpoint"
+            "the helper never got its state into NetworkManager"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -797,14 +812,16 @@ async fn stale_checkpoint_of_killed_apply_is_recovered(b: NmBackend) -> anyhow::
         b.checkpoints().await? == vec![pending.checkpoint.clone()],
         "checkpoints after apply"
     );
-    b.rollback(&pending.checkpoint).await?;
-    // Rolling back the new apply returns to the state before the crashed one.
     let mtu = sh("cat /sys/class/net/eth1/mtu")?.trim().to_string();
-    ensure!(
-        mtu == before_mtu,
-        "mtu {mtu}, before the crashed apply {before_mtu}"
-    );
+    ensure!(mtu == "1450", "mtu {mtu} after the new apply");
+    // Rolling back the new apply returns to the state before the crashed one, DNS included.
+    b.rollback(&pending.checkpoint).await?;
     ensure!(b.checkpoints().await?.is_empty(), "checkpoints left");
+    let took = wait_fingerprint(&b, &want, Duration::from_secs(30)).await?;
+    println!(
+        "  state identical to before the crashed apply {:.1}s after rollback",
+        took.as_secs_f64()
+    );
     Ok(())
 }
 
