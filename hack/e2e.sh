@@ -81,7 +81,7 @@ for s in "${suites[@]}"; do
         (cd "$REPO/e2e" && "${exe[$s]}" --test-threads=1) 2>&1 | tee "$out" || rc=$?
     fi
     secs=$((SECONDS - start))
-    line="$(grep -E '^test result:' "$out" | tail -1)"
+    line="$(grep -E '^test result:' "$out" | tail -1 || true)"
     passed="$(sed -n 's/.* \([0-9]*\) passed.*/\1/p' <<<"$line")"
     nfailed="$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$line")"
     rm -f "$out"

@@ -6,4 +6,5 @@
 //! never depends on this crate.
 
 pub mod apiserver;
+pub mod cluster;
 pub mod nodes;
