@@ -4,6 +4,8 @@
 #   hack/nodes.sh [--state-dir DIR] [--prefix P] up N     create N nodes (tears down leftovers first)
 #   hack/nodes.sh [--state-dir DIR] [--prefix P] down     remove every namespace, process and dir made
 #   hack/nodes.sh [--state-dir DIR] [--prefix P] exec NODE CMD...   run CMD on node NODE (node1..nodeN)
+#   hack/nodes.sh [--state-dir DIR] [--prefix P] switch CMD...   run CMD in the switch namespace
+#                                                          (host mounts; reaches every node's eth0)
 #   hack/nodes.sh [--state-dir DIR] [--prefix P] status   list nodes and their addresses
 #
 # Layout:
@@ -318,6 +320,13 @@ cmd_exec() {
     exec nsenter -t "$pid" -n -m -u --wd="$PWD" -- "$@"
 }
 
+cmd_switch() {
+    need_root
+    [[ $# -gt 0 ]] || die "usage: switch CMD..."
+    ip netns list | awk '{print $1}' | grep -qx "$SW" || die "switch $SW is not up"
+    exec ip netns exec "$SW" "$@"
+}
+
 cmd_status() {
     need_root
     [[ -s "$RUN/nodes" ]] || { echo "down"; return 0; }
@@ -339,6 +348,7 @@ case "$sub" in
     up) cmd_up "$@" ;;
     down) cmd_down ;;
     exec) cmd_exec "$@" ;;
+    switch) cmd_switch "$@" ;;
     status) cmd_status ;;
-    *) die "usage: nodes.sh [--state-dir DIR] [--prefix P] up N | down | exec NODE CMD... | status" ;;
+    *) die "usage: nodes.sh [--state-dir DIR] [--prefix P] up N | down | exec NODE CMD... | switch CMD... | status" ;;
 esac

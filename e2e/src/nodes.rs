@@ -164,6 +164,24 @@ impl Cluster {
         self.nodes.iter().find(|n| n.name == name)
     }
 
+    /// Run `cmd` in the switch namespace (host mounts, the nodes' gateway addresses 198.18.0.1
+    /// and 2001:db8::1): a process started there is reachable from every node. Its stdout when
+    /// it succeeded.
+    pub fn switch_exec(&self, cmd: &[&str]) -> Result<String, NodesError> {
+        let mut args = vec!["switch"];
+        args.extend_from_slice(cmd);
+        let out = self.harness.run(&args)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A `Command` that runs `cmd` in the switch namespace, for long-running processes (an API
+    /// server the nodes' handlers talk to); the caller spawns and stops it.
+    pub fn switch_command(&self, cmd: &[&str]) -> Command {
+        let mut c = self.harness.command();
+        c.arg("switch").args(cmd);
+        c
+    }
+
     /// Output of `nodes.sh status`.
     pub fn status(&self) -> Result<String, NodesError> {
         let out = self.harness.run(&["status"])?;

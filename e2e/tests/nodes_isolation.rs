@@ -100,6 +100,22 @@ fn host_is_identical_before_setup_and_after_teardown() -> anyhow::Result<()> {
         );
         node.exec(&["ping", "-n", "-c1", "-W2", "198.18.0.1"])?;
     }
+    // The switch reaches the nodes (and serves DNS for them).
+    let node1_addr = cluster
+        .node("node1")
+        .context("node1")?
+        .exec(&["ip", "-4", "-o", "addr", "show", "dev", "eth0"])?;
+    let node1_ip = node1_addr
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix("/24"))
+        .context("node1 has no 198.18.0.x/24")?
+        .to_string();
+    cluster.switch_exec(&["ping", "-n", "-c1", "-W2", &node1_ip])?;
+    ensure!(
+        cluster.switch_exec(&["hostname"])? == before.hostname,
+        "the switch shares the host UTS"
+    );
+
     // Make node1's NetworkManager rewrite its resolv.conf and hostname file.
     let node1 = cluster.node("node1").context("node1")?;
     node1.exec(&[
