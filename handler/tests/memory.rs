@@ -9,7 +9,10 @@ use std::time::Duration;
 use anyhow::Result;
 use k8s_openapi::api::events::v1::Event;
 use knmstate_api::v1beta1::NodeNetworkState;
+use knmstate_handler::probes::{ModelProbes, ProbeEnv, ProbeFactory};
+use knmstate_nm_backend::probe::{Probe, ProbeContext, ProbeFuture, ProbeOutcome};
 use knmstate_nm_backend::{ApplyOptions, Backend, MemoryBackend};
+use knmstate_state_engine::rollback::{ProbeKind, ProbeSpec};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -510,6 +513,43 @@ async fn sigterm_during_an_apply_rolls_it_back_before_exiting() -> Result<()> {
     Ok(())
 }
 
+/// Model probes plus a readiness probe that records eth2's MTU while the checkpoint is held.
+struct Recording {
+    seen: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+struct RecordMtu {
+    seen: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl Probe for RecordMtu {
+    fn name(&self) -> &str {
+        "node-readiness"
+    }
+
+    fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
+        Box::pin(async move {
+            let now = ctx.current.network_state().await?;
+            let mtu = iface(&now, "eth2")
+                .and_then(|i| i["mtu"].as_u64())
+                .unwrap_or_default();
+            self.seen.lock().expect("lock").push(mtu);
+            Ok(ProbeOutcome::Passed(format!("eth2 mtu {mtu}")))
+        })
+    }
+}
+
+impl ProbeFactory for Recording {
+    fn build(&self, spec: &ProbeSpec, env: &ProbeEnv) -> Box<dyn Probe> {
+        match spec.kind {
+            ProbeKind::NodeReadiness => Box::new(RecordMtu {
+                seen: self.seen.clone(),
+            }),
+            _ => ModelProbes::default().build(spec, env),
+        }
+    }
+}
+
 #[tokio::test]
 async fn policies_apply_one_at_a_time_in_name_order() -> Result<()> {
     let c = Cluster::start().await?;
@@ -524,19 +564,17 @@ async fn policies_apply_one_at_a_time_in_name_order() -> Result<()> {
         }))
         .await?;
     }
-    let h = c.start_handler("n1", b.clone(), Duration::from_millis(100));
-    let mut starts = Vec::new();
+    // Every apply is observed while its checkpoint is held: the MTU it set on eth2.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let probes = Arc::new(Recording { seen: seen.clone() });
+    let h = c.start_handler_with(c.config("n1"), b.clone(), probes);
     for name in ["a-mtu", "b-mtu", "c-mtu"] {
-        let e = wait_condition(&c, &format!("n1.{name}"), "Available", T).await?;
-        let s = e.status.expect("status").last_apply.expect("lastApply");
-        starts.push((s.start_time.expect("start").0, s.duration_seconds, name));
+        wait_condition(&c, &format!("n1.{name}"), "Available", T).await?;
     }
-    let mut by_time = starts.clone();
-    by_time.sort_by_key(|s| s.0);
     assert_eq!(
-        by_time.iter().map(|s| s.2).collect::<Vec<_>>(),
-        ["a-mtu", "b-mtu", "c-mtu"],
-        "applied in name order"
+        *seen.lock().expect("lock"),
+        [1400, 1500, 1300],
+        "applied one at a time, in name order"
     );
     // The last one applied wins on the node.
     assert_eq!(iface(&b.state(), "eth2").expect("eth2")["mtu"], 1300);
