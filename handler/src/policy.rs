@@ -29,7 +29,7 @@ use knmstate_nm_backend::probe::{FixedState, Probe, ProbeContext, ProbeOutcome};
 use knmstate_nm_backend::{ApplyOptions, Backend, BackendError};
 use knmstate_state_engine::concurrency::{self, SlotDecision, SlotState};
 use knmstate_state_engine::conditions::{self as cond, EnactmentTransition};
-use knmstate_state_engine::rollback::{self, ApplyDecision, ProbePlan, RetryDecision};
+use knmstate_state_engine::rollback::{self, ApplyDecision, ProbePlan, ProbeSpec, RetryDecision};
 use knmstate_state_engine::{plan, render, selector};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -48,6 +48,8 @@ pub const EVENT_REASON: &str = "ReconcileFailed";
 
 /// How long a policy waits before looking again when an earlier policy goes first.
 const DEFER: Duration = Duration::from_millis(200);
+/// Budget of an external probe's check before the apply.
+const PRECHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts at the slot ledger before writing Pending.
 const LEDGER_ATTEMPTS: usize = 5;
 
@@ -500,24 +502,35 @@ impl<B: Backend> Run<B> {
     ) -> std::result::Result<ApplyReport, AttemptError> {
         let ctx = &self.ctx;
         let env = ctx.probe_env();
-        let probes: Vec<(Box<dyn Probe>, bool)> = probe_plan
-            .probes
-            .iter()
-            .map(|s| (ctx.probes.build(s, &env), s.precheck))
-            .collect();
-        // External probes are kept only if they work before the apply.
+        // External probes are kept only if they work before the apply, judged quickly (upstream
+        // polls a failing one for 120 s before dropping it).
         let mut selected: Vec<Box<dyn Probe>> = Vec::new();
         let fixed = FixedState(before.clone());
         let pre = ProbeContext {
             before,
             current: &fixed,
         };
-        for (probe, precheck) in probes {
-            if precheck && let Err(e) = probe.run(&pre).await {
-                tracing::warn!(probe = probe.name(), error = %e, "not selecting a probe that fails before the apply");
-                continue;
+        let mut shutdown = ctx.shutdown.clone();
+        for spec in &probe_plan.probes {
+            if spec.precheck {
+                let quick = ProbeSpec {
+                    timeout: spec.timeout.min(PRECHECK_TIMEOUT),
+                    ..spec.clone()
+                };
+                let check = ctx.probes.build(&quick, &env);
+                let res = tokio::select! {
+                    r = check.run(&pre) => r,
+                    _ = shutdown.wait_for(|s| *s) => return Err(AttemptError::ShuttingDown),
+                };
+                if let Err(e) = res {
+                    tracing::warn!(probe = check.name(), error = %e, "not selecting a probe that fails before the apply");
+                    continue;
+                }
             }
-            selected.push(probe);
+            selected.push(ctx.probes.build(spec, &env));
+        }
+        if ctx.shutting_down() {
+            return Err(AttemptError::ShuttingDown);
         }
         let mut report = ApplyReport {
             start_time: Some(now()),
