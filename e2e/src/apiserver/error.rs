@@ -12,8 +12,9 @@ pub struct ApiError {
     pub reason: String,
     /// Human-readable message; kubectl prints it.
     pub message: String,
-    /// Optional `details` object of the `Status`.
-    pub details: Option<Value>,
+    /// Optional `details` object of the `Status` (boxed: a `Value` is large when serde_json
+    /// keeps key order, and this error travels in every `Result` of the stand-in).
+    pub details: Option<Box<Value>>,
 }
 
 impl ApiError {
@@ -29,7 +30,7 @@ impl ApiError {
 
     /// Attaches a `details` object.
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -134,7 +135,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            v["details"] = d.clone();
+            v["details"] = (**d).clone();
         }
         v
     }

@@ -15,26 +15,10 @@ pub fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hack/nodes.sh")
 }
 
-/// Why node tests cannot run here, if they cannot.
+/// Why node tests cannot run here, if they cannot (the harness driver's rule, shared by every
+/// real-node test in the workspace).
 pub fn skip_reason() -> Option<String> {
-    if std::env::var_os("KNMSTATE_SKIP_NODE_TESTS").is_some() {
-        return Some("KNMSTATE_SKIP_NODE_TESTS is set".into());
-    }
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .unwrap_or_default();
-    if uid != "0" {
-        return Some("harness nodes need root (network namespaces, mounts)".into());
-    }
-    if !script().exists() {
-        return Some(format!("{} not found", script().display()));
-    }
-    None
+    knmstate_e2e::nodes::Cluster::skip_reason()
 }
 
 /// A harness cluster with a name prefix of its own.
