@@ -36,8 +36,8 @@
 //! * **NNS on change.** The NodeNetworkState follows NetworkManager's change signals (debounced)
 //!   with a slow safety re-read, instead of a 60 s poll, and is written only when it changed.
 //! * **Shutdown.** On SIGTERM an apply in flight is rolled back before the process exits, so
-//!   no uncommitted checkpoint is left behind; after a crash the next apply rolls the stale
-//!   checkpoint back first.
+//!   no uncommitted checkpoint is left behind; after a crash the next handler rolls any stale
+//!   checkpoint back at start-up (it holds the node lock, so no live handler owns one).
 
 pub mod config;
 pub mod context;

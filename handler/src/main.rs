@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("reading the node's network state")?;
     tracing::info!(nm = %state.nm_version, nmstate = %state.nmstate_version, "NetworkManager reachable");
+    run::rollback_stale_checkpoints(&backend).await?;
     let kube_config = kube::Config::infer()
         .await
         .context("finding the API server")?;

@@ -262,3 +262,21 @@ pub fn init_tracing(format: crate::config::LogFormat) {
         crate::config::LogFormat::Text => builder.try_init(),
     };
 }
+
+/// Roll back every checkpoint NetworkManager holds. Called at start-up while holding the node
+/// lock: no other handler is alive, so a checkpoint can only be left by one that died mid-apply;
+/// its changes were never probed. Returns how many were rolled back.
+pub async fn rollback_stale_checkpoints(backend: &knmstate_nm_backend::NmBackend) -> Result<usize> {
+    let stale = backend
+        .checkpoints()
+        .await
+        .map_err(Error::RollbackCheckpoint)?;
+    for cp in &stale {
+        tracing::warn!(checkpoint = %cp, "rolling back a checkpoint left by a handler that died mid-apply");
+        backend
+            .rollback(cp)
+            .await
+            .map_err(Error::RollbackCheckpoint)?;
+    }
+    Ok(stale.len())
+}

@@ -438,6 +438,10 @@ async fn run_all(
     if has_checkpoint(h.get("node2"))? {
         bail!("node2: a checkpoint was left after the restart");
     }
+    let log = std::fs::read_to_string(dir.join("node2.log"))?;
+    if !log.contains("left by a handler that died mid-apply") {
+        bail!("the restarted handler did not roll the stale checkpoint back first");
+    }
     let link = h.get("node2").exec(&["ip", "link", "show", "eth2"])?;
     if !link.contains("mtu 1400") {
         bail!("node2: eth2 did not converge: {link}");
