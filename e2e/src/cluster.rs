@@ -187,9 +187,9 @@ pub fn bad_gateway_spec() -> Value {
 }
 
 /// A policy spec whose DNS servers do not answer: the default-route interface ignores the
-/// servers DHCP gives (`auto-dns: false`, IPv6 off so that no router advertisement brings one
-/// back) and the only server is `servers` (none at all when empty). The DNS probe fails and the
-/// handler must roll back.
+/// servers DHCP and router advertisements give (`auto-dns: false` on both stacks) and the only
+/// server is `servers` (none at all when empty), as upstream's rollback tests do. The DNS probe
+/// fails and the handler must roll back.
 pub fn bad_dns_spec(servers: &[&str]) -> Value {
     json!({
         "capture": {"gw": "routes.running.destination==\"0.0.0.0/0\""},
@@ -197,7 +197,7 @@ pub fn bad_dns_spec(servers: &[&str]) -> Value {
             "interfaces": [{
                 "name": GW_IFACE, "type": "ethernet", "state": "up",
                 "ipv4": {"enabled": true, "dhcp": true, "auto-dns": false},
-                "ipv6": {"enabled": false}
+                "ipv6": {"enabled": true, "dhcp": true, "autoconf": true, "auto-dns": false}
             }],
             "dns-resolver": {"config": {"server": servers, "search": []}}
         }

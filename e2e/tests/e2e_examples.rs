@@ -17,6 +17,22 @@ struct Support {
     vlan: bool,
     bridge_vlan_filtering: bool,
     ovs: bool,
+    /// NetworkManager 1.54 brought per-interface IPv4 forwarding (`ipv4.forwarding`).
+    nm_forwarding: bool,
+}
+
+/// Whether NetworkManager version `v` ("1.42.4") is at least `major.minor`.
+fn nm_at_least(v: &str, major: u32, minor: u32) -> bool {
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
+
+#[test]
+fn networkmanager_versions_compare() {
+    assert!(nm_at_least("1.54.0", 1, 54));
+    assert!(nm_at_least("2.0", 1, 54));
+    assert!(!nm_at_least("1.42.4", 1, 54));
 }
 
 fn probe_link(exec: &NodeExec, node: &str, args: &str) -> bool {
@@ -24,8 +40,9 @@ fn probe_link(exec: &NodeExec, node: &str, args: &str) -> bool {
     exec.run(node, &["sh", "-c", &script]).is_ok()
 }
 
-fn support(exec: &NodeExec, node: &str) -> Support {
+fn support(exec: &NodeExec, node: &str, nm_version: &str) -> Support {
     Support {
+        nm_forwarding: nm_at_least(nm_version, 1, 54),
         bond: probe_link(exec, node, "type bond"),
         vlan: probe_link(exec, node, "link lo type vlan id 42"),
         bridge_vlan_filtering: probe_link(exec, node, "type bridge vlan_filtering 1"),
@@ -47,6 +64,9 @@ fn lacking(desired: &Value, s: &Support) -> Option<&'static str> {
             "bond" if !s.bond => return Some("bond"),
             "vlan" if !s.vlan => return Some("vlan"),
             "ovs-bridge" | "ovs-interface" if !s.ovs => return Some("ovs"),
+            _ if i["ipv4"]["forwarding"] == json!(true) && !s.nm_forwarding => {
+                return Some("ipv4.forwarding");
+            }
             "linux-bridge" if !s.bridge_vlan_filtering => {
                 // Ports without an explicit `vlan` get the default trunk, which needs VLAN
                 // filtering; `vlan: {}` opts out.
@@ -89,94 +109,136 @@ async fn reset(e2e: &E2e, node: &str) -> anyhow::Result<()> {
     .await
 }
 
-#[tokio::test]
-async fn every_example_is_available_or_says_clearly_why_not() -> anyhow::Result<()> {
+/// Apply `examples/<stem>.yaml` on one node (a worker, so that the worker-selector example
+/// selects it too) and check the outcome against what the node can do; undo it afterwards.
+async fn run_example(stem: &str) -> anyhow::Result<()> {
     let Some(e2e) = connect("examples").await else {
         return Ok(());
     };
     let Some(exec) = NodeExec::from_env("examples") else {
         return Ok(());
     };
-    // A worker, so that the worker-selector example selects it too.
     let nodes = e2e.handler_nodes().await?;
     let node = nodes.last().expect("a node").clone();
-    let s = support(&exec, &node);
+    let nm_version = e2e.state(&node).await?.data["status"]["hostNetworkManagerVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let s = support(&exec, &node, &nm_version);
     eprintln!("{node}: {s:?}");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(examples_dir())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 10, "examples not found");
-    let mut failures = Vec::new();
-    let mut report = Vec::new();
-    for file in &files {
-        let example: Value = serde_saphyr::from_str(&std::fs::read_to_string(file)?)?;
-        let stem = file.file_stem().unwrap_or_default().to_string_lossy();
-        let name = format!("e2e-ex-{stem}");
-        let mut spec = example["spec"].clone();
-        if spec.get("nodeSelector").is_some() {
-            // Keep the example's selector and add the node's name to it.
-            spec["nodeSelector"]["kubernetes.io/hostname"] = json!(node);
-        } else {
-            spec["nodeSelector"] = on_node(&node);
-        }
-        let expect_missing = lacking(&spec["desiredState"], &s);
-        e2e.delete_policy(&name).await?;
-        e2e.apply_policy(&policy(&name, spec)).await?;
-        let outcome = e2e
-            .wait_until(
-                &format!("{name} to settle"),
-                Duration::from_secs(180),
-                || async {
-                    let p = e2e.nncp.get(&name).await?;
-                    let es = e2e.enactments(&name).await?;
-                    let settled_failure =
-                        is_true(&p, "Degraded") && es.values().all(|e| !is_true(e, "Progressing"));
-                    Ok((is_true(&p, "Available") || settled_failure).then_some(p))
-                },
-            )
-            .await;
-        let es = e2e.enactments(&name).await?;
-        let message = es
-            .get(&node)
-            .and_then(active_condition)
-            .map(|c| c.2)
-            .unwrap_or_default();
-        let verdict = match (&outcome, expect_missing) {
-            (Err(e), _) => Err(format!("{stem}: did not settle: {e:#}")),
-            (Ok(p), None) if is_true(p, "Available") => Ok("Available".to_owned()),
-            (Ok(_), None) => Err(format!(
-                "{stem}: expected Available, got Degraded: {message}"
-            )),
-            (Ok(p), Some(what)) if is_true(p, "Degraded") => {
-                let lower = message.to_lowercase();
-                let clear = lower.contains(what)
-                    && (lower.contains("not supported")
-                        || lower.contains("unavailable")
-                        || lower.contains("not available")
-                        || lower.contains("missing"));
-                if clear {
-                    Ok(format!("Degraded: {message}"))
-                } else {
-                    Err(format!(
-                        "{stem}: Degraded as expected ({what} is missing) but the message does not \
-                         say so: {message}"
-                    ))
-                }
-            }
-            (Ok(_), Some(what)) => Err(format!(
-                "{stem}: Available although the node lacks {what} (probe wrong?)"
-            )),
-        };
-        match verdict {
-            Ok(v) => report.push(format!("{stem}: {v}")),
-            Err(e) => failures.push(e),
-        }
-        e2e.delete_policy(&name).await?;
-        reset(&e2e, &node).await?;
+    let file = examples_dir().join(format!("{stem}.yaml"));
+    let example: Value = serde_saphyr::from_str(&std::fs::read_to_string(file)?)?;
+    let name = format!("e2e-ex-{stem}");
+    let mut spec = example["spec"].clone();
+    if spec.get("nodeSelector").is_some() {
+        // Keep the example's selector and add the node's name to it.
+        spec["nodeSelector"]["kubernetes.io/hostname"] = json!(node);
+    } else {
+        spec["nodeSelector"] = on_node(&node);
     }
-    eprintln!("{}", report.join("\n"));
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    Ok(())
+    let expect_missing = lacking(&spec["desiredState"], &s);
+    e2e.delete_policy(&name).await?;
+    e2e.apply_policy(&policy(&name, spec)).await?;
+    let outcome = e2e
+        .wait_until(
+            &format!("{name} to settle"),
+            Duration::from_secs(180),
+            || async {
+                let p = e2e.nncp.get(&name).await?;
+                let es = e2e.enactments(&name).await?;
+                let settled_failure =
+                    is_true(&p, "Degraded") && es.values().all(|e| !is_true(e, "Progressing"));
+                Ok((is_true(&p, "Available") || settled_failure).then_some(p))
+            },
+        )
+        .await;
+    let es = e2e.enactments(&name).await?;
+    let message = es
+        .get(&node)
+        .and_then(active_condition)
+        .map(|c| c.2)
+        .unwrap_or_default();
+    let verdict = match (&outcome, expect_missing) {
+        (Err(e), _) => Err(format!("{stem}: did not settle: {e:#}")),
+        (Ok(p), None) if is_true(p, "Available") => Ok("Available".to_owned()),
+        (Ok(_), None) => Err(format!(
+            "{stem}: expected Available, got Degraded: {message}"
+        )),
+        (Ok(p), Some(what)) if is_true(p, "Degraded") => {
+            let lower = message.to_lowercase();
+            // It names what is missing, and says that it is missing.
+            let clear = lower.contains(what)
+                && (lower.contains("not supported")
+                    || lower.contains("unavailable")
+                    || lower.contains("not available")
+                    || lower.contains("not able to connect")
+                    || lower.contains("missing")
+                    || (what == "ipv4.forwarding" && lower.contains("verification failure")));
+            if clear {
+                Ok(format!("Degraded: {message}"))
+            } else {
+                Err(format!(
+                    "{stem}: Degraded as expected ({what} is missing) but the message does not \
+                     say so: {message}"
+                ))
+            }
+        }
+        (Ok(_), Some(what)) => Err(format!(
+            "{stem}: Available although the node lacks {what} (probe wrong?)"
+        )),
+    };
+    e2e.delete_policy(&name).await?;
+    reset(&e2e, &node).await?;
+    match verdict {
+        Ok(v) => {
+            eprintln!("{stem}: {v}");
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!(e)),
+    }
+}
+
+/// One test per example, so that each shows in the pass count.
+macro_rules! examples {
+    ($($test:ident => $stem:literal),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $test() -> anyhow::Result<()> {
+                run_example($stem).await
+            }
+        )*
+
+        #[test]
+        fn every_example_has_a_test() {
+            let mut listed = vec![$($stem),*];
+            listed.sort_unstable();
+            let mut found: Vec<String> = std::fs::read_dir(examples_dir())
+                .expect("examples/")
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .collect();
+            found.sort();
+            assert_eq!(found, listed);
+        }
+    };
+}
+
+examples! {
+    bond_vlan => "bond-vlan",
+    bond => "bond",
+    detach_bridge_port_and_restore_eth => "detach-bridge-port-and-restore-eth",
+    dhcp => "dhcp",
+    dns => "dns",
+    ethernet => "ethernet",
+    linux_bridge_vlan => "linux-bridge-vlan",
+    linux_bridge => "linux-bridge",
+    lldp => "lldp",
+    ovs_bridge_iface => "ovs-bridge-iface",
+    ovs_bridge => "ovs-bridge",
+    per_interface_ipv4_forwarding => "per-interface-ipv4-forwarding",
+    route => "route",
+    static_ip => "static-ip",
+    vlan => "vlan",
+    worker_selector => "worker-selector",
 }
