@@ -68,10 +68,13 @@ fn lacking(desired: &Value, s: &Support) -> Option<&'static str> {
                 return Some("ipv4.forwarding");
             }
             "linux-bridge" if !s.bridge_vlan_filtering => {
-                // Ports without an explicit `vlan` get the default trunk, which needs VLAN
-                // filtering; `vlan: {}` opts out.
+                // Ports that ask for VLANs need bridge VLAN filtering. (The default trunk that
+                // ports without `vlan` get is left out by the handler on such a kernel.)
                 let ports = i["bridge"]["port"].as_array().cloned().unwrap_or_default();
-                if ports.iter().any(|p| p.get("vlan") != Some(&json!({}))) {
+                if ports
+                    .iter()
+                    .any(|p| p.get("vlan").is_some_and(|v| v != &json!({})))
+                {
                     return Some("vlan");
                 }
             }
