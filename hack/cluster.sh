@@ -269,7 +269,8 @@ cmd_up() {
         start_handler "node$i"
     done
     for ((i = 1; i <= n; i++)); do
-        wait_for "the NodeNetworkState of node$i" 120 "handler-node$i" kc get nns "node$i"
+        wait_for "the handler on node$i to be ready" 120 "handler-node$i" test -e "$STATE/node$i/healthy"
+        wait_for "the NodeNetworkState of node$i" 60 "handler-node$i" kc get nns "node$i"
     done
     write_env
     log "applying examples/linux-bridge.yaml"

@@ -9,6 +9,7 @@
 //! | `KUBECONFIG` | the cluster | every suite skips, saying so |
 //! | `KNMSTATE_E2E_NODE_EXEC` | command prefix that runs a command on a node: `<prefix> <node> <cmd>...` (the box: `hack/cluster.sh exec`) | tests that touch a node out of band skip |
 //! | `KNMSTATE_E2E_METRICS_URL` | the controller's `/metrics` over plain HTTP | the metrics test skips |
+//! | `KNMSTATE_REQUIRE_E2E` | set: a skip is a failure (hack/e2e.sh sets it) | skips are allowed |
 //!
 //! `hack/cluster.sh env` prints all three for the cluster in a box. Policies are handled as
 //! [`DynamicObject`]s: the suites check the API as a client sees it, not this repository's types.
@@ -83,10 +84,20 @@ pub fn skip_reason() -> Option<String> {
     }
 }
 
+/// Print that `what` is skipped and why; with `KNMSTATE_REQUIRE_E2E` set (hack/e2e.sh sets it)
+/// a skip is a failure instead: a run against the box must never pass by skipping.
+pub fn skip(what: &str, why: &str) {
+    assert!(
+        std::env::var_os("KNMSTATE_REQUIRE_E2E").is_none(),
+        "{what} is required (KNMSTATE_REQUIRE_E2E) but cannot run: {why}"
+    );
+    eprintln!("skipping {what}: {why}");
+}
+
 /// Connect, or print why the suite is skipped and return `None`.
 pub async fn connect(suite: &str) -> Option<E2e> {
     if let Some(why) = skip_reason() {
-        eprintln!("skipping {suite}: {why}");
+        skip(suite, &why);
         return None;
     }
     let client = Client::try_default()
@@ -402,6 +413,20 @@ impl E2e {
             .and_then(|l| l.iter().find(|i| i["name"] == iface).cloned()))
     }
 
+    /// Wait until `node`'s reported state has (`present`) or lacks interface `iface`. After a
+    /// successful apply the state follows within seconds (upstream's bar is 5 s).
+    pub async fn wait_reported(&self, node: &str, iface: &str, present: bool) -> Result<()> {
+        let what = format!(
+            "{node}'s NodeNetworkState to {} {iface}",
+            if present { "show" } else { "drop" }
+        );
+        self.wait_until(&what, Duration::from_secs(5), || async {
+            let found = self.reported_interface(node, iface).await?.is_some();
+            Ok((found == present).then_some(()))
+        })
+        .await
+    }
+
     /// Set (`Some`) or remove (`None`) a label on a Node.
     pub async fn label_node(&self, node: &str, key: &str, value: Option<&str>) -> Result<()> {
         let patch = json!({ "metadata": { "labels": { key: value } } });
@@ -530,9 +555,10 @@ impl NodeExec {
             .map(str::to_owned)
             .collect();
         if prefix.is_empty() {
-            eprintln!(
-                "skipping {test}: KNMSTATE_E2E_NODE_EXEC is not set (a command prefix that runs \
-                 a command on a node; the cluster in a box: hack/cluster.sh exec)"
+            skip(
+                test,
+                "KNMSTATE_E2E_NODE_EXEC is not set (a command prefix that runs a command on a \
+                 node; the cluster in a box: hack/cluster.sh exec)",
             );
             return None;
         }

@@ -47,7 +47,7 @@ async fn enactments_follow_the_node_selector() -> anyhow::Result<()> {
     );
     let es = e2e.enactments(name).await?;
     assert_eq!(es.keys().collect::<Vec<_>>(), vec![&node]);
-    assert!(e2e.reported_interface(&node, "e2esel0").await?.is_some());
+    e2e.wait_reported(&node, "e2esel0", true).await?;
     for other in nodes.iter().filter(|n| **n != node) {
         assert!(
             e2e.reported_interface(other, "e2esel0").await?.is_none(),
@@ -99,7 +99,10 @@ async fn a_role_selector_reaches_only_that_role() -> anyhow::Result<()> {
         .filter(|n| handler_nodes.contains(n))
         .collect();
     if workers.is_empty() {
-        eprintln!("skipping: no node labelled node-role.kubernetes.io/worker");
+        knmstate_e2e::cluster::skip(
+            "role selector",
+            "no node labelled node-role.kubernetes.io/worker",
+        );
         return Ok(());
     }
     let name = "e2e-workers";
