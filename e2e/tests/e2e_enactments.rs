@@ -159,12 +159,37 @@ async fn a_bad_policy_fails_on_max_unavailable_nodes_and_aborts_the_rest() -> an
         log.peak.get("Progressing").copied().unwrap_or(0) <= 1,
         "{log:?}"
     );
-    for e in enactments.values() {
+    for (node, e) in &enactments {
         let (t, _, message) = active_condition(e).expect("active");
+        // Condition sequences: the failed node applied (Progressing, Retrying) and then failed
+        // for good; an aborted node never applied, so it never failed.
+        let seq = log.sequences.get(node).cloned().unwrap_or_default();
         if t == "Failing" {
             assert!(
                 message.contains("198.18.0.250"),
                 "the failure names the gateway: {message}"
+            );
+            assert!(
+                seq.iter().any(|s| s.starts_with("Progressing/")),
+                "{node}: {seq:?}"
+            );
+            assert!(
+                seq.iter().any(|s| s == "Progressing/Retrying"),
+                "{node}: a failed attempt is retried before the enactment fails: {seq:?}"
+            );
+            assert_eq!(
+                seq.last().map(String::as_str),
+                Some("Failing/FailedToConfigure")
+            );
+        } else {
+            assert!(
+                !seq.iter().any(|s| s.starts_with("Failing/")),
+                "{node}: {seq:?}"
+            );
+            assert_eq!(
+                seq.last().map(String::as_str),
+                Some("Aborted/ConfigurationAborted"),
+                "{node}"
             );
         }
     }
