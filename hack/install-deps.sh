@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the local cluster need, when missing.
-# Runs as root on a fresh Debian machine; a no-op when everything is there.
+# Runs as root on a fresh Debian machine; a no-op when everything is there. Services the packages
+# would start on the host (NetworkManager, dnsmasq) are kept from starting while installing: only
+# the harness nodes run them, inside their own namespaces.
 set -euo pipefail
-pkgs=(network-manager dbus dnsmasq-base iproute2 iputils-ping util-linux procps)
+pkgs=(network-manager dbus dnsmasq-base iproute2 iputils-ping util-linux procps socat openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -10,7 +12,15 @@ done
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  rcd=/usr/sbin/policy-rc.d
+  made_rcd=0
+  if [[ ! -e $rcd ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$rcd"
+    chmod 755 "$rcd"
+    made_rcd=1
+  fi
+  trap '[[ $made_rcd -eq 1 ]] && rm -f "$rcd"' EXIT
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-command -v kubectl >/dev/null || echo "note: kubectl not found; tests that drive kubectl will fail" >&2
+command -v kubectl >/dev/null || { echo "kubectl not found: the kubectl and end-to-end tests need it" >&2; exit 1; }

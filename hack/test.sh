@@ -23,3 +23,6 @@ step "tests"
 # Running as root, the real-NetworkManager tests must run, never skip.
 [[ $(id -u) -eq 0 ]] && export KNMSTATE_REQUIRE_NODE_TESTS=1
 cargo test --workspace --locked
+
+step "end-to-end suites (cluster in a box)"
+hack/e2e.sh
