@@ -316,12 +316,26 @@ impl<B: Backend> Run<B> {
     }
 
     /// Take a concurrency slot; `Some(action)` when this node must not apply now.
+    ///
+    /// The slot is won by the ledger write alone; `Progressing` is written afterwards, by the
+    /// apply. So that another handler never prunes an entry whose enactment does not say
+    /// `Progressing` yet, [`slots::count_ledger_claims`] counts a ledger entry whose enactment
+    /// is not at an end as a holder, and a node leaving an end state (a drifted node applying
+    /// again) first writes `Pending`, so its old end state can not make its entry look done.
     async fn take_slot(&mut self) -> Result<Option<Action>> {
         let leases: Api<Lease> =
             Api::namespaced(self.ctx.client.clone(), &self.ctx.config.namespace);
+        if SlotState::of(Some(&self.status), self.generation).is_final() {
+            self.transition(EnactmentTransition::Pending);
+            self.write_status().await?;
+        }
         for _ in 0..LEDGER_ATTEMPTS {
             let read = slots::read(&leases, &self.name).await?;
-            let states = self.slot_states().await?;
+            let mut states = self.slot_states().await?;
+            // Resuming without a write is sound only once this node wrote `Progressing`, which
+            // it does only after its ledger write succeeded.
+            let announced = states.get(self.node()) == Some(&SlotState::Progressing);
+            slots::count_ledger_claims(&mut states, self.generation, read.ledger.as_ref());
             let limit = self.max_unavailable(states.len()).await?;
             let decision = concurrency::decide_slot(
                 self.node(),
@@ -331,8 +345,20 @@ impl<B: Backend> Run<B> {
                 limit,
             );
             tracing::debug!(policy = %self.name, ?decision, limit, "slot decision");
-            match decision {
-                SlotDecision::Resume => return Ok(None),
+            let next = match decision {
+                SlotDecision::Resume if announced => return Ok(None),
+                SlotDecision::Resume => {
+                    // Claimed before, `Progressing` never written (a crash, a failed write):
+                    // confirm the entry against the version read before applying.
+                    let mut next = concurrency::SlotLedger::new(self.generation);
+                    next.holders =
+                        concurrency::live_holders(self.generation, read.ledger.as_ref(), &states)
+                            .into_iter()
+                            .map(str::to_owned)
+                            .collect();
+                    next
+                }
+                SlotDecision::Claim(next) => next,
                 SlotDecision::Wait => {
                     self.transition(EnactmentTransition::Pending);
                     self.write_status().await?;
@@ -354,16 +380,13 @@ impl<B: Backend> Run<B> {
                     self.event(&message).await;
                     return Ok(Some(Action::await_change()));
                 }
-                SlotDecision::Claim(next) => {
-                    // Intent first, then the ledger (state-engine's protocol).
-                    self.transition(EnactmentTransition::Progressing);
-                    self.write_status().await?;
-                    if slots::write(&leases, &self.policy, &read, &next).await? {
-                        return Ok(None);
-                    }
-                    tracing::debug!(policy = %self.name, "slot ledger conflict; reading again");
-                }
+            };
+            // The slot first (optimistic write against the version read), `Progressing` only
+            // once it is won (written by the apply), as upstream.
+            if slots::write(&leases, &self.policy, &read, &next).await? {
+                return Ok(None);
             }
+            tracing::debug!(policy = %self.name, "slot ledger conflict; reading again");
         }
         self.transition(EnactmentTransition::Pending);
         self.write_status().await?;
@@ -420,7 +443,8 @@ impl<B: Backend> Run<B> {
     async fn apply(&mut self, before: Value) -> Result<Action> {
         let ctx = self.ctx.clone();
         let _apply = ctx.apply_lock.lock().await;
-        // Every attempt is announced (a retry flips Retrying back to Progressing, as upstream).
+        // Every attempt is announced once its slot is held (a retry flips Retrying back to
+        // Progressing, as upstream).
         self.transition(EnactmentTransition::Progressing);
         self.write_status().await?;
         let p = plan::plan(&before, &self.desired);

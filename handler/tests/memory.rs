@@ -127,6 +127,90 @@ async fn max_unavailable_one_applies_one_node_at_a_time() -> Result<()> {
     Ok(())
 }
 
+/// Highest number of enactments of `generation` seen `Progressing=True` at once, from every
+/// change the stand-in streams out, until `stop`.
+fn track_progressing(
+    c: &Cluster,
+    generation: i64,
+    stop: Arc<AtomicBool>,
+) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<Result<()>>) {
+    use futures::StreamExt;
+    use kube::api::WatchEvent;
+    let api = c.enactments();
+    let max = Arc::new(AtomicUsize::new(0));
+    let m = max.clone();
+    let task = tokio::spawn(async move {
+        let mut progressing = std::collections::BTreeMap::<String, bool>::new();
+        let mut stream = api
+            .watch(&kube::api::WatchParams::default().timeout(60), "0")
+            .await?
+            .boxed();
+        while !stop.load(Ordering::SeqCst) {
+            let next = tokio::time::timeout(Duration::from_millis(50), stream.next()).await;
+            let event = match next {
+                Err(_) => continue,
+                Ok(None) => break,
+                Ok(Some(event)) => event?,
+            };
+            let (e, deleted) = match event {
+                WatchEvent::Added(e) | WatchEvent::Modified(e) => (e, false),
+                WatchEvent::Deleted(e) => (e, true),
+                WatchEvent::Bookmark(_) => continue,
+                WatchEvent::Error(e) => anyhow::bail!("watch error: {e:?}"),
+            };
+            let on = !deleted
+                && e.status.as_ref().is_some_and(|s| {
+                    s.policy_generation == Some(generation)
+                        && s.conditions
+                            .is("Progressing", knmstate_api::ConditionStatus::True)
+                });
+            progressing.insert(e.metadata.name.clone().unwrap_or_default(), on);
+            m.fetch_max(
+                progressing.values().filter(|p| **p).count(),
+                Ordering::SeqCst,
+            );
+        }
+        Ok(())
+    });
+    (max, task)
+}
+
+#[tokio::test]
+async fn with_max_unavailable_one_no_two_enactments_are_ever_progressing_at_once() -> Result<()> {
+    // Progressing is written only once the slot is won: a node that loses the ledger race
+    // never shows Progressing before falling back to Pending.
+    let c = Cluster::start().await?;
+    let mut policy = example("linux-bridge.yaml")?;
+    policy["spec"]["maxUnavailable"] = json!(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (max, tracker) = track_progressing(&c, 1, stop.clone());
+    let mut handlers = Vec::new();
+    let nodes = 4;
+    for i in 1..=nodes {
+        let node = format!("n{i}");
+        c.add_node(&node, &[]).await?;
+        let b = MemoryBackend::harness_like(&format!("198.18.0.10{i}"));
+        handlers.push(c.start_handler(&node, b, Duration::from_millis(100)));
+    }
+    // Let the watch start before the policy exists.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.create_policy(policy).await?;
+    for i in 1..=nodes {
+        wait_condition(&c, &format!("n{i}.linux-bridge"), "Available", T).await?;
+    }
+    stop.store(true, Ordering::SeqCst);
+    tracker.await??;
+    for h in handlers {
+        h.stop().await?;
+    }
+    assert_eq!(
+        max.load(Ordering::SeqCst),
+        1,
+        "exactly one enactment Progressing at a time"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_policy_breaking_the_gateway_ends_failing_after_its_retries_rolled_back() -> Result<()> {
     let c = Cluster::start().await?;
