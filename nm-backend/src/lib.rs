@@ -22,6 +22,7 @@
 //! every nmstate call runs on a dedicated thread with its own current-thread runtime; the
 //! futures this crate returns are `Send`.
 
+mod auto_dns;
 mod changes;
 mod error;
 mod kernel;

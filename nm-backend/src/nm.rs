@@ -1,6 +1,7 @@
 //! The real backend: nmstate + NetworkManager on the D-Bus system bus of the calling process.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
@@ -11,7 +12,7 @@ use serde_json::Value;
 use zbus::{
     Connection,
     zvariant::{
-        LE, OwnedObjectPath, OwnedValue,
+        LE, ObjectPath, OwnedObjectPath, OwnedValue,
         serialized::{Context, Data},
         to_bytes,
     },
@@ -19,6 +20,7 @@ use zbus::{
 
 use crate::{
     ApplyOptions, Backend, Checkpoint, CurrentState, NMSTATE_VERSION, PendingApply,
+    auto_dns::{DnsEntry, stale_auto_dns},
     changes::{self, ChangeStream},
     error::{BackendError, Result},
     kernel::{KernelSupport, kernel_link_kind},
@@ -28,6 +30,14 @@ use crate::{
 const NM_BUS: &str = "org.freedesktop.NetworkManager";
 const NM_PATH: &str = "/org/freedesktop/NetworkManager";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+const NM_DEVICE: &str = "org.freedesktop.NetworkManager.Device";
+const NM_ACTIVE_CONNECTION: &str = "org.freedesktop.NetworkManager.Connection.Active";
+const DNS_MANAGER: &str = "org.freedesktop.NetworkManager.DnsManager";
+const DNS_MANAGER_PATH: &str = "/org/freedesktop/NetworkManager/DnsManager";
+/// `NM_DEVICE_STATE_ACTIVATED`.
+const NM_DEVICE_STATE_ACTIVATED: u32 = 100;
+/// How long a device reactivated for [`refresh_stale_auto_dns`] may take.
+const REACTIVATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// nmstate over the NetworkManager reachable on this process's system bus.
 ///
@@ -224,6 +234,112 @@ async fn get_property(conn: &Connection, name: &str) -> zbus::Result<OwnedValue>
     reply.body().deserialize::<OwnedValue>()
 }
 
+/// A property of any NetworkManager object.
+async fn object_property(
+    conn: &Connection,
+    path: &str,
+    interface: &str,
+    name: &str,
+) -> zbus::Result<OwnedValue> {
+    let reply = conn
+        .call_method(
+            Some(NM_BUS),
+            path,
+            Some(PROPERTIES),
+            "Get",
+            &(interface, name),
+        )
+        .await?;
+    reply.body().deserialize::<OwnedValue>()
+}
+
+/// NetworkManager's `DnsManager.Configuration`: the name servers it runs, per interface.
+async fn running_dns(conn: &Connection) -> zbus::Result<Vec<DnsEntry>> {
+    let v = object_property(conn, DNS_MANAGER_PATH, DNS_MANAGER, "Configuration").await?;
+    let entries = Vec::<HashMap<String, OwnedValue>>::try_from(v).map_err(zbus::Error::from)?;
+    Ok(entries
+        .into_iter()
+        .map(|mut e| DnsEntry {
+            interface: e
+                .remove("interface")
+                .and_then(|v| String::try_from(v).ok())
+                .filter(|s| !s.is_empty()),
+            nameservers: e
+                .remove("nameservers")
+                .and_then(|v| Vec::<String>::try_from(v).ok())
+                .unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Activate the profile applied to `iface` again and wait until the device is activated.
+async fn reactivate(conn: &Connection, iface: &str) -> zbus::Result<()> {
+    let reply = conn
+        .call_method(
+            Some(NM_BUS),
+            NM_PATH,
+            Some(NM_BUS),
+            "GetDeviceByIpIface",
+            &(iface,),
+        )
+        .await?;
+    let device: OwnedObjectPath = reply.body().deserialize()?;
+    let active = OwnedObjectPath::try_from(
+        object_property(conn, device.as_str(), NM_DEVICE, "ActiveConnection").await?,
+    )
+    .map_err(zbus::Error::from)?;
+    let profile = OwnedObjectPath::try_from(
+        object_property(conn, active.as_str(), NM_ACTIVE_CONNECTION, "Connection").await?,
+    )
+    .map_err(zbus::Error::from)?;
+    let no_specific = ObjectPath::try_from("/").map_err(zbus::Error::from)?;
+    conn.call_method(
+        Some(NM_BUS),
+        NM_PATH,
+        Some(NM_BUS),
+        "ActivateConnection",
+        &(&profile, &device, &no_specific),
+    )
+    .await?;
+    let deadline = tokio::time::Instant::now() + REACTIVATE_TIMEOUT;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let state =
+            u32::try_from(object_property(conn, device.as_str(), NM_DEVICE, "State").await?)
+                .map_err(zbus::Error::from)?;
+        if state == NM_DEVICE_STATE_ACTIVATED {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(zbus::Error::Failure(format!(
+                "{iface} not activated again within {REACTIVATE_TIMEOUT:?} (state {state})"
+            )));
+        }
+    }
+}
+
+/// Reactivate the interfaces on which an apply turned `auto-dns` off while NetworkManager still
+/// runs the name servers it learned there (see [`crate::auto_dns`]), so that the probes check the
+/// DNS the applied configuration gives. Failures are logged: the probes then judge what runs.
+async fn refresh_stale_auto_dns(conn: &Connection, desired: &Value) {
+    let running = match running_dns(conn).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading NetworkManager's running DNS failed");
+            return;
+        }
+    };
+    for iface in stale_auto_dns(desired, &running) {
+        tracing::info!(
+            interface = %iface,
+            "auto-dns turned off but learned name servers still run: reactivating"
+        );
+        if let Err(e) = reactivate(conn, &iface).await {
+            tracing::warn!(interface = %iface, error = %e, "reactivation failed");
+        }
+    }
+}
+
 async fn list_checkpoints(conn: &Connection) -> Result<Vec<Checkpoint>> {
     let v = get_property(conn, "Checkpoints").await?;
     let paths = Vec::<OwnedObjectPath>::try_from(v).map_err(zbus::Error::from)?;
@@ -314,6 +430,8 @@ impl Backend for NmBackend {
             self.remove_record();
             return Err(e);
         }
+
+        refresh_stale_auto_dns(&conn, desired).await;
 
         let after = list_checkpoints(&conn).await?;
         let checkpoint = after

@@ -54,6 +54,9 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("wrong_global_dns_probe_fails_and_rollback_restores", |b| {
         Box::pin(wrong_global_dns_probe_fails_and_rollback_restores(b))
     }),
+    ("removing_every_dns_server_is_rolled_back", |b| {
+        Box::pin(removing_every_dns_server_is_rolled_back(b))
+    }),
     ("bond_is_refused_fast_when_kernel_lacks_it", |b| {
         Box::pin(bond_is_refused_fast_when_kernel_lacks_it(b))
     }),
@@ -654,6 +657,69 @@ async fn wrong_global_dns_probe_fails_and_rollback_restores(b: NmBackend) -> any
         Ok(o) => bail!("DNS probe passed with a dead name server: {o:?}"),
         Err(e) => e,
     };
+    println!("  {err}");
+    b.rollback(&pending.checkpoint).await?;
+    let took = wait_fingerprint(&b, &want, Duration::from_secs(30)).await?;
+    println!(
+        "  state identical again {:.1}s after rollback",
+        took.as_secs_f64()
+    );
+    let outcome = probe
+        .run(&ProbeContext {
+            before: &before,
+            current: &b,
+        })
+        .await?;
+    ensure!(matches!(outcome, ProbeOutcome::Passed(_)), "{outcome:?}");
+    Ok(())
+}
+
+/// Upstream's "remove all DNS servers" rollback case: DHCP and RA name servers ignored on both
+/// stacks and no static one leaves the node without name resolution, so the probe must fail and
+/// the rollback must bring the learned servers back.
+async fn removing_every_dns_server_is_rolled_back(b: NmBackend) -> anyhow::Result<()> {
+    let before = state(&b).await?;
+    let want = fingerprint(&before);
+    let learned = &before["dns-resolver"]["running"]["server"];
+    ensure!(
+        learned.as_array().is_some_and(|s| s.len() == 2),
+        "the node should start with the DHCP and RA name servers: {learned}"
+    );
+    let desired = json!({
+        "interfaces": [{"name": "eth0", "type": "ethernet", "state": "up",
+            "ipv4": {"enabled": true, "dhcp": true, "auto-dns": false},
+            "ipv6": {"enabled": true, "dhcp": true, "autoconf": true, "auto-dns": false}}],
+        "dns-resolver": {"config": {"server": [], "search": []}}
+    });
+    let pending = b.apply(&desired, &opts()).await.context("apply")?;
+    let after = state(&b).await?;
+    ensure!(
+        after["dns-resolver"]["running"]["server"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "name servers still running after the apply: {}",
+        after["dns-resolver"]["running"]
+    );
+    let resolv = sh("cat /etc/resolv.conf")?;
+    ensure!(
+        !resolv.lines().any(|l| l.starts_with("nameserver")),
+        "resolv.conf still names a server:\n{resolv}"
+    );
+    let probe = DnsProbe {
+        timeout: Duration::from_secs(3),
+        ..DnsProbe::default()
+    };
+    let verdict = probe
+        .run(&ProbeContext {
+            before: &before,
+            current: &b,
+        })
+        .await;
+    let err = match verdict {
+        Ok(o) => bail!("DNS probe passed without a name server: {o:?}"),
+        Err(e) => e,
+    };
+    ensure!(err.category() == "ProbeFailed", "{err}");
     println!("  {err}");
     b.rollback(&pending.checkpoint).await?;
     let took = wait_fingerprint(&b, &want, Duration::from_secs(30)).await?;
