@@ -132,6 +132,9 @@ pub struct HandlerConfig {
     pub extra_labels: std::collections::BTreeMap<String, String>,
     /// When to inject the default linux-bridge VLAN trunk.
     pub bridge_vlan: BridgeVlanMode,
+    /// Whether the kernel supports bridge VLAN filtering; `None` probes it once, when first
+    /// needed (a test may state it).
+    pub bridge_vlan_filtering: Option<bool>,
 }
 
 impl HandlerConfig {
@@ -150,6 +153,7 @@ impl HandlerConfig {
             log_format: LogFormat::Text,
             extra_labels: Default::default(),
             bridge_vlan: BridgeVlanMode::Always,
+            bridge_vlan_filtering: None,
         }
     }
 }
@@ -206,6 +210,7 @@ impl TryFrom<Cli> for HandlerConfig {
                 c.managed_by.as_deref(),
             ),
             bridge_vlan: c.default_bridge_vlan,
+            bridge_vlan_filtering: None,
         })
     }
 }

@@ -119,13 +119,17 @@ impl<B: Backend> Context<B> {
         match self.config.bridge_vlan {
             crate::config::BridgeVlanMode::Always => true,
             crate::config::BridgeVlanMode::Never => false,
-            crate::config::BridgeVlanMode::Auto => {
-                *self
-                    .bridge_vlan_filtering
-                    .get_or_init(kernel_supports_bridge_vlan_filtering)
-                    .await
-            }
+            crate::config::BridgeVlanMode::Auto => self.kernel_bridge_vlan_filtering().await,
         }
+    }
+
+    /// Whether this node's kernel supports bridge VLAN filtering (probed once, unless the
+    /// configuration states it).
+    pub async fn kernel_bridge_vlan_filtering(&self) -> bool {
+        *self
+            .bridge_vlan_filtering
+            .get_or_init(kernel_supports_bridge_vlan_filtering)
+            .await
     }
 
     /// Roll back an apply in flight, if any (graceful shutdown).
@@ -172,7 +176,7 @@ pub async fn kernel_supports_bridge_vlan_filtering() -> bool {
             let unsupported = err.contains("not supported");
             if unsupported {
                 tracing::warn!(
-                    "the kernel lacks bridge VLAN filtering: the default linux-bridge VLAN trunk is not injected"
+                    "the kernel lacks bridge VLAN filtering: linux-bridge VLAN configuration cannot be applied"
                 );
             }
             !unsupported

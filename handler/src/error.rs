@@ -93,6 +93,17 @@ pub enum Error {
         /// The cause.
         source: serde_json::Error,
     },
+    /// The desired state configures linux-bridge VLANs on a kernel without bridge VLAN
+    /// filtering (NetworkManager would fail later with an unclear verification error).
+    #[error(
+        "linux-bridge {interface}: {what} needs bridge VLAN filtering, which this kernel does not support"
+    )]
+    CheckBridgeVlanFiltering {
+        /// The bridge.
+        interface: String,
+        /// What needs VLAN filtering (`port vlan configuration`, `vlan-filtering`, ...).
+        what: String,
+    },
     /// The handler is shutting down; the work was abandoned (after rolling back).
     #[error("the handler is shutting down")]
     ShuttingDown,
@@ -121,6 +132,7 @@ impl Error {
             Self::WatchNetworkChanges(_) => "watch-network-changes-failed",
             Self::RollbackCheckpoint(_) => "rollback-failed",
             Self::Serialize { .. } => "serialize-failed",
+            Self::CheckBridgeVlanFiltering { .. } => "bridge-vlan-filtering-unsupported",
             Self::ShuttingDown => "shutting-down",
         }
     }

@@ -174,6 +174,9 @@ impl<B: Backend> Run<B> {
         if let Some(action) = self.render().await? {
             return Ok(action);
         }
+        if let Some(action) = self.check_bridge_vlan_filtering().await? {
+            return Ok(action);
+        }
         if self.desired.as_object().is_none_or(|m| m.is_empty()) {
             tracing::info!(policy = %self.name, "ignoring empty desired state");
             if rollback::apply_decision(
@@ -304,6 +307,28 @@ impl<B: Backend> Run<B> {
             MAX_MESSAGE_BYTES,
         );
         tracing::warn!(policy = %self.name, category = e.category(), error = %msg, "rendering the desired state failed");
+        self.status.policy_generation = Some(self.generation);
+        self.transition(EnactmentTransition::GenerateFailure { error: msg.clone() });
+        self.write_status().await?;
+        self.event(&cond::generate_failure_message(&msg)).await;
+        Ok(Some(Action::await_change()))
+    }
+
+    /// Fail fast, for good (until the policy changes), when the rendered desired state needs
+    /// bridge VLAN filtering and this node's kernel lacks it; `Some(action)` when it failed.
+    async fn check_bridge_vlan_filtering(&mut self) -> Result<Option<Action>> {
+        let Some((interface, what)) = bridge_vlan_filtering_needed(&self.desired) else {
+            return Ok(None);
+        };
+        if self.ctx.kernel_bridge_vlan_filtering().await {
+            return Ok(None);
+        }
+        let err = Error::CheckBridgeVlanFiltering {
+            interface,
+            what: what.to_owned(),
+        };
+        let msg = err.to_string();
+        tracing::warn!(policy = %self.name, category = err.category(), error = %msg, "not applying");
         self.status.policy_generation = Some(self.generation);
         self.transition(EnactmentTransition::GenerateFailure { error: msg.clone() });
         self.write_status().await?;
@@ -726,6 +751,62 @@ pub fn status_differs(
     !old.conditions.same_meaning(&new.conditions) || strip(old) != strip(new)
 }
 
+/// The first linux-bridge of `desired` (not being removed) whose configuration needs bridge
+/// VLAN filtering, with what needs it: a port with a non-empty `vlan`, or the bridge's
+/// `vlan-filtering`, `vlan-protocol` or `vlan-default-pvid` option.
+///
+/// ```
+/// use knmstate_handler::policy::bridge_vlan_filtering_needed;
+/// let desired = serde_json::json!({"interfaces": [{"name": "br1", "type": "linux-bridge",
+///     "bridge": {"port": [{"name": "eth1", "vlan": {"mode": "trunk"}}]}}]});
+/// assert_eq!(
+///     bridge_vlan_filtering_needed(&desired),
+///     Some(("br1".to_owned(), "port vlan configuration"))
+/// );
+/// ```
+pub fn bridge_vlan_filtering_needed(desired: &Value) -> Option<(String, &'static str)> {
+    let ifaces = desired.get("interfaces")?.as_array()?;
+    ifaces.iter().find_map(|i| {
+        let bridge = (i.get("type")?.as_str()? == "linux-bridge"
+            && i.get("state").and_then(Value::as_str) != Some("absent"))
+        .then(|| i.get("bridge"))
+        .flatten()?;
+        let name = i.get("name").and_then(Value::as_str).unwrap_or_default();
+        let port_vlan = bridge
+            .get("port")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|p| {
+                p.get("vlan")
+                    .and_then(Value::as_object)
+                    .is_some_and(|v| !v.is_empty())
+            });
+        if port_vlan {
+            return Some((name.to_owned(), "port vlan configuration"));
+        }
+        let options = bridge.get("options");
+        let filtering = [
+            bridge.get("vlan-filtering"),
+            options.and_then(|o| o.get("vlan-filtering")),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|v| v.as_bool() == Some(true));
+        if filtering {
+            return Some((name.to_owned(), "vlan-filtering"));
+        }
+        ["vlan-protocol", "vlan-default-pvid"]
+            .into_iter()
+            .find_map(|k| {
+                options
+                    .and_then(|o| o.get(k))
+                    .filter(|v| !v.is_null())
+                    .map(|_| (name.to_owned(), k))
+            })
+    })
+}
+
 /// Delete this node's enactment of a policy (absent is fine).
 pub async fn delete_enactment<B: Backend>(ctx: &Context<B>, name: &str) -> Result<()> {
     match ctx
@@ -844,6 +925,55 @@ fn earlier_untried_policy<B: Backend>(
 mod tests {
     use super::*;
     use knmstate_api::ConditionStatus;
+
+    #[test]
+    fn bridge_vlan_configuration_needing_vlan_filtering_is_found() {
+        let bridge = |bridge: Value, state: &str| {
+            json!({"interfaces": [
+                {"name": "eth1", "type": "ethernet", "state": "up"},
+                {"name": "br1", "type": "linux-bridge", "state": state, "bridge": bridge},
+            ]})
+        };
+        let port = |vlan: Value| json!({"port": [{"name": "eth1", "vlan": vlan}]});
+        let trunk = json!({"mode": "trunk", "trunk-tags": [{"id": 101}]});
+        assert_eq!(
+            bridge_vlan_filtering_needed(&bridge(port(trunk.clone()), "up")),
+            Some(("br1".to_owned(), "port vlan configuration"))
+        );
+        assert_eq!(
+            bridge_vlan_filtering_needed(&bridge(port(trunk), "absent")),
+            None
+        );
+        assert_eq!(
+            bridge_vlan_filtering_needed(&bridge(port(json!({})), "up")),
+            None
+        );
+        assert_eq!(
+            bridge_vlan_filtering_needed(&bridge(port(Value::Null), "up")),
+            None
+        );
+        assert_eq!(
+            bridge_vlan_filtering_needed(&bridge(
+                json!({"options": {"vlan-filtering": true}, "port": []}),
+                "up"
+            )),
+            Some(("br1".to_owned(), "vlan-filtering"))
+        );
+        assert_eq!(
+            bridge_vlan_filtering_needed(&bridge(
+                json!({"options": {"vlan-default-pvid": 1, "stp": {"enabled": false}}}),
+                "up"
+            )),
+            Some(("br1".to_owned(), "vlan-default-pvid"))
+        );
+        assert_eq!(
+            bridge_vlan_filtering_needed(&bridge(
+                json!({"options": {"stp": {"enabled": false}}}),
+                "up"
+            )),
+            None
+        );
+    }
 
     #[test]
     fn heartbeats_alone_do_not_count_as_a_change() {

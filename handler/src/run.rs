@@ -128,6 +128,7 @@ impl<B: Backend + Clone + 'static> Handler<B> {
                 instance: Some(format!("{node}.nmstate-handler")),
             },
         );
+        let bridge_vlan_filtering = self.config.bridge_vlan_filtering;
         let ctx = Arc::new(Context {
             client: client.clone(),
             kube_config: self.kube_config,
@@ -144,7 +145,7 @@ impl<B: Backend + Clone + 'static> Handler<B> {
             nns_refresh: refresh_tx.clone(),
             nns_last: Mutex::new(None),
             not_before: Mutex::new(Default::default()),
-            bridge_vlan_filtering: tokio::sync::OnceCell::new(),
+            bridge_vlan_filtering: tokio::sync::OnceCell::new_with(bridge_vlan_filtering),
             shutdown: stop_rx.clone(),
         });
 

@@ -811,3 +811,66 @@ async fn captures_are_resolved_on_the_node_cached_and_features_reported() -> Res
     );
     h.stop().await
 }
+
+#[tokio::test]
+async fn bridge_port_vlans_fail_fast_and_clearly_on_a_kernel_without_vlan_filtering() -> Result<()>
+{
+    let c = Cluster::start().await?;
+    let mut handlers = Vec::new();
+    let mut backends = Vec::new();
+    for (i, filtering) in [(1, false), (2, true)] {
+        let node = format!("n{i}");
+        c.add_node(&node, &[]).await?;
+        let b = MemoryBackend::harness_like(&format!("198.18.0.10{i}"));
+        let mut config = c.config(&node);
+        config.bridge_vlan = knmstate_handler::config::BridgeVlanMode::Auto;
+        config.bridge_vlan_filtering = Some(filtering);
+        handlers.push(c.start_handler_with(
+            config,
+            b.clone(),
+            Arc::new(ModelProbes {
+                hold: Duration::from_millis(50),
+            }),
+        ));
+        backends.push(b);
+    }
+    let mut policy = example("linux-bridge-vlan.yaml")?;
+    // Room for the failure, so the other node is not aborted.
+    policy["spec"]["maxUnavailable"] = json!(2);
+    c.create_policy(policy).await?;
+    let failed = wait_condition(&c, "n1.linux-bridge-vlan", "Failing", T).await?;
+    wait_condition(&c, "n2.linux-bridge-vlan", "Available", T).await?;
+    for h in handlers {
+        h.stop().await?;
+    }
+    let status = failed.status.expect("status");
+    let failing = status
+        .conditions
+        .find("Failing")
+        .expect("Failing condition");
+    assert!(
+        failing.message.contains(
+            "linux-bridge br1: port vlan configuration needs bridge VLAN filtering, \
+             which this kernel does not support"
+        ),
+        "clear message, got {:?}",
+        failing.message
+    );
+    assert!(
+        status.last_apply.is_none(),
+        "nothing was applied on the node without VLAN filtering"
+    );
+    assert!(iface(&backends[0].state(), "br1").is_none(), "no br1 on n1");
+    assert!(backends[0].checkpoints().is_empty());
+    let n2 = backends[1].state();
+    let br = iface(&n2, "br1").expect("br1 on n2");
+    assert_eq!(br["bridge"]["port"][0]["vlan"]["mode"], "trunk");
+    // The failure is for good (until the policy changes): no retry was counted.
+    assert!(status.retry_count.values().all(|n| *n == 0));
+    let error = knmstate_handler::Error::CheckBridgeVlanFiltering {
+        interface: "br1".into(),
+        what: "port vlan configuration".into(),
+    };
+    assert_eq!(error.category(), "bridge-vlan-filtering-unsupported");
+    Ok(())
+}
