@@ -32,20 +32,23 @@
 //!      retry): apply;
 //!    * [`SlotDecision::Wait`]: write `Pending`, requeue; [`SlotDecision::Abort`]: write
 //!      `Aborted`, stop;
-//!    * [`SlotDecision::Claim`]: write this node's enactment `Progressing` first, then write the
-//!      returned ledger with the remembered `resourceVersion`. On a conflict start again at 1;
-//!      on success apply.
+//!    * [`SlotDecision::Claim`]: write the returned ledger with the remembered
+//!      `resourceVersion`; on a conflict start again at 1; on success write `Progressing` and
+//!      apply. Nothing says `Progressing` before its slot is won, so observers never see more
+//!      than `maxUnavailable` nodes progressing.
 //!
-//! Why this never exceeds the limit: a node applies only after its ledger write succeeded, so
-//! it is in the ledger while it applies. A later writer removes an entry only when the
-//! enactments it listed *after* reading that entry show the node not progressing; the node
-//! wrote `Progressing` before it entered the ledger, so such an enactment can only show that it
-//! has finished. Every successful write leaves at most `maxUnavailable` entries (counting final
-//! failures), and writes are serialised by the `resourceVersion` precondition. Why nothing
-//! leaks: an entry whose enactment finished, failed, went to another generation or belongs to a
-//! node that no longer matches is pruned by the next claim, and a node that crashed while
-//! holding a slot resumes it on restart. The property tests in `tests/concurrency.rs` run a
-//! simulator of this protocol under arbitrary interleavings and crashes.
+//! Before step 2 the caller counts every ledger entry of the current generation whose
+//! enactment still says `Idle` or `Pending` as a holder (the handler's `count_ledger_claims`):
+//! that is a claim won but not yet announced. Why this never exceeds the limit: a node applies
+//! only after its ledger write succeeded, so it is in the ledger while it applies, and a later
+//! writer removes an entry only when the enactments it listed *after* reading that entry show
+//! the node finished (Available, finally failed, Aborted), on another generation, or no longer
+//! matching — never merely "not yet progressing". Every successful write leaves at most
+//! `maxUnavailable` entries (counting final failures), and writes are serialised by the
+//! `resourceVersion` precondition. Why nothing leaks: finished entries are pruned by the next
+//! claim, and a node that crashed while holding a slot (announced or not) resumes it on
+//! restart. The property tests in `tests/concurrency.rs` run a simulator of the slot protocol
+//! under arbitrary interleavings and crashes.
 //!
 //! Known limits, as upstream: a new policy generation starts with an empty ledger while
 //! nodes may still be applying the previous one, and a node that stays NotReady with its
