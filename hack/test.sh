@@ -22,7 +22,7 @@ cargo run -q --locked -p knmstate-api --bin crdgen -- --check
 step "tests"
 # Running as root, the real-NetworkManager tests must run, never skip.
 [[ $(id -u) -eq 0 ]] && export KNMSTATE_REQUIRE_NODE_TESTS=1
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 step "end-to-end suites (cluster in a box)"
 hack/e2e.sh

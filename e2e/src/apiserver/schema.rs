@@ -16,10 +16,12 @@ fn preserves(schema: &Value) -> bool {
 }
 
 /// Removes the fields the schema does not know and fills in defaults, in place; returns the
-/// dotted paths of the removed fields.
+/// dotted paths of the removed fields, sorted.
 pub fn prune_and_default(value: &mut Value, schema: &Value) -> Vec<String> {
     let mut removed = Vec::new();
     walk(value, schema, true, "", &mut removed);
+    // sorted: the walk follows the object's key order, which depends on serde_json features
+    removed.sort();
     removed
 }
 
