@@ -171,7 +171,7 @@ async fn run_example(stem: &str) -> anyhow::Result<()> {
             let lower = message.to_lowercase();
             // It names what is missing, and says that it is missing.
             let clear = lower.contains(what)
-                && (lower.contains("not supported")
+                && (lower.contains("not support")
                     || lower.contains("unavailable")
                     || lower.contains("not available")
                     || lower.contains("not able to connect")
