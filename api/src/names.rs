@@ -35,6 +35,20 @@ pub fn enactment_name(node: &str, policy: &str) -> String {
     format!("{node}.{policy}")
 }
 
+/// The node and the policy of an enactment name `<node>.<policy>`, split at the first dot
+/// (the inverse of [`enactment_name`] for node names without dots; the `nmstate.io/node` and
+/// `nmstate.io/policy` labels are authoritative where present, see
+/// [`NodeNetworkConfigurationEnactment::node_name`](crate::v1beta1::NodeNetworkConfigurationEnactment::node_name)).
+///
+/// ```
+/// use knmstate_api::names::split_enactment_name;
+/// assert_eq!(split_enactment_name("node01.br1.v2"), Some(("node01", "br1.v2")));
+/// assert_eq!(split_enactment_name("nodot"), None);
+/// ```
+pub fn split_enactment_name(name: &str) -> Option<(&str, &str)> {
+    name.split_once('.')
+}
+
 /// The optional `app.kubernetes.io/*` relationship labels upstream puts on created NNS and
 /// NNCE objects, from the `COMPONENT`, `PART_OF`, `VERSION` and `MANAGED_BY` settings; empty
 /// values are left out.

@@ -11,38 +11,11 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use knmstate_api::ConditionList;
-use knmstate_api::names::POLICY_LABEL;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
 use knmstate_state_engine::aggregate::aggregate_policy;
 use knmstate_state_engine::conditions::PolicyVerdict;
 use knmstate_state_engine::selector::policy_matches_node;
-
-/// Whether a Node's `Ready` condition is `True`.
-pub fn node_is_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// The policy an enactment belongs to: its `nmstate.io/policy` label, else the part of its
-/// name after the first dot (`<node>.<policy>`).
-pub fn enactment_policy(nnce: &NodeNetworkConfigurationEnactment) -> Option<&str> {
-    if let Some(p) = nnce
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(POLICY_LABEL))
-    {
-        return Some(p);
-    }
-    nnce.metadata
-        .name
-        .as_deref()
-        .and_then(|n| n.split_once('.'))
-        .map(|(_, p)| p)
-}
 
 /// The nodes that count for a policy: matching its selection and running a handler
 /// (`has_handler(node name)`); and the ready ones among them.
@@ -66,7 +39,7 @@ pub fn select_nodes<'a>(
             continue;
         }
         matching.insert(name.to_owned());
-        if node_is_ready(node) {
+        if knmstate_state_engine::node::is_ready(node) {
             ready.insert(name.to_owned());
         }
     }
@@ -247,16 +220,5 @@ mod tests {
         assert_eq!(c.last_transition_time, Some(t(1)));
         assert_eq!(c.message, "Policy is progressing 1/3 nodes finished");
         assert!(next_conditions(&second, &progressing(1), t(3)).is_none());
-    }
-
-    #[test]
-    fn enactment_policy_from_label_or_name() {
-        let mut e = NodeNetworkConfigurationEnactment::new("node1.br1.v2", Default::default());
-        assert_eq!(enactment_policy(&e), Some("br1.v2"));
-        e.metadata.labels = Some(BTreeMap::from([(
-            POLICY_LABEL.to_string(),
-            "x".to_string(),
-        )]));
-        assert_eq!(enactment_policy(&e), Some("x"));
     }
 }

@@ -15,13 +15,11 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::{NodeNetworkConfigurationEnactment, NodeNetworkState};
-use knmstate_state_engine::aggregate::enactment_node;
 use knmstate_state_engine::selector::policy_matches_node;
 use kube::api::{Api, DeleteParams, Preconditions};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::Error;
-use crate::aggregation::enactment_policy;
 
 /// Why an object is an orphan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +109,7 @@ pub fn find_orphans<'a>(
         }
     };
     for e in enactments {
-        let (Some(node), Some(policy)) = (enactment_node(e), enactment_policy(e)) else {
+        let (Some(node), Some(policy)) = (e.node_name(), e.policy_name()) else {
             continue;
         };
         let reason = match (policies.get(policy), nodes.get(node)) {

@@ -18,7 +18,6 @@ use knmstate_api::names::{enactment as e, policy as p};
 use knmstate_api::shared::ApplyReport;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::{NodeNetworkConfigurationEnactment, NodeNetworkState};
-use knmstate_state_engine::aggregate::enactment_node;
 use knmstate_state_engine::conditions::active_condition;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -611,7 +610,7 @@ pub fn enactments_by_node_status<'a>(
 ) -> BTreeMap<(String, &'static str), i64> {
     let mut out = BTreeMap::new();
     for nnce in enactments {
-        let Some(node) = enactment_node(nnce) else {
+        let Some(node) = nnce.node_name() else {
             continue;
         };
         for t in e::TYPES {

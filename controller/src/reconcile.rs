@@ -21,7 +21,7 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{Notify, watch};
 
 use crate::Error;
-use crate::aggregation::{enactment_policy, next_conditions, policy_verdict, select_nodes};
+use crate::aggregation::{next_conditions, policy_verdict, select_nodes};
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 
@@ -90,7 +90,7 @@ impl Stores {
         self.enactments
             .state()
             .iter()
-            .filter(|e| enactment_policy(e) == Some(policy))
+            .filter(|e| e.policy_name() == Some(policy))
             .map(|e| (**e).clone())
             .collect()
     }
@@ -376,7 +376,7 @@ mod tests {
             ..Default::default()
         });
         trim_node(&mut n);
-        assert!(crate::aggregation::node_is_ready(&n));
+        assert!(knmstate_state_engine::node::is_ready(&n));
         assert_eq!(n.metadata.labels.as_ref().map(|l| l.len()), Some(1));
         let status = n.status.unwrap_or_default();
         assert!(status.images.is_none());

@@ -23,7 +23,6 @@ use kube::{Client, ResourceExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-use crate::aggregation::{enactment_policy, node_is_ready};
 use crate::cleanup::{delete_orphans, find_orphans};
 use crate::http::{HttpState, serve};
 use crate::leader::{LeaderElector, Leadership, LeaseConfig};
@@ -31,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::reconcile::{
     Context, Stores, error_policy, reconcile, trim_enactment, trim_managed_fields, trim_node,
 };
+use knmstate_state_engine::node::is_ready as node_is_ready;
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -302,7 +302,8 @@ pub async fn run(
     let controller = Controller::for_stream(policy_stream, policies)
         .with_config(controller::Config::default().debounce(config.debounce))
         .watches_stream(enactment_stream, |e: NodeNetworkConfigurationEnactment| {
-            enactment_policy(&e).map(ObjectRef::<NodeNetworkConfigurationPolicy>::new)
+            e.policy_name()
+                .map(ObjectRef::<NodeNetworkConfigurationPolicy>::new)
         })
         .reconcile_all_on(node_stream)
         .reconcile_all_on(state_stream)

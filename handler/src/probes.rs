@@ -105,16 +105,6 @@ pub struct NodeReadinessProbe {
     pub timeout: Duration,
 }
 
-/// Whether a Node's `Ready` condition is `True`.
-pub fn node_is_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
 impl Probe for NodeReadinessProbe {
     fn name(&self) -> &str {
         ProbeKind::NodeReadiness.name()
@@ -131,7 +121,9 @@ impl Probe for NodeReadinessProbe {
                     let client = kube::Client::try_from(cfg).map_err(|e| e.to_string())?;
                     let nodes: Api<Node> = Api::all(client);
                     match tokio::time::timeout(wait, nodes.get(&name)).await {
-                        Ok(Ok(n)) if node_is_ready(&n) => Ok(format!("node {name} is Ready")),
+                        Ok(Ok(n)) if knmstate_state_engine::node::is_ready(&n) => {
+                            Ok(format!("node {name} is Ready"))
+                        }
                         Ok(Ok(_)) => Err(format!("node {name} is not Ready")),
                         Ok(Err(e)) => Err(format!("reading node {name}: {e}")),
                         Err(_) => Err(format!("no answer from the API server within {wait:?}")),

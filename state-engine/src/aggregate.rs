@@ -24,7 +24,7 @@
 //! ```
 
 use crate::conditions::{MSG_NOT_MATCHING, PolicyConditionKind, PolicyVerdict};
-use knmstate_api::names::{NODE_LABEL, enactment as e};
+use knmstate_api::names::enactment as e;
 use knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus;
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
 use knmstate_api::{ConditionList, ConditionStatus};
@@ -148,24 +148,6 @@ pub fn decide(c: &EnactmentCounts, matching: usize, ready: usize) -> PolicyVerdi
     PolicyVerdict { kind, message }
 }
 
-/// The node an enactment belongs to: its `nmstate.io/node` label, else the part of its name
-/// before the first dot (`<node>.<policy>`).
-pub fn enactment_node(nnce: &NodeNetworkConfigurationEnactment) -> Option<&str> {
-    if let Some(n) = nnce
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(NODE_LABEL))
-    {
-        return Some(n);
-    }
-    nnce.metadata
-        .name
-        .as_deref()
-        .and_then(|n| n.split_once('.'))
-        .map(|(node, _)| node)
-}
-
 /// Aggregate a policy of generation `generation` from its enactments. Only enactments of
 /// nodes in `matching_nodes` count; `ready_nodes` may hold nodes outside `matching_nodes`
 /// (they are ignored).
@@ -189,7 +171,10 @@ pub fn aggregate_policy(
     let counts = EnactmentCounts::count(
         enactments
             .iter()
-            .filter(|n| enactment_node(n).is_some_and(|node| matching_nodes.contains(node)))
+            .filter(|n| {
+                n.node_name()
+                    .is_some_and(|node| matching_nodes.contains(node))
+            })
             .map(|n| n.status.as_ref()),
         generation,
     );

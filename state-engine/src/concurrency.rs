@@ -245,7 +245,7 @@ pub fn slot_states(
         .map(|n| (n.clone(), SlotState::Idle))
         .collect();
     for e in enactments {
-        if let Some(slot) = crate::aggregate::enactment_node(e).and_then(|n| states.get_mut(n)) {
+        if let Some(slot) = e.node_name().and_then(|n| states.get_mut(n)) {
             *slot = SlotState::of(e.status.as_ref(), generation);
         }
     }

@@ -11,6 +11,7 @@
 //! | [`conditions`] | the enactment and policy condition sets, exactly as upstream writes them |
 //! | [`aggregate`] | a policy's conditions from its enactments and the matching/ready nodes |
 //! | [`selector`] | whether a node matches a policy; label and policy-name validation |
+//! | [`node`] | facts about a Node shared by several decisions (readiness) |
 //! | [`concurrency`] | maxUnavailable, whether a node may start applying, the Aborted rule |
 //! | [`render`] | the default linux-bridge VLAN trunk injected into a desired state |
 //! | [`filter`] | what of a node's current state is reported in its NodeNetworkState |
@@ -33,6 +34,7 @@ pub mod concurrency;
 pub mod conditions;
 pub mod error;
 pub mod filter;
+pub mod node;
 pub mod plan;
 pub mod render;
 pub mod rollback;
