@@ -1,0 +1,199 @@
+//! The plain-HTTP health and metrics endpoint, on axum.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/healthz`, `/livez` | `200 ok` while the process serves at all |
+//! | `/readyz` | `200 ok` when the binary's readiness check passes, else `503` with its message |
+//! | `/metrics` | the OpenMetrics text exposition (only when a registry or renderer was given) |
+//! | anything else | `404 not found` |
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), knmstate_runtime::Error> {
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicBool, Ordering};
+//! use knmstate_runtime::{Admin, shutdown_signal};
+//!
+//! let registry = prometheus_client::registry::Registry::default();
+//! let synced = Arc::new(AtomicBool::new(false));
+//! let flag = synced.clone();
+//! let listener = Admin::bind("0.0.0.0:8089".parse().unwrap()).await?;
+//! Admin::new()
+//!     .ready_when(move || flag.load(Ordering::Relaxed))
+//!     .not_ready_message("caches are not synced yet")
+//!     .registry(Arc::new(registry))
+//!     .serve(listener, shutdown_signal())
+//!     .await
+//! # }
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::Error;
+
+/// The content type of the OpenMetrics text format, as Prometheus negotiates it.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The body of every successful health answer.
+const OK: &str = "ok";
+
+/// The message of a failing readiness check when the binary gave none.
+const DEFAULT_NOT_READY: &str = "not ready";
+
+type Check = Arc<dyn Fn() -> bool + Send + Sync>;
+type Render = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The endpoint's configuration: what `/readyz` asks and what `/metrics` renders.
+#[derive(Clone)]
+pub struct Admin {
+    ready: Check,
+    not_ready: Arc<str>,
+    metrics: Option<Render>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("not_ready", &self.not_ready)
+            .field("metrics", &self.metrics.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Renders `registry` in the OpenMetrics text format (`# EOF` included).
+///
+/// ```
+/// use prometheus_client::metrics::counter::Counter;
+/// let mut registry = prometheus_client::registry::Registry::default();
+/// registry.register("requests", "Requests served", Counter::<u64>::default());
+/// let text = knmstate_runtime::admin::encode(&registry);
+/// assert!(text.contains("requests_total 0"), "{text}");
+/// assert!(text.ends_with("# EOF\n"));
+/// ```
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        // Writing into a String cannot fail; a metric's own encoder can, and then a partial
+        // exposition would be misread, so none is served.
+        out.clear();
+    }
+    out
+}
+
+impl Admin {
+    /// An endpoint that is always ready and serves no `/metrics`.
+    pub fn new() -> Self {
+        Self {
+            ready: Arc::new(|| true),
+            not_ready: Arc::from(DEFAULT_NOT_READY),
+            metrics: None,
+        }
+    }
+
+    /// `/readyz` answers 200 only while `check` returns true (it is called on every request,
+    /// so read a flag, an atomic or a `watch` channel, never do I/O).
+    pub fn ready_when(mut self, check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.ready = Arc::new(check);
+        self
+    }
+
+    /// The body of a 503 from `/readyz`.
+    pub fn not_ready_message(mut self, message: &str) -> Self {
+        self.not_ready = Arc::from(message);
+        self
+    }
+
+    /// `/metrics` renders `registry`.
+    pub fn registry(self, registry: Arc<Registry>) -> Self {
+        self.metrics_with(move || encode(&registry))
+    }
+
+    /// `/metrics` serves what `render` returns, for binaries that recompute gauges on each
+    /// scrape before encoding (use [`encode`] at the end).
+    pub fn metrics_with(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.metrics = Some(Arc::new(render));
+        self
+    }
+
+    /// The endpoint's routes without a fallback, to merge into a router that serves more
+    /// (the webhook adds its admission paths).
+    pub fn routes(&self) -> Router {
+        let ready = self.ready.clone();
+        let not_ready = self.not_ready.clone();
+        let mut router = Router::new()
+            .route("/healthz", get(|| async { OK }))
+            .route("/livez", get(|| async { OK }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let answer = if ready() {
+                        (StatusCode::OK, OK.to_owned())
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, not_ready.to_string())
+                    };
+                    async move { answer }
+                }),
+            );
+        if let Some(render) = self.metrics.clone() {
+            router = router.route(
+                "/metrics",
+                get(move || {
+                    let body = render();
+                    async move { ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body) }
+                }),
+            );
+        }
+        router
+    }
+
+    /// The whole endpoint: [`Self::routes`] and `404 not found` for every other path.
+    pub fn router(&self) -> Router {
+        self.routes().fallback(not_found)
+    }
+
+    /// Opens the endpoint's listening socket (before the slow parts of start-up, so a bad
+    /// address fails at once).
+    pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Listen { addr, source })
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then lets the requests in flight finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        if let Ok(local) = listener.local_addr() {
+            tracing::info!(%local, "serving health and metrics");
+        }
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|source| Error::Serve { source })
+    }
+}
+
+/// The answer for a path nobody serves.
+pub async fn not_found() -> impl IntoResponse {
+    (StatusCode::NOT_FOUND, "not found")
+}
+
+#[cfg(test)]
+mod tests;
