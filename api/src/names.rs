@@ -49,6 +49,40 @@ pub fn split_enactment_name(name: &str) -> Option<(&str, &str)> {
     name.split_once('.')
 }
 
+/// Annotation of a policy's slot-ledger Lease that holds the ledger (state-engine's
+/// `SlotLedger` as JSON).
+pub const SLOT_LEDGER_ANNOTATION: &str = "nmstate.io/slot-ledger";
+
+fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The name of a policy's slot-ledger Lease (in the handlers' namespace): `nncp-slots-<policy>`, lower-cased with invalid characters
+/// replaced, plus a hash suffix when that changed the name.
+///
+/// ```
+/// use knmstate_api::names::slot_lease_name;
+/// assert_eq!(slot_lease_name("linux-bridge"), "nncp-slots-linux-bridge");
+/// assert!(slot_lease_name("Br_1").starts_with("nncp-slots-br-1-"));
+/// ```
+pub fn slot_lease_name(policy: &str) -> String {
+    let clean: String = policy
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '-' | '.' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '-',
+        })
+        .collect();
+    if clean == policy {
+        format!("nncp-slots-{clean}")
+    } else {
+        format!("nncp-slots-{clean}-{:08x}", fnv1a(policy))
+    }
+}
+
 /// The optional `app.kubernetes.io/*` relationship labels upstream puts on created NNS and
 /// NNCE objects, from the `COMPONENT`, `PART_OF`, `VERSION` and `MANAGED_BY` settings; empty
 /// values are left out.
@@ -143,6 +177,17 @@ pub mod nmstate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lease_names_are_valid_and_distinct() {
+        let a = slot_lease_name("Br_1");
+        let b = slot_lease_name("br-1");
+        assert_ne!(a, b);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
+    }
 
     #[test]
     fn relationship_labels_skip_empty_values() {

@@ -47,7 +47,8 @@ pub mod nns;
 pub mod policy;
 pub mod probes;
 pub mod run;
-pub mod secrets;
+/// Secret hiding and message capping live in state-engine; re-exported for the handler's modules.
+pub use knmstate_state_engine::secrets;
 pub mod slots;
 pub mod sweep;
 

@@ -8,14 +8,17 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
-use knmstate_state_engine::concurrency::{SlotLedger, SlotState};
+use knmstate_state_engine::concurrency::SlotLedger;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::error::{Error, Result};
+use knmstate_api::names::{
+    SLOT_LEDGER_ANNOTATION as LEDGER_ANNOTATION, slot_lease_name as lease_name,
+};
 
-/// Annotation of the ledger Lease that holds the ledger.
-pub const LEDGER_ANNOTATION: &str = "nmstate.io/slot-ledger";
+/// Ledger counting is a decision of state-engine; re-exported for the handler's modules.
+pub use knmstate_state_engine::concurrency::count_ledger_claims;
 
 /// A ledger as read, with the `resourceVersion` to write against (`None`: no Lease yet).
 #[derive(Debug, Clone, PartialEq)]
@@ -24,36 +27,6 @@ pub struct ReadLedger {
     pub ledger: Option<SlotLedger>,
     /// Version of the Lease read.
     pub resource_version: Option<String>,
-}
-
-fn fnv1a(s: &str) -> u32 {
-    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
-}
-
-/// The Lease name for a policy: `nncp-slots-<policy>`, lower-cased with invalid characters
-/// replaced, plus a hash suffix when that changed the name.
-///
-/// ```
-/// use knmstate_handler::slots::lease_name;
-/// assert_eq!(lease_name("linux-bridge"), "nncp-slots-linux-bridge");
-/// assert!(lease_name("Br_1").starts_with("nncp-slots-br-1-"));
-/// ```
-pub fn lease_name(policy: &str) -> String {
-    let clean: String = policy
-        .chars()
-        .map(|c| match c {
-            'a'..='z' | '0'..='9' | '-' | '.' => c,
-            'A'..='Z' => c.to_ascii_lowercase(),
-            _ => '-',
-        })
-        .collect();
-    if clean == policy {
-        format!("nncp-slots-{clean}")
-    } else {
-        format!("nncp-slots-{clean}-{:08x}", fnv1a(policy))
-    }
 }
 
 /// Read the ledger of `policy`.
@@ -122,89 +95,5 @@ pub async fn write(
             policy: policy_name,
             source,
         }),
-    }
-}
-
-/// Count a ledger entry as a holder until its enactment reaches an end: an entry of
-/// `generation` whose node's state is [`SlotState::Idle`] or [`SlotState::Pending`] becomes
-/// [`SlotState::Progressing`] in `states`.
-///
-/// A node writes `Progressing` only after its ledger write won the slot, so between the two its
-/// enactment still says `Idle` or `Pending`; without this another handler would prune the
-/// fresh entry and take the slot too. An entry is still dropped once its enactment says
-/// Available, failed or Aborted, or its node no longer matches (no key in `states`), so no
-/// slot leaks; a node that crashed between the two writes resumes its slot on restart.
-///
-/// ```
-/// use knmstate_handler::slots::count_ledger_claims;
-/// use knmstate_state_engine::concurrency::{SlotLedger, SlotState};
-/// use std::collections::BTreeMap;
-/// let mut ledger = SlotLedger::new(1);
-/// ledger.holders.insert("n1".into());
-/// let mut states = BTreeMap::from([("n1".to_string(), SlotState::Pending)]);
-/// count_ledger_claims(&mut states, 1, Some(&ledger));
-/// assert_eq!(states["n1"], SlotState::Progressing);
-/// ```
-pub fn count_ledger_claims(
-    states: &mut BTreeMap<String, SlotState>,
-    generation: i64,
-    ledger: Option<&SlotLedger>,
-) {
-    let Some(ledger) = ledger.filter(|l| l.generation == generation) else {
-        return;
-    };
-    for holder in &ledger.holders {
-        if let Some(s) = states.get_mut(holder)
-            && matches!(s, SlotState::Idle | SlotState::Pending)
-        {
-            *s = SlotState::Progressing;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use knmstate_state_engine::concurrency::{SlotDecision, decide_slot};
-
-    #[test]
-    fn a_fresh_claim_counts_before_its_enactment_says_progressing() {
-        let mut ledger = SlotLedger::new(2);
-        ledger
-            .holders
-            .extend(["n1".to_owned(), "n3".to_owned(), "gone".to_owned()]);
-        let mut states = BTreeMap::from([
-            ("n1".to_owned(), SlotState::Idle),
-            ("n2".to_owned(), SlotState::Idle),
-            ("n3".to_owned(), SlotState::Available),
-        ]);
-        count_ledger_claims(&mut states, 2, Some(&ledger));
-        assert_eq!(states["n1"], SlotState::Progressing);
-        assert_eq!(states["n2"], SlotState::Idle);
-        assert_eq!(
-            states["n3"],
-            SlotState::Available,
-            "a finished entry is pruned"
-        );
-        assert!(!states.contains_key("gone"));
-        assert_eq!(
-            decide_slot("n2", 2, Some(&ledger), &states, 1),
-            SlotDecision::Wait
-        );
-        // Another generation's ledger says nothing.
-        let mut other = BTreeMap::from([("n1".to_owned(), SlotState::Pending)]);
-        count_ledger_claims(&mut other, 3, Some(&ledger));
-        assert_eq!(other["n1"], SlotState::Pending);
-    }
-
-    #[test]
-    fn lease_names_are_valid_and_distinct() {
-        let a = lease_name("Br_1");
-        let b = lease_name("br-1");
-        assert_ne!(a, b);
-        assert!(
-            a.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        );
     }
 }

@@ -38,7 +38,7 @@
 //!      than `maxUnavailable` nodes progressing.
 //!
 //! Before step 2 the caller counts every ledger entry of the current generation whose
-//! enactment still says `Idle` or `Pending` as a holder (the handler's `count_ledger_claims`):
+//! enactment still says `Idle` or `Pending` as a holder ([`count_ledger_claims`]):
 //! that is a claim won but not yet announced. Why this never exceeds the limit: a node applies
 //! only after its ledger write succeeded, so it is in the ledger while it applies, and a later
 //! writer removes an entry only when the enactments it listed *after* reading that entry show
@@ -252,6 +252,42 @@ pub fn slot_states(
     states
 }
 
+/// Count a ledger entry as a holder until its enactment reaches an end: an entry of
+/// `generation` whose node's state is [`SlotState::Idle`] or [`SlotState::Pending`] becomes
+/// [`SlotState::Progressing`] in `states`.
+///
+/// A node writes `Progressing` only after its ledger write won the slot, so between the two its
+/// enactment still says `Idle` or `Pending`; without this another handler would prune the
+/// fresh entry and take the slot too. An entry is still dropped once its enactment says
+/// Available, failed or Aborted, or its node no longer matches (no key in `states`), so no
+/// slot leaks; a node that crashed between the two writes resumes its slot on restart.
+///
+/// ```
+/// use knmstate_state_engine::concurrency::{count_ledger_claims, SlotLedger, SlotState};
+/// use std::collections::BTreeMap;
+/// let mut ledger = SlotLedger::new(1);
+/// ledger.holders.insert("n1".into());
+/// let mut states = BTreeMap::from([("n1".to_string(), SlotState::Pending)]);
+/// count_ledger_claims(&mut states, 1, Some(&ledger));
+/// assert_eq!(states["n1"], SlotState::Progressing);
+/// ```
+pub fn count_ledger_claims(
+    states: &mut BTreeMap<String, SlotState>,
+    generation: i64,
+    ledger: Option<&SlotLedger>,
+) {
+    let Some(ledger) = ledger.filter(|l| l.generation == generation) else {
+        return;
+    };
+    for holder in &ledger.holders {
+        if let Some(s) = states.get_mut(holder)
+            && matches!(s, SlotState::Idle | SlotState::Pending)
+        {
+            *s = SlotState::Progressing;
+        }
+    }
+}
+
 /// Number of finally failed enactments among `states`.
 pub fn failed_final(states: &BTreeMap<String, SlotState>) -> usize {
     states
@@ -353,6 +389,36 @@ mod tests {
     }
 
     use SlotState::*;
+
+    #[test]
+    fn a_fresh_claim_counts_before_its_enactment_says_progressing() {
+        let mut ledger = SlotLedger::new(2);
+        ledger
+            .holders
+            .extend(["n1".to_owned(), "n3".to_owned(), "gone".to_owned()]);
+        let mut states = BTreeMap::from([
+            ("n1".to_owned(), SlotState::Idle),
+            ("n2".to_owned(), SlotState::Idle),
+            ("n3".to_owned(), SlotState::Available),
+        ]);
+        count_ledger_claims(&mut states, 2, Some(&ledger));
+        assert_eq!(states["n1"], SlotState::Progressing);
+        assert_eq!(states["n2"], SlotState::Idle);
+        assert_eq!(
+            states["n3"],
+            SlotState::Available,
+            "a finished entry is pruned"
+        );
+        assert!(!states.contains_key("gone"));
+        assert_eq!(
+            decide_slot("n2", 2, Some(&ledger), &states, 1),
+            SlotDecision::Wait
+        );
+        // Another generation's ledger says nothing.
+        let mut other = BTreeMap::from([("n1".to_owned(), SlotState::Pending)]);
+        count_ledger_claims(&mut other, 3, Some(&ledger));
+        assert_eq!(other["n1"], SlotState::Pending);
+    }
 
     #[test]
     fn ghost_entries_are_pruned() {

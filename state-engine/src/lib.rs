@@ -10,6 +10,7 @@
 //! |---|---|
 //! | [`conditions`] | the enactment and policy condition sets, exactly as upstream writes them |
 //! | [`aggregate`] | a policy's conditions from its enactments and the matching/ready nodes |
+//! | [`secrets`] | which values of a state are secrets; hiding them in states and messages; message caps |
 //! | [`selector`] | whether a node matches a policy; label and policy-name validation |
 //! | [`node`] | facts about a Node shared by several decisions (readiness) |
 //! | [`concurrency`] | maxUnavailable, whether a node may start applying, the Aborted rule |
@@ -38,6 +39,7 @@ pub mod node;
 pub mod plan;
 pub mod render;
 pub mod rollback;
+pub mod secrets;
 pub mod selector;
 
 pub use error::Error;

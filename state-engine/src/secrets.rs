@@ -2,8 +2,8 @@
 //!
 //! A desired state may carry secrets: 802.1x passwords, IPsec pre-shared keys, MACsec CAKs,
 //! WireGuard private and pre-shared keys. nmstate replaces their values by
-//! [`HIDDEN`] when it shows a state; [`hide_secrets`] does the same to any state the handler
-//! writes, and [`scrub`] removes the secret values from free text (error messages).
+//! [`HIDDEN`] when it shows a state; [`hide_secrets`] does the same to any state
+//! knmstate writes, and [`scrub`] removes the secret values from free text (error messages).
 
 use serde_json::Value;
 
@@ -37,7 +37,7 @@ fn is_secret_key(k: &str) -> bool {
 /// ```
 /// use serde_json::json;
 /// let mut s = json!({"interfaces": [{"name": "eth0", "802.1x": {"identity": "me", "password": "hunter2"}}]});
-/// knmstate_handler::secrets::hide_secrets(&mut s);
+/// knmstate_state_engine::secrets::hide_secrets(&mut s);
 /// assert_eq!(s["interfaces"][0]["802.1x"]["password"], "<_password_hid_by_nmstate>");
 /// assert_eq!(s["interfaces"][0]["802.1x"]["identity"], "me");
 /// ```
@@ -95,7 +95,7 @@ pub fn secret_values(v: &Value) -> Vec<String> {
 /// ```
 /// use serde_json::json;
 /// let s = json!({"ipsec": {"psk": "s3cr3t"}});
-/// let m = knmstate_handler::secrets::scrub("apply failed: psk s3cr3t rejected", &s);
+/// let m = knmstate_state_engine::secrets::scrub("apply failed: psk s3cr3t rejected", &s);
 /// assert_eq!(m, "apply failed: psk <_password_hid_by_nmstate> rejected");
 /// ```
 pub fn scrub(text: &str, state: &Value) -> String {
@@ -109,7 +109,7 @@ pub fn scrub(text: &str, state: &Value) -> String {
 /// Cut `text` to at most `max` bytes on a character boundary, saying how much was cut.
 ///
 /// ```
-/// let m = knmstate_handler::secrets::cap_message(&"x".repeat(100), 60);
+/// let m = knmstate_state_engine::secrets::cap_message(&"x".repeat(100), 60);
 /// assert!(m.len() <= 60 && m.starts_with("xxxxxxxxxx"));
 /// assert!(m.ends_with("bytes cut]"));
 /// ```
