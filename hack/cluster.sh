@@ -76,7 +76,7 @@ ensure_packages() {
 
 build() {
     log "building (cargo build, debug profile)"
-    (cd "$REPO" && cargo build -q -p knmstate-e2e -p knmstate-handler \
+    (cd "$REPO" && cargo build -q -p knmstate-testkit -p knmstate-handler \
         -p knmstate-controller -p knmstate-webhook --bins)
     local target_dir
     target_dir="$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |

@@ -115,7 +115,7 @@ async fn rollout_over_100_nodes_progresses_then_becomes_available() -> Result<()
     // Transitions of the active condition are announced as events on the policy.
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(c.client.clone(), "default");
-    let seen = eventually(Duration::from_secs(10), "policy events", || async {
+    let seen = eventually("policy events", Duration::from_secs(10), || async {
         let list = events.list(&Default::default()).await?;
         let about = |policy: &str| -> Vec<(String, String)> {
             list.items
@@ -178,7 +178,7 @@ async fn an_invalid_selection_is_reported_as_reconcile_failed() -> Result<()> {
     api.create(&Default::default(), &p).await?;
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(c.client.clone(), "default");
-    let note = eventually(Duration::from_secs(10), "ReconcileFailed event", || async {
+    let note = eventually("ReconcileFailed event", Duration::from_secs(10), || async {
         let list = events.list(&Default::default()).await?;
         Ok(list
             .items
@@ -223,8 +223,8 @@ async fn node_removal_and_orphans_update_counts_and_are_cleaned_up() -> Result<(
         .await?;
     let states: Api<NodeNetworkState> = Api::all(c.client.clone());
     eventually(
-        Duration::from_secs(20),
         "orphans of node-002 deleted",
+        Duration::from_secs(20),
         || async {
             let names = c.enactment_names().await?;
             let nns = states.get_opt(&node_name(2)).await?;
@@ -237,7 +237,7 @@ async fn node_removal_and_orphans_update_counts_and_are_cleaned_up() -> Result<(
     c.set_labels(&node_name(1), &[("role", "infra")]).await?;
     c.wait_policy("p", "Available", "1/1 nodes successfully configured")
         .await?;
-    eventually(Duration::from_secs(20), "node-001.p deleted", || async {
+    eventually("node-001.p deleted", Duration::from_secs(20), || async {
         let names = c.enactment_names().await?;
         Ok((!names.contains(&"node-001.p".to_string())).then_some(()))
     })
@@ -248,8 +248,8 @@ async fn node_removal_and_orphans_update_counts_and_are_cleaned_up() -> Result<(
     // The policy is deleted: its enactments go.
     c.delete_policy("p").await?;
     eventually(
-        Duration::from_secs(20),
         "every orphan enactment deleted",
+        Duration::from_secs(20),
         || async {
             let names = c.enactment_names().await?;
             Ok(names.is_empty().then_some(()))
@@ -274,7 +274,7 @@ async fn another_replica_takes_over_when_the_leader_dies() -> Result<()> {
     }
     let a = c.start_controller("a").await?;
     let b = c.start_controller("b").await?;
-    let holder = eventually(Duration::from_secs(10), "a lease holder", || async {
+    let holder = eventually("a lease holder", Duration::from_secs(10), || async {
         c.lease_holder().await
     })
     .await?;
@@ -314,7 +314,7 @@ async fn another_replica_takes_over_when_the_leader_dies() -> Result<()> {
 
     // A graceful stop releases the Lease at once.
     alive.shutdown().await;
-    eventually(Duration::from_secs(5), "lease released", || async {
+    eventually("lease released", Duration::from_secs(5), || async {
         Ok(c.lease_holder().await?.is_none().then_some(()))
     })
     .await?;

@@ -31,13 +31,13 @@ async fn binary_aggregates_serves_health_and_stops_on_sigterm() -> Result<()> {
         .spawn()?;
     let pid = child.id().context("no pid")?;
 
-    eventually(Duration::from_secs(20), "healthy and ready", || async {
+    eventually("healthy and ready", Duration::from_secs(20), || async {
         let health = http_get(addr, "/healthz").await?.0;
         let ready = http_get(addr, "/readyz").await?.0;
         Ok((health == 200 && ready == 200).then_some(()))
     })
     .await?;
-    let holder = eventually(Duration::from_secs(10), "lease holder", || async {
+    let holder = eventually("lease holder", Duration::from_secs(10), || async {
         c.lease_holder().await
     })
     .await?;

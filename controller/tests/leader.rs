@@ -61,7 +61,7 @@ async fn run_reports_leadership_and_releases_on_shutdown() -> Result<()> {
     let ta = tokio::spawn(a.run(async move {
         let _ = rx_a.await;
     }));
-    common::eventually(Duration::from_secs(5), "a leads", || async {
+    common::eventually("a leads", Duration::from_secs(5), || async {
         Ok(a_lead.is_leader().then_some(()))
     })
     .await?;
@@ -77,7 +77,7 @@ async fn run_reports_leadership_and_releases_on_shutdown() -> Result<()> {
     ta.await?;
     assert!(!a_lead.is_leader());
     // Released: b takes over well before a lease duration would have expired.
-    common::eventually(Duration::from_millis(900), "b leads", || async {
+    common::eventually("b leads", Duration::from_millis(900), || async {
         Ok(b_lead.is_leader().then_some(()))
     })
     .await?;

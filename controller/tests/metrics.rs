@@ -57,7 +57,7 @@ async fn metrics_after_a_successful_and_a_failed_policy() -> Result<()> {
             .await?;
     }
     let ctl = c.start_controller("a").await?;
-    eventually(Duration::from_secs(10), "ready", || async {
+    eventually("ready", Duration::from_secs(10), || async {
         let (code, _) = http_get(ctl.addr, "/readyz").await?;
         Ok((code == 200).then_some(()))
     })
@@ -134,7 +134,7 @@ async fn metrics_after_a_successful_and_a_failed_policy() -> Result<()> {
     let states: Api<NodeNetworkState> = Api::all(c.client.clone());
     states.delete("node-2", &DeleteParams::default()).await?;
     c.delete_policy("bad").await?;
-    let text = eventually(Duration::from_secs(20), "series removed", || async {
+    let text = eventually("series removed", Duration::from_secs(20), || async {
         let (_, text) = http_get(ctl.addr, "/metrics").await?;
         let nns_gone = !text
             .contains(r#"kubernetes_nmstate_network_interfaces{type="ethernet",node="node-2"}"#);

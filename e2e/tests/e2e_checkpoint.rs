@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use knmstate_e2e::cluster::{NodeExec, absent, bridge, connect, on_node, policy};
+use knmstate_testkit::cluster::{NodeExec, absent, bridge, connect, on_node, policy};
 use serde_json::json;
 
 const NM: &str = "org.freedesktop.NetworkManager";

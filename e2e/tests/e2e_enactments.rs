@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use knmstate_e2e::cluster::{
+use knmstate_testkit::cluster::{
     EnactmentWatch, absent, active_condition, bad_gateway_spec, bridge, connect, policy,
 };
 use serde_json::json;
@@ -141,7 +141,7 @@ async fn a_bad_policy_fails_on_max_unavailable_nodes_and_aborts_the_rest() -> an
                     matches!(
                         active_condition(e).map(|c| c.0).as_deref(),
                         Some("Failing" | "Aborted")
-                    ) && !knmstate_e2e::cluster::is_true(e, "Progressing")
+                    ) && !knmstate_testkit::cluster::is_true(e, "Progressing")
                 });
             Ok(done.then_some(es))
         })

@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use knmstate_e2e::cluster::{E2e, NodeExec, active_condition, connect, is_true, on_node, policy};
+use knmstate_testkit::cluster::{
+    E2e, NodeExec, active_condition, connect, is_true, on_node, policy,
+};
 use serde_json::{Value, json};
 
 /// What a node offers, probed on the node.

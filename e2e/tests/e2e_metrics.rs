@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use knmstate_e2e::cluster::{
+use knmstate_testkit::cluster::{
     E2e, absent, active_condition, bridge, connect, http_get, metric_value, policy,
 };
 use kube::ResourceExt;
@@ -123,7 +123,7 @@ async fn metrics_match_the_api_objects() -> anyhow::Result<()> {
         return Ok(());
     };
     let Ok(url) = std::env::var("KNMSTATE_E2E_METRICS_URL") else {
-        knmstate_e2e::cluster::skip("metrics", "KNMSTATE_E2E_METRICS_URL is not set");
+        knmstate_testkit::cluster::skip("metrics", "KNMSTATE_E2E_METRICS_URL is not set");
         return Ok(());
     };
     let name = "e2e-metrics";

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use knmstate_e2e::cluster::{NodeExec, connect};
+use knmstate_testkit::cluster::{NodeExec, connect};
 use kube::ResourceExt;
 use kube::api::DeleteParams;
 

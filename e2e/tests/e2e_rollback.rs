@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use knmstate_e2e::cluster::{
+use knmstate_testkit::cluster::{
     E2e, active_condition, bad_dns_spec, bad_gateway_spec, connect, healthy_uplink_spec, is_true,
     on_node, policy,
 };

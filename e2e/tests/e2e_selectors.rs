@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use knmstate_e2e::cluster::{absent, active_condition, bridge, connect, on_node, policy};
+use knmstate_testkit::cluster::{absent, active_condition, bridge, connect, on_node, policy};
 use serde_json::json;
 
 const LABEL: &str = "knmstate-e2e/selected";
@@ -99,7 +99,7 @@ async fn a_role_selector_reaches_only_that_role() -> anyhow::Result<()> {
         .filter(|n| handler_nodes.contains(n))
         .collect();
     if workers.is_empty() {
-        knmstate_e2e::cluster::skip(
+        knmstate_testkit::cluster::skip(
             "role selector",
             "no node labelled node-role.kubernetes.io/worker",
         );

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use knmstate_e2e::cluster::{bridge, connect, on_node, policy};
+use knmstate_testkit::cluster::{bridge, connect, on_node, policy};
 use kube::ResourceExt;
 use serde_json::json;
 
@@ -31,7 +31,7 @@ async fn kubectl_apply_of_a_bad_policy_prints_the_webhooks_message() -> anyhow::
         .output()
         .is_err()
     {
-        knmstate_e2e::cluster::skip("webhook via kubectl", "kubectl not found");
+        knmstate_testkit::cluster::skip("webhook via kubectl", "kubectl not found");
         return Ok(());
     }
     let dir = tempfile::tempdir()?;

@@ -235,7 +235,7 @@ async fn a_policy_breaking_the_gateway_ends_failing_after_its_retries_rolled_bac
         .as_ref()
         .is_some_and(|s| s.conditions.is_true("Progressing"))
     {
-        wait_for("retries exhausted", T, || {
+        eventually("retries exhausted", T, || {
             let api = c.enactments();
             async move {
                 let e = api.get("n1.no-gateway").await.ok()?;
@@ -305,7 +305,7 @@ async fn a_policy_breaking_the_gateway_ends_failing_after_its_retries_rolled_bac
                 {"name": "eth2", "type": "ethernet", "state": "up", "mtu": 1280}]}}})),
         )
         .await?;
-    let e = wait_for("generation 2 Available", T, || {
+    let e = eventually("generation 2 Available", T, || {
         let api = c.enactments();
         async move {
             let e = api.get("n1.no-gateway").await.ok()?;
@@ -364,14 +364,14 @@ async fn node_selector_changes_add_and_remove_the_enactment() -> Result<()> {
         )
         .await?;
     wait_condition(&c, "n2.mtu", "Available", T).await?;
-    wait_for("n1.mtu deleted", T, || {
+    eventually("n1.mtu deleted", T, || {
         let api = c.enactments();
         async move { api.get_opt("n1.mtu").await.ok()?.is_none().then_some(()) }
     })
     .await?;
     // Deleting the policy deletes the enactment.
     c.policies().delete("mtu", &DeleteParams::default()).await?;
-    wait_for("n2.mtu deleted", T, || {
+    eventually("n2.mtu deleted", T, || {
         let api = c.enactments();
         async move { api.get_opt("n2.mtu").await.ok()?.is_none().then_some(()) }
     })
@@ -388,7 +388,7 @@ async fn node_network_state_appears_follows_changes_is_recreated_and_idle_nodes_
     let b = MemoryBackend::harness_like("198.18.0.101");
     let h = c.start_handler("n1", b.clone(), Duration::ZERO);
     let nns: Api<NodeNetworkState> = Api::all(c.client.clone());
-    let first = wait_for("NNS", T, || {
+    let first = eventually("NNS", T, || {
         let nns = nns.clone();
         async move {
             let o = nns.get_opt("n1").await.ok()??;
@@ -407,7 +407,7 @@ async fn node_network_state_appears_follows_changes_is_recreated_and_idle_nodes_
         "n1"
     );
     let readiness = c.dir.path().join("n1.healthy");
-    wait_for("readiness file", Duration::from_secs(5), || {
+    eventually("readiness file", Duration::from_secs(5), || {
         let f = readiness.clone();
         async move { f.exists().then_some(()) }
     })
@@ -433,7 +433,7 @@ async fn node_network_state_appears_follows_changes_is_recreated_and_idle_nodes_
         .await?;
     b.commit(&p.checkpoint).await?;
     let started = std::time::Instant::now();
-    wait_for("br-oob in the NNS", Duration::from_secs(2), || {
+    eventually("br-oob in the NNS", Duration::from_secs(2), || {
         let nns = nns.clone();
         async move {
             let o = nns.get("n1").await.ok()?;
@@ -447,7 +447,7 @@ async fn node_network_state_appears_follows_changes_is_recreated_and_idle_nodes_
     // Deleted: recreated.
     let uid = nns.get("n1").await?.metadata.uid;
     nns.delete("n1", &DeleteParams::default()).await?;
-    wait_for("NNS recreated", T, || {
+    eventually("NNS recreated", T, || {
         let nns = nns.clone();
         let uid = uid.clone();
         async move {
@@ -500,7 +500,7 @@ async fn a_restart_does_not_reapply_a_succeeded_generation_unless_the_node_drift
         "nodenetworkconfigurationenactments.nmstate.io/status",
     );
     let h = c.start_handler("n1", b.clone(), Duration::ZERO);
-    wait_for("ready again", T, || {
+    eventually("ready again", T, || {
         let f = c.dir.path().join("n1.healthy");
         async move { f.exists().then_some(()) }
     })
@@ -534,7 +534,7 @@ async fn a_restart_does_not_reapply_a_succeeded_generation_unless_the_node_drift
     b.commit(&p.checkpoint).await?;
     assert!(iface(&b.state(), "br1").is_none());
     let h = c.start_handler("n1", b.clone(), Duration::ZERO);
-    wait_for("br1 back", T, || {
+    eventually("br1 back", T, || {
         let b = b.clone();
         async move { iface(&b.state(), "br1").map(|_| ()) }
     })
@@ -559,7 +559,7 @@ async fn killed_during_an_apply_the_next_handler_leaves_no_checkpoint_and_conver
     let b = MemoryBackend::harness_like("198.18.0.101");
     let h = c.start_handler("n1", b.clone(), Duration::from_secs(30));
     c.create_policy(example("linux-bridge.yaml")?).await?;
-    wait_for("a checkpoint held", T, || {
+    eventually("a checkpoint held", T, || {
         let b = b.clone();
         async move { (!b.checkpoints().is_empty()).then_some(()) }
     })
@@ -586,7 +586,7 @@ async fn sigterm_during_an_apply_rolls_it_back_before_exiting() -> Result<()> {
     let before = b.state();
     let h = c.start_handler("n1", b.clone(), Duration::from_secs(30));
     c.create_policy(example("linux-bridge.yaml")?).await?;
-    wait_for("a checkpoint held", T, || {
+    eventually("a checkpoint held", T, || {
         let b = b.clone();
         async move { (!b.checkpoints().is_empty()).then_some(()) }
     })
@@ -679,7 +679,7 @@ async fn an_enactment_whose_policy_went_while_the_handler_was_down_is_removed() 
         .await?;
     assert!(c.enactments().get_opt("n1.linux-bridge").await?.is_some());
     let h = c.start_handler("n1", b, Duration::ZERO);
-    wait_for("orphan enactment deleted", T, || {
+    eventually("orphan enactment deleted", T, || {
         let api = c.enactments();
         async move {
             api.get_opt("n1.linux-bridge")
@@ -718,7 +718,7 @@ async fn once_max_unavailable_nodes_failed_the_others_abort_with_an_event() -> R
     }
     c.create_policy(no_gateway_policy("no-gw", 1)).await?;
     // One node takes the only slot and fails for good; the other must abort.
-    let aborted = wait_for("one Aborted, one Failing", T, || {
+    let aborted = eventually("one Aborted, one Failing", T, || {
         let api = c.enactments();
         async move {
             let list = api.list(&ListParams::default()).await.ok()?;
@@ -747,7 +747,7 @@ async fn once_max_unavailable_nodes_failed_the_others_abort_with_an_event() -> R
     assert!(s.last_apply.is_none(), "an aborted node never applied");
     let events: Api<Event> = Api::namespaced(c.client.clone(), "default");
     let want = format!("reconciliation of enactment \"{name}\" has aborted");
-    wait_for("abort event", T, || {
+    eventually("abort event", T, || {
         let events = events.clone();
         let want = want.clone();
         async move {

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use k8s_openapi::api::core::v1::Node as KubeNode;
 use knmstate_api::v1beta1::NodeNetworkState;
-use knmstate_e2e::apiserver::Config;
-use knmstate_e2e::nodes::Cluster as Nodes;
+use knmstate_testkit::apiserver::Config;
+use knmstate_testkit::nodes::Cluster as Nodes;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -273,7 +273,7 @@ async fn run_all(
     // NodeNetworkStates appear with the nodes' real state.
     let t = Instant::now();
     for n in ["node1", "node2"] {
-        wait_for(&format!("NNS {n}"), T, || {
+        eventually(&format!("NNS {n}"), T, || {
             let nns = nns.clone();
             async move {
                 let s = nns
@@ -295,7 +295,7 @@ async fn run_all(
     h.get("node1")
         .exec(&["ip", "link", "add", "oob0", "type", "bridge"])?;
     let changed = Instant::now();
-    wait_for("oob0 in node1's NNS", Duration::from_secs(2), || {
+    eventually("oob0 in node1's NNS", Duration::from_secs(2), || {
         let nns = nns.clone();
         async move {
             let s = nns
@@ -363,7 +363,7 @@ async fn run_all(
                 "ipv6": {"enabled": false}}]}}
     }))
     .await?;
-    let e = wait_for("no-gateway Failing after its retries", T, || {
+    let e = eventually("no-gateway Failing after its retries", T, || {
         let api = c.enactments();
         async move {
             let e = api.get("node1.no-gateway").await.ok()?;
@@ -376,7 +376,7 @@ async fn run_all(
     if s.retry_count.get("1") != Some(&2) {
         bail!("expected 2 attempts, got {:?}", s.retry_count);
     }
-    let routes_after = wait_for("default route back", Duration::from_secs(30), || {
+    let routes_after = eventually("default route back", Duration::from_secs(30), || {
         let n = h.get("node1").clone();
         async move {
             let r = n.exec(&["ip", "route", "show", "default"]).ok()?;
@@ -418,7 +418,7 @@ async fn run_all(
     }))
     .await?;
     // The readiness probe waits for the node to be Ready: the checkpoint is held meanwhile.
-    wait_for(
+    eventually(
         "node2 holding a checkpoint",
         Duration::from_secs(60),
         || {
@@ -459,7 +459,7 @@ async fn run_all(
                 {"name": "eth2", "type": "ethernet", "state": "up", "mtu": 1300}]}}})),
         )
         .await?;
-    wait_for(
+    eventually(
         "node2 holding a checkpoint",
         Duration::from_secs(60),
         || {
@@ -479,7 +479,7 @@ async fn run_all(
     }
     set_ready(c, "node2", true).await?;
     handlers.push(HandlerProcess::start("node2", kubeconfig, dir)?);
-    wait_for("node2.eth2-mtu generation 2 Available", T, || {
+    eventually("node2.eth2-mtu generation 2 Available", T, || {
         let api = c.enactments();
         async move {
             let e = api.get("node2.eth2-mtu").await.ok()?;

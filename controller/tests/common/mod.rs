@@ -9,19 +9,19 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
-use knmstate_api::names::{NODE_LABEL, POLICY_LABEL, field_manager};
+use knmstate_api::names::field_manager;
 use knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::{NodeNetworkConfigurationEnactment, NodeNetworkState};
 use knmstate_controller::leader::{LeaseConfig, identity};
 use knmstate_controller::{Config, run};
-use knmstate_e2e::apiserver::{ApiServer, Config as ServerConfig};
 use knmstate_state_engine::conditions::{EnactmentTransition, initial_enactment_conditions};
+use knmstate_testkit::apiserver::{ApiServer, Config as ServerConfig};
+use knmstate_testkit::builders::{self, now};
+pub use knmstate_testkit::poll::eventually;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::task::JoinHandle;
@@ -60,30 +60,6 @@ impl Running {
             let _ = s.send(());
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
-    }
-}
-
-fn now() -> Time {
-    Time(Timestamp::now())
-}
-
-/// Poll `f` until it returns `Ok(Some(v))` or `timeout` passes; the last error is reported.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let last = match f().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => "condition not met".to_owned(),
-            Err(e) => format!("{e:#}"),
-        };
-        if tokio::time::Instant::now() >= deadline {
-            bail!("timed out waiting for {what}: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -209,16 +185,9 @@ impl Cluster {
         handler: bool,
     ) -> Result<()> {
         let nodes: Api<Node> = Api::all(self.client.clone());
-        let mut n = Node::default();
-        n.metadata.name = Some(name.into());
-        n.metadata.labels = Some(
-            labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .chain([("kubernetes.io/hostname".to_string(), name.to_string())])
-                .collect(),
-        );
-        nodes.create(&PostParams::default(), &n).await?;
+        nodes
+            .create(&PostParams::default(), &builders::node(name, labels))
+            .await?;
         self.count(1);
         self.set_ready(name, ready).await?;
         if handler {
@@ -230,12 +199,12 @@ impl Cluster {
     /// Set a Node's Ready condition.
     pub async fn set_ready(&self, name: &str, ready: bool) -> Result<()> {
         let nodes: Api<Node> = Api::all(self.client.clone());
-        let status = serde_json::json!({"status": {"conditions": [{
-            "type": "Ready", "status": if ready { "True" } else { "False" },
-            "reason": "KubeletReady", "lastHeartbeatTime": now(), "lastTransitionTime": now()
-        }]}});
         nodes
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(builders::node_status_patch(ready)),
+            )
             .await?;
         self.count(1);
         Ok(())
@@ -245,12 +214,7 @@ impl Cluster {
     pub async fn set_labels(&self, name: &str, labels: &[(&str, &str)]) -> Result<()> {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let mut n = nodes.get(name).await?;
-        n.metadata.labels = Some(
-            labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
+        n.metadata.labels = Some(builders::labels(labels));
         nodes.replace(name, &PostParams::default(), &n).await?;
         self.count(2);
         Ok(())
@@ -272,28 +236,24 @@ impl Cluster {
             &NodeNetworkState::new(node, Default::default()),
         )
         .await?;
-        let status = serde_json::json!({
-            "apiVersion": "nmstate.io/v1beta1", "kind": "NodeNetworkState",
-            "metadata": {"name": node},
-            "status": {
-                "currentState": {
-                    "interfaces": [
-                        {"name": "eth0", "type": "ethernet", "state": "up"},
-                        {"name": "eth1", "type": "ethernet", "state": "up"},
-                        {"name": "br1", "type": "linux-bridge", "state": "up"}
-                    ],
-                    "routes": {
-                        "config": [{"destination": "198.18.7.0/24", "next-hop-interface": "br1"}],
-                        "running": [
-                            {"destination": "0.0.0.0/0", "next-hop-interface": "eth0"},
-                            {"destination": "198.18.7.0/24", "next-hop-interface": "br1"},
-                            {"destination": "2001:db8::/64", "next-hop-interface": "eth0"}
-                        ]
-                    }
-                },
-                "lastSuccessfulUpdateTime": now()
-            }
-        });
+        let status = builders::node_network_state(
+            node,
+            serde_json::json!({
+                "interfaces": [
+                    {"name": "eth0", "type": "ethernet", "state": "up"},
+                    {"name": "eth1", "type": "ethernet", "state": "up"},
+                    {"name": "br1", "type": "linux-bridge", "state": "up"}
+                ],
+                "routes": {
+                    "config": [{"destination": "198.18.7.0/24", "next-hop-interface": "br1"}],
+                    "running": [
+                        {"destination": "0.0.0.0/0", "next-hop-interface": "eth0"},
+                        {"destination": "198.18.7.0/24", "next-hop-interface": "br1"},
+                        {"destination": "2001:db8::/64", "next-hop-interface": "eth0"}
+                    ]
+                }
+            }),
+        );
         api.patch_status(
             node,
             &PatchParams::apply(field_manager::HANDLER).force(),
@@ -307,21 +267,7 @@ impl Cluster {
     /// Create a policy selecting `selector` (empty: every node); returns its generation.
     pub async fn create_policy(&self, name: &str, selector: &[(&str, &str)]) -> Result<i64> {
         let api: Api<NodeNetworkConfigurationPolicy> = Api::all(self.client.clone());
-        let mut spec = serde_json::json!({
-            "desiredState": {"interfaces": [{"name": "br1", "type": "linux-bridge", "state": "up"}]}
-        });
-        if !selector.is_empty() {
-            spec["nodeSelector"] = serde_json::to_value(
-                selector
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect::<BTreeMap<_, _>>(),
-            )?;
-        }
-        let p: NodeNetworkConfigurationPolicy = serde_json::from_value(serde_json::json!({
-            "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
-            "metadata": {"name": name}, "spec": spec
-        }))?;
+        let p = builders::policy(name, selector, builders::bridge_state("br1"));
         let created = api.create(&PostParams::default(), &p).await?;
         self.count(1);
         created.metadata.generation.context("no generation")
@@ -338,13 +284,9 @@ impl Cluster {
     /// The node's handler creates its enactment of a policy (all conditions Unknown).
     pub async fn create_enactment(&self, node: &str, policy: &str) -> Result<()> {
         let api: Api<NodeNetworkConfigurationEnactment> = Api::all(self.client.clone());
-        let name = knmstate_api::names::enactment_name(node, policy);
-        let mut e = NodeNetworkConfigurationEnactment::new(&name, Default::default());
-        e.metadata.labels = Some(BTreeMap::from([
-            (POLICY_LABEL.to_string(), policy.to_string()),
-            (NODE_LABEL.to_string(), node.to_string()),
-        ]));
+        let e = builders::enactment(node, policy);
         api.create(&PostParams::default(), &e).await?;
+        let name = e.name_any();
         self.count(1);
         let status = NodeNetworkConfigurationEnactmentStatus {
             conditions: initial_enactment_conditions(now()),
@@ -380,10 +322,8 @@ impl Cluster {
         status: NodeNetworkConfigurationEnactmentStatus,
     ) -> Result<()> {
         let api: Api<NodeNetworkConfigurationEnactment> = Api::all(self.client.clone());
-        let patch = serde_json::json!({
-            "apiVersion": "nmstate.io/v1beta1", "kind": "NodeNetworkConfigurationEnactment",
-            "metadata": {"name": name}, "status": status
-        });
+        let mut patch = NodeNetworkConfigurationEnactment::new(name, Default::default());
+        patch.status = Some(status);
         api.patch_status(
             name,
             &PatchParams::apply(field_manager::HANDLER).force(),
@@ -419,9 +359,9 @@ impl Cluster {
 
     /// Wait until the policy's first True condition has this type and message.
     pub async fn wait_policy(&self, name: &str, type_: &str, message: &str) -> Result<()> {
-        eventually(
-            Duration::from_secs(30),
+        Ok(eventually(
             &format!("policy {name} {type_} {message:?}"),
+            Duration::from_secs(30),
             || async {
                 let got = self.policy_state(name).await?;
                 match got {
@@ -430,7 +370,7 @@ impl Cluster {
                 }
             },
         )
-        .await
+        .await?)
     }
 }
 

@@ -3,21 +3,22 @@
 
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
-use knmstate_e2e::apiserver::{ApiServer, Config};
 use knmstate_handler::probes::{ModelProbes, ProbeFactory};
 use knmstate_handler::{Handler, HandlerConfig};
 use knmstate_nm_backend::MemoryBackend;
 use knmstate_state_engine::rollback::RetryPolicy;
+use knmstate_testkit::apiserver::{ApiServer, Config};
+use knmstate_testkit::builders;
+pub use knmstate_testkit::poll::eventually;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -62,23 +63,15 @@ impl Cluster {
 
     /// Create a Ready node with these labels (plus `kubernetes.io/hostname`).
     pub async fn add_node(&self, name: &str, labels: &[(&str, &str)]) -> Result<()> {
-        let mut l = serde_json::Map::new();
-        l.insert("kubernetes.io/hostname".into(), json!(name));
-        for (k, v) in labels {
-            l.insert((*k).into(), json!(v));
-        }
-        let node: Node = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": l},
-        }))?;
         let nodes: Api<Node> = Api::all(self.client.clone());
-        nodes.create(&PostParams::default(), &node).await?;
+        nodes
+            .create(&PostParams::default(), &builders::node(name, labels))
+            .await?;
         nodes
             .patch_status(
                 name,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"conditions": [
-                    {"type": "Ready", "status": "True", "reason": "KubeletReady"}]}})),
+                &Patch::Merge(builders::node_status_patch(true)),
             )
             .await?;
         Ok(())
@@ -186,24 +179,6 @@ impl Running {
     }
 }
 
-/// Poll `f` until it returns `Some`, or fail after `timeout` saying `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 /// The `True` condition type of an enactment, if any.
 pub fn active(e: &NodeNetworkConfigurationEnactment) -> Option<String> {
     e.status
@@ -220,14 +195,14 @@ pub async fn wait_condition(
     timeout: Duration,
 ) -> Result<NodeNetworkConfigurationEnactment> {
     let api = c.enactments();
-    wait_for(&format!("{name} to be {want}"), timeout, || {
+    Ok(eventually(&format!("{name} to be {want}"), timeout, || {
         let api = api.clone();
         async move {
             let e = api.get_opt(name).await.ok().flatten()?;
             (active(&e).as_deref() == Some(want)).then_some(e)
         }
     })
-    .await
+    .await?)
 }
 
 /// A policy from an example file of the repository.

@@ -1,29 +1,28 @@
-//! Drives `hack/nodes.sh` from a test or bench binary that re-runs itself on a harness node.
+//! Runs a test or bench binary on a harness node, through the test kit's driver of
+//! `hack/nodes.sh`.
 //!
 //! The outer process (on the host, as root) brings a node up, then runs
 //! `nodes.sh exec node1 <this binary> --inner <scenario>` so the scenario runs inside the node's
 //! network, mount and UTS namespaces and finds the node's system bus at the default path.
 
 use std::{
-    path::PathBuf,
-    process::{Command, Output},
+    cell::RefCell,
+    process::Output,
     time::{Duration, Instant},
 };
 
-/// Path of the harness script.
-pub fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hack/nodes.sh")
-}
+use knmstate_testkit::nodes::Cluster;
 
 /// Why node tests cannot run here, if they cannot (the harness driver's rule, shared by every
 /// real-node test in the workspace).
 pub fn skip_reason() -> Option<String> {
-    knmstate_e2e::nodes::Cluster::skip_reason()
+    Cluster::skip_reason()
 }
 
-/// A harness cluster with a name prefix of its own.
+/// A harness cluster with a name prefix of its own, recreated by each [`Nodes::up`].
 pub struct Nodes {
     prefix: String,
+    cluster: RefCell<Option<Cluster>>,
 }
 
 impl Nodes {
@@ -31,46 +30,41 @@ impl Nodes {
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_string(),
+            cluster: RefCell::new(None),
         }
     }
 
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("bash");
-        c.arg(script()).arg("--prefix").arg(&self.prefix);
-        c
-    }
-
-    /// (Re)create `n` nodes.
+    /// (Re)create `n` nodes; how long that took.
     pub fn up(&self, n: u32) -> Result<Duration, String> {
         let started = Instant::now();
-        let out = self
-            .cmd()
-            .args(["up", &n.to_string()])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!(
-                "nodes.sh up failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        // The earlier cluster goes first: dropping it later would tear down the new one.
+        self.down();
+        let cluster = Cluster::up(&self.prefix, n).map_err(|e| e.to_string())?;
+        *self.cluster.borrow_mut() = Some(cluster);
         Ok(started.elapsed())
     }
 
     /// Remove every node.
     pub fn down(&self) {
-        let _ = self.cmd().arg("down").status();
+        if let Some(cluster) = self.cluster.borrow_mut().take() {
+            // A failed teardown is redone by the next `up` with this prefix.
+            let _ = cluster.teardown();
+        }
     }
 
-    /// Run this binary on `node` with `args`.
+    /// Run this binary on `node` with `args`, whatever its exit status.
     pub fn run_self(&self, node: &str, args: &[&str]) -> Result<Output, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        self.cmd()
-            .args(["exec", node])
-            .arg(exe)
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())
+        let exe = exe.to_string_lossy();
+        let cluster = self.cluster.borrow();
+        let node = cluster
+            .as_ref()
+            .and_then(|c| c.node(node))
+            .ok_or_else(|| format!("no harness node {node} is up"))?;
+        let cmd: Vec<&str> = std::iter::once(exe.as_ref())
+            .chain(args.iter().copied())
+            .collect();
+        node.exec_output(&cmd).map_err(|e| e.to_string())
     }
 }
 

@@ -5,9 +5,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Widget, WidgetCondition, WidgetStatus, eventually, install_widget_crd, widget};
+use common::{Widget, WidgetCondition, WidgetStatus, install_widget_crd, widget};
 use futures::StreamExt;
-use knmstate_e2e::apiserver::{ApiServer, Config};
+use knmstate_testkit::apiserver::{ApiServer, Config};
+use knmstate_testkit::poll::eventually;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -99,24 +100,21 @@ async fn controller_and_reflector_converge_across_a_restart(#[values(false, true
         .for_each(|_| async {});
     let ctrl = tokio::spawn(ctrl);
 
-    assert!(
-        eventually(Duration::from_secs(20), || converged(
-            &api,
-            &["a", "b", "c"]
-        ))
-        .await
-    );
+    eventually("a, b and c converged", Duration::from_secs(20), || {
+        converged(&api, &["a", "b", "c"])
+    })
+    .await
+    .unwrap();
     let names = |r: &reflector::Store<Widget>| {
         let mut v: Vec<String> = r.state().iter().map(|w| w.name_any()).collect();
         v.sort();
         v
     };
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            names(&reader) == ["a", "b", "c"]
-        })
-        .await
-    );
+    eventually("a, b and c reflected", Duration::from_secs(10), || async {
+        names(&reader) == ["a", "b", "c"]
+    })
+    .await
+    .unwrap();
 
     // A spec change bumps generation; the controller follows.
     let before = api.get("b").await.unwrap();
@@ -127,19 +125,22 @@ async fn controller_and_reflector_converge_across_a_restart(#[values(false, true
     )
     .await
     .unwrap();
-    assert!(eventually(Duration::from_secs(20), || converged(&api, &["b"])).await);
+    eventually("b converged", Duration::from_secs(20), || {
+        converged(&api, &["b"])
+    })
+    .await
+    .unwrap();
     let after = api.get("b").await.unwrap();
     assert_eq!(
         after.metadata.generation,
         Some(before.metadata.generation.unwrap() + 1)
     );
     api.delete("c", &DeleteParams::default()).await.unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            names(&reader) == ["a", "b"]
-        })
-        .await
-    );
+    eventually("a and b reflected", Duration::from_secs(10), || async {
+        names(&reader) == ["a", "b"]
+    })
+    .await
+    .unwrap();
     let rv_before: u64 = server.store().resource_version();
 
     // Restart on the same address, from the data file.
@@ -179,21 +180,16 @@ async fn controller_and_reflector_converge_across_a_restart(#[values(false, true
     )
     .await
     .unwrap();
-    assert!(
-        eventually(Duration::from_secs(30), || converged(
-            &api,
-            &["a", "b", "d"]
-        ))
-        .await
-    );
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            names(&reader) == ["a", "b", "d"]
-        })
-        .await,
-        "reflector after restart: {:?}",
-        names(&reader)
-    );
+    eventually("a, b and d converged", Duration::from_secs(30), || {
+        converged(&api, &["a", "b", "d"])
+    })
+    .await
+    .unwrap();
+    eventually("a, b and d reflected", Duration::from_secs(30), || async {
+        names(&reader) == ["a", "b", "d"]
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: reflector after restart: {:?}", names(&reader)));
     assert!(server.metrics().count("watch", "widgets.example.com") >= 2);
     ctrl.abort();
     refl.abort();

@@ -6,7 +6,7 @@
 use std::{process::Command, sync::Mutex};
 
 use anyhow::{Context, ensure};
-use knmstate_e2e::nodes::Cluster;
+use knmstate_testkit::nodes::Cluster;
 
 fn run(cmd: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(cmd[0])

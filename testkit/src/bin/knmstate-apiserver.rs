@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use knmstate_e2e::apiserver::{ApiServer, Config};
+use knmstate_testkit::apiserver::{ApiServer, Config};
 
 /// Kubernetes API stand-in for end-to-end runs (HTTP, or HTTPS with --tls; no authentication).
 #[derive(Debug, Parser)]

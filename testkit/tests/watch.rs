@@ -7,7 +7,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use knmstate_e2e::apiserver::{ApiServer, Config};
+use knmstate_testkit::apiserver::{ApiServer, Config};
+use knmstate_testkit::poll::eventually;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -277,11 +278,13 @@ async fn streaming_list_watcher_converges() {
     api.create(&PostParams::default(), &cm("b", json!({})))
         .await
         .unwrap();
-    let ok = common::eventually(Duration::from_secs(10), || async {
-        reader.state().len() == 2
-    })
-    .await;
-    assert!(ok, "store has {} objects", reader.state().len());
+    eventually(
+        "two objects in the store",
+        Duration::from_secs(10),
+        || async { reader.state().len() == 2 },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}: store has {} objects", reader.state().len()));
     task.abort();
     server.shutdown().await;
 }
@@ -306,11 +309,13 @@ async fn metadata_watcher_converges() {
     api.create(&PostParams::default(), &cm("b", json!({})))
         .await
         .unwrap();
-    let ok = common::eventually(Duration::from_secs(10), || async {
-        reader.state().len() == 2
-    })
-    .await;
-    assert!(ok, "store has {} objects", reader.state().len());
+    eventually(
+        "two objects in the store",
+        Duration::from_secs(10),
+        || async { reader.state().len() == 2 },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}: store has {} objects", reader.state().len()));
     task.abort();
     server.shutdown().await;
 }

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use knmstate_e2e::apiserver::{ApiServer, Config};
+use knmstate_testkit::apiserver::{ApiServer, Config};
+use knmstate_testkit::poll::eventually;
 use kube::api::{Api, PostParams};
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
@@ -73,32 +74,14 @@ pub async fn install_widget_crd(client: &kube::Client) {
         .await
         .expect("create CRD");
     let widgets: Api<Widget> = Api::namespaced(client.clone(), "default");
-    for _ in 0..50 {
-        if widgets.list(&Default::default()).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("widgets never served");
+    eventually("widgets served", Duration::from_millis(2500), || async {
+        widgets.list(&Default::default()).await.is_ok()
+    })
+    .await
+    .expect("the Widget CRD is served");
 }
 
 /// A Widget object.
 pub fn widget(name: &str, size: i64) -> Widget {
     Widget::new(name, WidgetSpec { size, color: None })
-}
-
-/// Polls `f` until it returns true or `timeout` passes.
-pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < end {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }

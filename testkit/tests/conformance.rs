@@ -432,13 +432,14 @@ fn check(s: &Step, code: u16, v: &Value, answers: &[Value]) -> Result<(), String
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance(#[case] steps: Vec<Step>) {
-    let server = knmstate_e2e::apiserver::ApiServer::start(knmstate_e2e::apiserver::Config {
-        event_window: WINDOW,
-        bookmark_interval: Duration::from_millis(200),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let server =
+        knmstate_testkit::apiserver::ApiServer::start(knmstate_testkit::apiserver::Config {
+            event_window: WINDOW,
+            bookmark_interval: Duration::from_millis(200),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let client = server.client().unwrap();
     common::install_widget_crd(&client).await;
     let mut answers = Vec::new();

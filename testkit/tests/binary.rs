@@ -1,12 +1,11 @@
 //! The `knmstate-apiserver` binary: flags, kubeconfig, persistence across SIGTERM and restart.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use knmstate_testkit::poll::eventually;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 
@@ -93,11 +92,11 @@ async fn binary_persists_across_sigterm() {
 
     let (mut child, _) = start(&listen, &data, &kc);
     let api: Api<ConfigMap> = Api::namespaced(client(&kc).await, "default");
-    let ok = common::eventually(Duration::from_secs(5), || async {
+    eventually("the kept object served", Duration::from_secs(5), || async {
         api.get("kept").await.is_ok()
     })
-    .await;
-    assert!(ok);
+    .await
+    .unwrap();
     let kept = api.get("kept").await.unwrap();
     assert_eq!(kept.uid(), created.uid());
     assert_eq!(kept.resource_version(), created.resource_version());

@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use knmstate_e2e::apiserver::{ApiServer, Config};
+//! use knmstate_testkit::apiserver::{ApiServer, Config};
 //! let server = ApiServer::start(Config::default()).await?;
 //! let client = server.client()?;
 //! # drop(client);
