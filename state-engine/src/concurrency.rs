@@ -4,8 +4,13 @@
 //!
 //! [`max_unavailable`] scales `spec.maxUnavailable` (an integer, or a percentage such as
 //! `"30%"`, default `"50%"`) over the number of **matching** nodes, rounds up and never goes
-//! below 1. An invalid value (`"asdf"`, or a number written as a string such as `"42"`) falls
-//! back to 50 % and reports an error, as upstream does.
+//! below 1. An invalid value falls back to 50 % and reports an error, as upstream does.
+//!
+//! The grammar, [`parse_max_unavailable`], is the one the webhook validates with, and the one
+//! Kubernetes applies to a Deployment's or DaemonSet's `maxUnavailable`: a count `>= 0`, or a
+//! percentage `"0%"` to `"100%"` (digits then `%`). Everything else is invalid: `"asdf"`, a
+//! number written as a string (`"42"`), a negative count, `"-10%"`, and a percentage over
+//! 100 % (`"101%"`; upstream's engine would scale it past the node count).
 //!
 //! ## Slots without ghosts
 //!
@@ -98,22 +103,80 @@ pub struct MaxUnavailable {
     pub error: Option<Error>,
 }
 
-fn parse_scaled(v: &IntOrString, nodes: usize) -> Result<usize, Error> {
-    let invalid = || Error::ParseMaxUnavailable {
+/// A `maxUnavailable` that passed [`parse_max_unavailable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxUnavailableSpec {
+    /// An absolute number of nodes.
+    Count(u32),
+    /// A share of the matching nodes, 0 to 100.
+    Percent(u8),
+}
+
+impl MaxUnavailableSpec {
+    /// Upstream's default, `"50%"`.
+    pub const DEFAULT: Self = Self::Percent(50);
+
+    /// The number of nodes this allows out of `nodes`, percentages rounded up (may be 0).
+    ///
+    /// ```
+    /// use knmstate_state_engine::concurrency::MaxUnavailableSpec;
+    /// assert_eq!(MaxUnavailableSpec::Percent(25).scale(10), 3);
+    /// assert_eq!(MaxUnavailableSpec::Count(4).scale(2), 4);
+    /// ```
+    pub fn scale(self, nodes: usize) -> usize {
+        match self {
+            Self::Count(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            Self::Percent(p) => (usize::from(p) * nodes).div_ceil(100),
+        }
+    }
+}
+
+/// What is wrong with a `maxUnavailable` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MaxUnavailableProblem {
+    /// A count below zero.
+    #[error("a count must not be negative")]
+    NegativeCount,
+    /// A percentage above 100.
+    #[error("a percentage must not be over 100%")]
+    PercentOver100,
+    /// Neither digits nor digits followed by `%` (this includes a count written as a string).
+    #[error("must be an integer or a percentage such as \"30%\"")]
+    NotCountOrPercent,
+}
+
+/// The maxUnavailable grammar: a count `>= 0` or a percentage from `"0%"` to `"100%"`.
+///
+/// ```
+/// use knmstate_state_engine::concurrency::{parse_max_unavailable, MaxUnavailableSpec};
+/// use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+/// let pct = parse_max_unavailable(&IntOrString::String("30%".into()));
+/// assert_eq!(pct, Ok(MaxUnavailableSpec::Percent(30)));
+/// let err = parse_max_unavailable(&IntOrString::String("101%".into())).unwrap_err();
+/// assert_eq!(err.to_string(), "invalid maxUnavailable \"101%\": a percentage must not be over 100%");
+/// ```
+pub fn parse_max_unavailable(v: &IntOrString) -> Result<MaxUnavailableSpec, Error> {
+    let refuse = |problem| Error::ParseMaxUnavailable {
         value: match v {
             IntOrString::Int(i) => i.to_string(),
             IntOrString::String(s) => s.clone(),
         },
+        problem,
     };
     match v {
-        IntOrString::Int(i) => Ok(usize::try_from(*i).unwrap_or(0)),
+        IntOrString::Int(i) => u32::try_from(*i)
+            .map(MaxUnavailableSpec::Count)
+            .map_err(|_| refuse(MaxUnavailableProblem::NegativeCount)),
         IntOrString::String(s) => {
-            let pct: u64 = s
+            let digits = s
                 .strip_suffix('%')
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(invalid)?;
-            let scaled = (pct * nodes as u64).div_ceil(100);
-            Ok(usize::try_from(scaled).unwrap_or(usize::MAX))
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| refuse(MaxUnavailableProblem::NotCountOrPercent))?;
+            // Only digits: a parse failure is an overflow, far over 100 as well.
+            match digits.parse::<u8>() {
+                Ok(p) if p <= 100 => Ok(MaxUnavailableSpec::Percent(p)),
+                _ => Err(refuse(MaxUnavailableProblem::PercentOver100)),
+            }
         }
     }
 }
@@ -129,16 +192,13 @@ fn parse_scaled(v: &IntOrString, nodes: usize) -> Result<usize, Error> {
 /// assert_eq!((bad.value, bad.error.is_some()), (3, true));
 /// ```
 pub fn max_unavailable(spec: Option<&IntOrString>, matching_nodes: usize) -> MaxUnavailable {
-    let default = IntOrString::String(DEFAULT_MAX_UNAVAILABLE.to_owned());
-    let (raw, error) = match parse_scaled(spec.unwrap_or(&default), matching_nodes) {
-        Ok(v) => (v, None),
-        Err(err) => (
-            parse_scaled(&default, matching_nodes).unwrap_or(1),
-            Some(err),
-        ),
+    let (parsed, error) = match spec.map(parse_max_unavailable) {
+        None => (MaxUnavailableSpec::DEFAULT, None),
+        Some(Ok(parsed)) => (parsed, None),
+        Some(Err(err)) => (MaxUnavailableSpec::DEFAULT, Some(err)),
     };
     MaxUnavailable {
-        value: raw.max(1),
+        value: parsed.scale(matching_nodes).max(1),
         error,
     }
 }
@@ -361,8 +421,10 @@ mod tests {
     #[case(1, Some(IntOrString::String("10%".into())), 1, false)]
     #[case(10, Some(IntOrString::String("25%".into())), 3, false)]
     #[case(10, Some(IntOrString::String("100%".into())), 10, false)]
-    #[case(3, Some(IntOrString::Int(-2)), 1, false)]
+    // A negative count is invalid (Kubernetes' rule for maxUnavailable), so 50 % of 3.
+    #[case(3, Some(IntOrString::Int(-2)), 2, true)]
     #[case(4, Some(IntOrString::String("-10%".into())), 2, true)]
+    #[case(10, Some(IntOrString::String("101%".into())), 5, true)]
     fn upstream_table(
         #[case] nodes: usize,
         #[case] spec: Option<IntOrString>,
@@ -375,6 +437,42 @@ mod tests {
         if let Some(e) = m.error {
             assert_eq!(e.category(), "invalid-max-unavailable");
         }
+    }
+
+    #[rstest]
+    #[case::full(IntOrString::String("100%".into()), Ok(MaxUnavailableSpec::Percent(100)))]
+    #[case::over_full(IntOrString::String("101%".into()), Err(MaxUnavailableProblem::PercentOver100))]
+    #[case::zero_percent(IntOrString::String("0%".into()), Ok(MaxUnavailableSpec::Percent(0)))]
+    #[case::half(IntOrString::String("50%".into()), Ok(MaxUnavailableSpec::Percent(50)))]
+    #[case::count_as_string(IntOrString::String("42".into()), Err(MaxUnavailableProblem::NotCountOrPercent))]
+    #[case::negative_count(IntOrString::Int(-1), Err(MaxUnavailableProblem::NegativeCount))]
+    #[case::zero_count(IntOrString::Int(0), Ok(MaxUnavailableSpec::Count(0)))]
+    #[case::count(IntOrString::Int(7), Ok(MaxUnavailableSpec::Count(7)))]
+    #[case::word(IntOrString::String("abc".into()), Err(MaxUnavailableProblem::NotCountOrPercent))]
+    #[case::negative_percent(IntOrString::String("-10%".into()), Err(MaxUnavailableProblem::NotCountOrPercent))]
+    #[case::plus_sign(IntOrString::String("+5%".into()), Err(MaxUnavailableProblem::NotCountOrPercent))]
+    #[case::bare_percent_sign(IntOrString::String("%".into()), Err(MaxUnavailableProblem::NotCountOrPercent))]
+    #[case::spaces(IntOrString::String(" 5%".into()), Err(MaxUnavailableProblem::NotCountOrPercent))]
+    #[case::huge_percent(IntOrString::String("99999999999999999999%".into()), Err(MaxUnavailableProblem::PercentOver100))]
+    fn max_unavailable_grammar(
+        #[case] value: IntOrString,
+        #[case] want: Result<MaxUnavailableSpec, MaxUnavailableProblem>,
+    ) {
+        let got = parse_max_unavailable(&value).map_err(|e| match e {
+            Error::ParseMaxUnavailable { problem, .. } => problem,
+            other => panic!("unexpected error {other}"),
+        });
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_refused_value_names_itself_and_the_problem() {
+        let err = parse_max_unavailable(&IntOrString::Int(-1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid maxUnavailable \"-1\": a count must not be negative"
+        );
+        assert_eq!(err.category(), "invalid-max-unavailable");
     }
 
     fn states(v: &[(&str, SlotState)]) -> BTreeMap<String, SlotState> {

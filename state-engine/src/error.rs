@@ -3,11 +3,13 @@
 /// Something the decision core refused. Variants are named for the action that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// `maxUnavailable` is neither an integer nor a percentage (`"30%"`).
-    #[error("invalid maxUnavailable {value:?}: must be an integer or a percentage such as \"30%\"")]
+    /// `maxUnavailable` is neither a count `>= 0` nor a percentage from `"0%"` to `"100%"`.
+    #[error("invalid maxUnavailable {value:?}: {problem}")]
     ParseMaxUnavailable {
         /// The value as written.
         value: String,
+        /// What is wrong with it.
+        problem: crate::concurrency::MaxUnavailableProblem,
     },
     /// A label key is not a qualified name.
     #[error("invalid label key {key:?}: {reason}")]
@@ -54,7 +56,11 @@ impl Error {
     ///
     /// ```
     /// use knmstate_state_engine::Error;
-    /// let e = Error::ParseMaxUnavailable { value: "asdf".into() };
+    /// use knmstate_state_engine::concurrency::MaxUnavailableProblem;
+    /// let e = Error::ParseMaxUnavailable {
+    ///     value: "asdf".into(),
+    ///     problem: MaxUnavailableProblem::NotCountOrPercent,
+    /// };
     /// assert_eq!(e.category(), "invalid-max-unavailable");
     /// ```
     pub fn category(&self) -> &'static str {

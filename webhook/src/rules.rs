@@ -5,11 +5,14 @@
 //! crate and rejected with nmstate's message and the field path.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use knmstate_api::names::policy::PROGRESSING;
 use knmstate_api::names::syntax::{is_label_value, is_qualified_name};
+use knmstate_state_engine::concurrency::parse_max_unavailable;
 use knmstate_state_engine::selector::{
     MSG_SELECTOR_KEYS, MSG_SELECTOR_VALUES, validate_expression, validate_policy_name,
 };
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Why a write was refused.
@@ -159,15 +162,10 @@ fn expression_problem(e: &Value) -> Option<String> {
     }
 }
 
+/// The engine's grammar ([`parse_max_unavailable`]) on the value as written; JSON that is not
+/// an int-or-string at all (`true`, `1.5`, a count beyond 32 bits) is refused too.
 fn max_unavailable_ok(v: &Value) -> bool {
-    match v {
-        Value::Number(n) => n.as_u64().is_some(),
-        Value::String(s) => s
-            .strip_suffix('%')
-            .and_then(|p| p.parse::<u8>().ok())
-            .is_some_and(|p| p <= 100),
-        _ => false,
-    }
+    IntOrString::deserialize(v).is_ok_and(|v| parse_max_unavailable(&v).is_ok())
 }
 
 /// Parses a desired state with the nmstate crate; the error names the field path.
