@@ -1,5 +1,11 @@
-//! Policy aggregation: a policy's conditions from the enactments of its current generation
-//! and the nodes it matches, in upstream's decision order.
+//! Policy aggregation: which nodes count for a policy ([`select_nodes`]), its conditions from
+//! the enactments of its current generation and those nodes ([`policy_verdict`]), in upstream's
+//! decision order, and whether they are worth writing ([`next_conditions`]).
+//!
+//! A node counts when it matches the policy's selection and runs a handler; a handler proves
+//! it runs by keeping its NodeNetworkState (named after the node). Nodes whose `Ready`
+//! condition is not `True` are counted as matching but not ready: they are reported with the
+//! "nodes ignored due to NotReady state" suffix instead of being waited for.
 //!
 //! 1. no matching node → `Ignored` ("Policy does not match any node");
 //! 2. any Failing or Aborted enactment → `Degraded`
@@ -24,11 +30,15 @@
 //! ```
 
 use crate::conditions::{MSG_NOT_MATCHING, PolicyConditionKind, PolicyVerdict};
+use crate::selector::policy_matches_node;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use knmstate_api::names::enactment as e;
 use knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus;
+use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
 use knmstate_api::{ConditionList, ConditionStatus};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 /// How many enactments of the current generation have each condition `True`.
@@ -180,6 +190,84 @@ pub fn aggregate_policy(
     );
     let ready = ready_nodes.intersection(matching_nodes).count();
     decide(&counts, matching_nodes.len(), ready)
+}
+
+/// Whether `policy` selects `node` by its labels (a node without labels has none).
+///
+/// # Errors
+/// When the policy's `nodeSelectorExpressions` cannot be evaluated.
+pub fn policy_selects_node(
+    policy: &NodeNetworkConfigurationPolicy,
+    node: &Node,
+) -> Result<bool, crate::Error> {
+    let empty = BTreeMap::new();
+    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
+    policy_matches_node(&policy.spec, labels)
+}
+
+/// The nodes that count for a policy: matching its selection and running a handler
+/// (`has_handler(node name)`); and the ready ones among them.
+///
+/// # Errors
+/// When the policy's `nodeSelectorExpressions` cannot be evaluated.
+pub fn select_nodes<'a>(
+    policy: &NodeNetworkConfigurationPolicy,
+    nodes: impl IntoIterator<Item = &'a Node>,
+    has_handler: impl Fn(&str) -> bool,
+) -> Result<(BTreeSet<String>, BTreeSet<String>), crate::Error> {
+    let mut matching = BTreeSet::new();
+    let mut ready = BTreeSet::new();
+    for node in nodes {
+        let Some(name) = node.metadata.name.as_deref() else {
+            continue;
+        };
+        if !has_handler(name) || !policy_selects_node(policy, node)? {
+            continue;
+        }
+        matching.insert(name.to_owned());
+        if crate::node::is_ready(node) {
+            ready.insert(name.to_owned());
+        }
+    }
+    Ok((matching, ready))
+}
+
+/// A policy's verdict from the nodes that count and its enactments (of any generation; only
+/// those of the policy's current generation and of counting nodes are counted).
+pub fn policy_verdict(
+    policy: &NodeNetworkConfigurationPolicy,
+    enactments: &[NodeNetworkConfigurationEnactment],
+    matching: &BTreeSet<String>,
+    ready: &BTreeSet<String>,
+) -> PolicyVerdict {
+    let generation = policy.metadata.generation.unwrap_or(1);
+    aggregate_policy(generation, enactments, matching, ready)
+}
+
+/// The conditions to write, or `None` when `current` already says the same thing: the
+/// verdict is applied over `current` with `ConditionList::set`, so `lastTransitionTime` moves
+/// only on a real transition.
+///
+/// ```
+/// use knmstate_api::ConditionList;
+/// use knmstate_state_engine::aggregate::next_conditions;
+/// use knmstate_state_engine::conditions::{PolicyConditionKind, PolicyVerdict};
+/// use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+/// use k8s_openapi::jiff::Timestamp;
+///
+/// let t = |s| Time(Timestamp::from_second(s).unwrap());
+/// let v = PolicyVerdict { kind: PolicyConditionKind::Success, message: "1/1 nodes successfully configured".into() };
+/// let first = next_conditions(&ConditionList::default(), &v, t(1)).unwrap();
+/// assert!(next_conditions(&first, &v, t(2)).is_none()); // nothing new: no write
+/// ```
+pub fn next_conditions(
+    current: &ConditionList,
+    verdict: &PolicyVerdict,
+    now: Time,
+) -> Option<ConditionList> {
+    let mut next = current.clone();
+    verdict.apply(&mut next, now);
+    (!next.same_meaning(current)).then_some(next)
 }
 
 #[cfg(test)]
@@ -389,5 +477,124 @@ mod tests {
             decide(&c, 2, 2).kind,
             PolicyConditionKind::FailedToConfigure
         );
+    }
+
+    fn t(s: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap())
+    }
+
+    fn node(name: &str, labels: &[(&str, &str)], ready: bool) -> Node {
+        use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
+        let mut n = Node::default();
+        n.metadata.name = Some(name.into());
+        n.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        n.status = Some(NodeStatus {
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: if ready { "True" } else { "False" }.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        n
+    }
+
+    fn policy(selector: &[(&str, &str)], generation: i64) -> NodeNetworkConfigurationPolicy {
+        let mut p = NodeNetworkConfigurationPolicy::new("p", Default::default());
+        p.metadata.generation = Some(generation);
+        if !selector.is_empty() {
+            p.spec.node_selector = Some(
+                selector
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+        }
+        p
+    }
+
+    fn names(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[rstest]
+    #[case::handler_and_labels(&[("role", "w")], &["a", "b"], &["a"])]
+    #[case::everything_without_selector(&[], &["a", "b", "c"], &["a", "c"])]
+    #[case::nothing_matches(&[("role", "gpu")], &[], &[])]
+    fn only_nodes_with_a_handler_and_matching_labels_count(
+        #[case] selector: &[(&str, &str)],
+        #[case] matching: &[&str],
+        #[case] ready: &[&str],
+    ) {
+        let nodes = [
+            node("a", &[("role", "w")], true),
+            node("b", &[("role", "w")], false),
+            node("c", &[("role", "m")], true),
+            node("d", &[("role", "w")], true), // no NNS: no handler
+        ];
+        let (m, r) = select_nodes(&policy(selector, 1), &nodes, |n| n != "d").unwrap();
+        assert_eq!((m, r), (names(matching), names(ready)));
+    }
+
+    #[test]
+    fn verdict_uses_upstream_messages_and_the_current_generation() {
+        use crate::conditions::EnactmentTransition as T;
+        let nodes = [
+            node("a", &[], true),
+            node("b", &[], true),
+            node("c", &[], false),
+        ];
+        let p = policy(&[], 2);
+        let (m, r) = select_nodes(&p, &nodes, |_| true).unwrap();
+        let es = vec![
+            nnce("a", 2, Some(T::Success)),
+            nnce("b", 1, Some(T::Success)),
+        ];
+        let v = policy_verdict(&p, &es, &m, &r);
+        assert_eq!(v.kind, PolicyConditionKind::Progressing);
+        assert_eq!(
+            v.message,
+            "Policy is progressing 1/2 nodes finished, 1 nodes ignored due to NotReady state"
+        );
+        let es = vec![
+            nnce("a", 2, Some(T::Success)),
+            nnce("b", 2, Some(T::Success)),
+        ];
+        let v = policy_verdict(&p, &es, &m, &r);
+        assert_eq!(
+            (v.kind, v.message.as_str()),
+            (
+                PolicyConditionKind::Success,
+                "2/3 nodes successfully configured, 1 nodes ignored due to NotReady state"
+            )
+        );
+    }
+
+    #[test]
+    fn no_matching_node_is_ignored() {
+        let p = policy(&[("role", "gpu")], 1);
+        let (m, r) = select_nodes(&p, &[node("a", &[], true)], |_| true).unwrap();
+        let v = policy_verdict(&p, &[], &m, &r);
+        assert_eq!(v.kind, PolicyConditionKind::NotMatching);
+        assert_eq!(v.message, "Policy does not match any node");
+    }
+
+    #[test]
+    fn transition_time_moves_only_on_status_change() {
+        let progressing = |k| PolicyVerdict {
+            kind: PolicyConditionKind::Progressing,
+            message: format!("Policy is progressing {k}/3 nodes finished"),
+        };
+        let first = next_conditions(&ConditionList::default(), &progressing(0), t(1)).unwrap();
+        let second = next_conditions(&first, &progressing(1), t(2)).unwrap();
+        let c = second.find("Progressing").unwrap();
+        assert_eq!(c.last_transition_time, Some(t(1)));
+        assert_eq!(c.message, "Policy is progressing 1/3 nodes finished");
+        assert!(next_conditions(&second, &progressing(1), t(3)).is_none());
     }
 }

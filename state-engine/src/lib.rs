@@ -9,7 +9,9 @@
 //! | module | decides |
 //! |---|---|
 //! | [`conditions`] | the enactment and policy condition sets, exactly as upstream writes them |
-//! | [`aggregate`] | a policy's conditions from its enactments and the matching/ready nodes |
+//! | [`aggregate`] | which nodes count for a policy; its conditions from its enactments and those nodes |
+//! | [`census`] | the controller's metric counts per label set from policies, enactments and states |
+//! | [`orphans`] | which enactments and states are orphans (policy or node gone, node no longer selected) |
 //! | [`secrets`] | which values of a state are secrets; hiding them in states and messages; message caps |
 //! | [`selector`] | whether a node matches a policy; label and policy-name validation |
 //! | [`node`] | facts about a Node shared by several decisions (readiness) |
@@ -31,11 +33,13 @@
 //! ```
 
 pub mod aggregate;
+pub mod census;
 pub mod concurrency;
 pub mod conditions;
 pub mod error;
 pub mod filter;
 pub mod node;
+pub mod orphans;
 pub mod plan;
 pub mod render;
 pub mod rollback;
