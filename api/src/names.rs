@@ -158,6 +158,15 @@ pub mod policy {
     pub const REASON_NO_MATCHING_NODE: &str = "NoMatchingNode";
 }
 
+/// Reasons and actions of Kubernetes events that are not condition reasons (the controller's
+/// transition events reuse the [`policy`] reasons).
+pub mod event {
+    /// A reconcile failed; the note starts with the error category.
+    pub const REASON_RECONCILE_FAILED: &str = "ReconcileFailed";
+    /// The controller's action: aggregating a policy's status from its enactments.
+    pub const ACTION_AGGREGATE: &str = "Aggregate";
+}
+
 /// Condition types and reasons of the NMState operator resource.
 pub mod nmstate {
     /// All components are available.
