@@ -10,7 +10,7 @@
 //! Decisions come from state-engine (conditions, selection, concurrency, rendering, filtering,
 //! probes and retries); this crate wires them to kube-runtime controllers ([`run`]) and to a
 //! [`Backend`](knmstate_nm_backend::Backend) — `NmBackend` on a real node, `MemoryBackend` in
-//! tests.
+//! tests (the test doubles, `MemoryBackend` and `probes::ModelProbes`, need the `testing` feature).
 //!
 //! ## Deliberate differences from upstream
 //!

@@ -2,8 +2,9 @@
 //! binary's API-server reachability and node-readiness probes, built from the probe plan
 //! state-engine chose ([`ProbeSpec`]s) by a [`ProbeFactory`].
 //!
-//! [`RealProbes`] talks to the node's network. [`ModelProbes`] judges the gateway and DNS from
-//! the node's state alone (for the in-memory backend, whose addresses do not exist).
+//! [`RealProbes`] talks to the node's network. The model probes (`ModelProbes`, tests and the
+//! `testing` feature only) judge the gateway and DNS from the node's state alone, for the
+//! in-memory backend.
 
 use std::time::{Duration, Instant};
 
@@ -11,10 +12,14 @@ use k8s_openapi::api::core::v1::{Namespace, Node};
 use knmstate_nm_backend::BackendError;
 use knmstate_nm_backend::probe::{
     DefaultGatewayProbe, DnsProbe, Probe, ProbeContext, ProbeFuture, ProbeOutcome, RecordType,
-    default_gateways, name_servers,
 };
 use knmstate_state_engine::rollback::{DEFAULT_DNS_HOST, ProbeKind, ProbeSpec};
 use kube::Api;
+
+#[cfg(any(test, feature = "testing"))]
+mod model;
+#[cfg(any(test, feature = "testing"))]
+pub use model::{Delayed, ModelDnsProbe, ModelGatewayProbe, ModelProbes};
 
 /// What probes may need from the handler.
 #[derive(Clone)]
@@ -59,6 +64,33 @@ where
 
 type ProbeRun = Result<ProbeOutcome, BackendError>;
 
+/// Poll `check` with a fresh API client per attempt (a cached connection may have died with
+/// the network change), each attempt bounded by the time left.
+async fn poll_api<F, Fut>(
+    name: &str,
+    kube_config: &kube::Config,
+    timeout: Duration,
+    check: F,
+) -> ProbeRun
+where
+    F: Fn(kube::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<String, String>>,
+{
+    poll(name, timeout, Duration::from_secs(1), |wait| {
+        let mut cfg = kube_config.clone();
+        cfg.connect_timeout = Some(wait);
+        cfg.read_timeout = Some(wait);
+        let attempt = kube::Client::try_from(cfg).map(&check);
+        async move {
+            let attempt = attempt.map_err(|e| e.to_string())?;
+            tokio::time::timeout(wait, attempt)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer from the API server within {wait:?}")))
+        }
+    })
+    .await
+}
+
 /// GET namespace `default` with a fresh client and a per-request timeout, polled.
 #[derive(Clone)]
 pub struct ApiServerProbe {
@@ -74,23 +106,18 @@ impl Probe for ApiServerProbe {
     }
 
     fn run<'a>(&'a self, _ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
-        Box::pin(async move {
-            poll(self.name(), self.timeout, Duration::from_secs(1), |wait| {
-                let mut cfg = self.kube_config.clone();
-                cfg.connect_timeout = Some(wait);
-                cfg.read_timeout = Some(wait);
-                async move {
-                    let client = kube::Client::try_from(cfg).map_err(|e| e.to_string())?;
-                    let ns: Api<Namespace> = Api::all(client);
-                    match tokio::time::timeout(wait, ns.get("default")).await {
-                        Ok(Ok(_)) => Ok("namespace default read".to_owned()),
-                        Ok(Err(e)) => Err(format!("reading namespace default: {e}")),
-                        Err(_) => Err(format!("no answer from the API server within {wait:?}")),
-                    }
-                }
-            })
-            .await
-        })
+        Box::pin(poll_api(
+            self.name(),
+            &self.kube_config,
+            self.timeout,
+            |client| async move {
+                let ns: Api<Namespace> = Api::all(client);
+                ns.get("default")
+                    .await
+                    .map(|_| "namespace default read".to_owned())
+                    .map_err(|e| format!("reading namespace default: {e}"))
+            },
+        ))
     }
 }
 
@@ -111,27 +138,22 @@ impl Probe for NodeReadinessProbe {
     }
 
     fn run<'a>(&'a self, _ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
-        Box::pin(async move {
-            poll(self.name(), self.timeout, Duration::from_secs(1), |wait| {
-                let mut cfg = self.kube_config.clone();
-                cfg.connect_timeout = Some(wait);
-                cfg.read_timeout = Some(wait);
-                let name = self.node_name.clone();
-                async move {
-                    let client = kube::Client::try_from(cfg).map_err(|e| e.to_string())?;
-                    let nodes: Api<Node> = Api::all(client);
-                    match tokio::time::timeout(wait, nodes.get(&name)).await {
-                        Ok(Ok(n)) if knmstate_state_engine::node::is_ready(&n) => {
-                            Ok(format!("node {name} is Ready"))
-                        }
-                        Ok(Ok(_)) => Err(format!("node {name} is not Ready")),
-                        Ok(Err(e)) => Err(format!("reading node {name}: {e}")),
-                        Err(_) => Err(format!("no answer from the API server within {wait:?}")),
+        let name = self.node_name.as_str();
+        Box::pin(poll_api(
+            self.name(),
+            &self.kube_config,
+            self.timeout,
+            move |client| async move {
+                let nodes: Api<Node> = Api::all(client);
+                match nodes.get(name).await {
+                    Ok(n) if knmstate_state_engine::node::is_ready(&n) => {
+                        Ok(format!("node {name} is Ready"))
                     }
+                    Ok(_) => Err(format!("node {name} is not Ready")),
+                    Err(e) => Err(format!("reading node {name}: {e}")),
                 }
-            })
-            .await
-        })
+            },
+        ))
     }
 }
 
@@ -182,136 +204,11 @@ impl ProbeFactory for RealProbes {
     }
 }
 
-/// Probes for a modelled node (the in-memory backend): the gateway passes when the current
-/// state still has a main-table default gateway (if the node had one before), DNS when it still
-/// has a running name server; the API-server and readiness probes are the real ones. `hold`
-/// makes the readiness probe (which runs only after the apply, with the checkpoint held) take
-/// that long, so that applies last (e.g. to observe maxUnavailable or a kill mid-apply).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ModelProbes {
-    /// How long the readiness probe takes.
-    pub hold: Duration,
-}
-
-/// A probe that waits, then runs another.
-pub struct Delayed {
-    /// The wait.
-    pub delay: Duration,
-    /// The probe run after it.
-    pub inner: Box<dyn Probe>,
-}
-
-impl Probe for Delayed {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
-        Box::pin(async move {
-            tokio::time::sleep(self.delay).await;
-            self.inner.run(ctx).await
-        })
-    }
-}
-
-/// The modelled gateway probe.
-#[derive(Debug, Clone, Copy)]
-pub struct ModelGatewayProbe;
-
-impl Probe for ModelGatewayProbe {
-    fn name(&self) -> &str {
-        ProbeKind::DefaultGateway.name()
-    }
-
-    fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
-        Box::pin(async move {
-            if default_gateways(ctx.before).is_empty() {
-                return Ok(ProbeOutcome::Skipped(
-                    "no default gateway before the apply".into(),
-                ));
-            }
-            let now = ctx.current.network_state().await?;
-            match default_gateways(&now).first() {
-                Some(gw) => Ok(ProbeOutcome::Passed(format!(
-                    "default gateway {} present",
-                    gw.address
-                ))),
-                None => Err(probe_failed(
-                    self.name(),
-                    "no default gateway after the apply".into(),
-                )),
-            }
-        })
-    }
-}
-
-/// The modelled DNS probe.
-#[derive(Debug, Clone, Copy)]
-pub struct ModelDnsProbe;
-
-impl Probe for ModelDnsProbe {
-    fn name(&self) -> &str {
-        ProbeKind::Dns.name()
-    }
-
-    fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
-        Box::pin(async move {
-            if name_servers(ctx.before).is_empty() {
-                return Ok(ProbeOutcome::Skipped(
-                    "no name server before the apply".into(),
-                ));
-            }
-            let now = ctx.current.network_state().await?;
-            match name_servers(&now).first() {
-                Some(s) => Ok(ProbeOutcome::Passed(format!("name server {s} present"))),
-                None => Err(probe_failed(
-                    self.name(),
-                    "no name server is configured".into(),
-                )),
-            }
-        })
-    }
-}
-
-impl ProbeFactory for ModelProbes {
-    fn build(&self, spec: &ProbeSpec, env: &ProbeEnv) -> Box<dyn Probe> {
-        match spec.kind {
-            ProbeKind::DefaultGateway => Box::new(ModelGatewayProbe),
-            ProbeKind::Dns => Box::new(ModelDnsProbe),
-            ProbeKind::NodeReadiness if !self.hold.is_zero() => Box::new(Delayed {
-                delay: self.hold,
-                inner: RealProbes.build(spec, env),
-            }),
-            _ => RealProbes.build(spec, env),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use knmstate_nm_backend::probe::FixedState;
     use serde_json::json;
-
-    #[tokio::test]
-    async fn model_gateway_fails_when_the_default_route_is_gone() {
-        let before = json!({"routes": {"running": [{"destination": "0.0.0.0/0",
-            "next-hop-address": "198.18.0.1", "next-hop-interface": "eth0", "table-id": 254}]}});
-        let same = FixedState(before.clone());
-        let ok = ProbeContext {
-            before: &before,
-            current: &same,
-        };
-        let p = ModelGatewayProbe;
-        assert!(matches!(p.run(&ok).await, Ok(ProbeOutcome::Passed(_))));
-        let gone = FixedState(json!({"routes": {"running": []}}));
-        let lost = ProbeContext {
-            before: &before,
-            current: &gone,
-        };
-        let err = p.run(&lost).await.expect_err("fails");
-        assert_eq!(err.category(), "ProbeFailed");
-    }
 
     #[test]
     fn dns_probe_follows_upstream_lookup_kinds() {
@@ -348,7 +245,7 @@ mod tests {
             current: &fixed,
         };
         let err = p.run(&ctx).await.expect_err("unreachable");
-        assert_eq!(err.category(), "ProbeFailed");
+        assert_eq!(err.category(), "probe-failed");
         assert!(started.elapsed() < Duration::from_secs(8));
     }
 }

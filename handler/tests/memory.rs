@@ -267,7 +267,7 @@ async fn a_policy_breaking_the_gateway_ends_failing_after_its_retries_rolled_bac
     assert!(failing.message.len() <= 16 * 1024);
     let report = s.last_apply.expect("lastApply");
     assert!(report.rolled_back);
-    assert_eq!(report.rollback_reason, "ProbeFailed");
+    assert_eq!(report.rollback_reason, "probe-failed");
     assert!(
         report
             .probes

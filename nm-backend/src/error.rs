@@ -12,7 +12,7 @@ pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum BackendError {
     /// Reading the current network state failed.
-    #[error("retrieving the current network state failed: {message}")]
+    #[error("failed to retrieve the current network state ({kind}): {message}")]
     RetrieveState {
         /// nmstate's error kind (`PluginFailure`, `Bug`, ...).
         kind: String,
@@ -31,7 +31,7 @@ pub enum BackendError {
         interface_type: String,
     },
     /// nmstate failed to apply (or to verify) the desired state; it rolled back already.
-    #[error("applying the desired state failed ({kind}): {message}")]
+    #[error("failed to apply the desired state ({kind}): {message}")]
     ApplyState {
         /// nmstate's error kind.
         kind: String,
@@ -45,7 +45,7 @@ pub enum BackendError {
     #[error("NetworkManager reports no checkpoint after the apply")]
     CheckpointMissing,
     /// Destroying a checkpoint left behind by an earlier, crashed apply failed.
-    #[error("destroying the stale checkpoint {checkpoint} failed: {message}")]
+    #[error("failed to roll back the stale checkpoint {checkpoint}: {message}")]
     DestroyStaleCheckpoint {
         /// D-Bus path of the checkpoint.
         checkpoint: String,
@@ -53,7 +53,7 @@ pub enum BackendError {
         message: String,
     },
     /// Committing (destroying) the checkpoint failed.
-    #[error("committing checkpoint {checkpoint} failed: {message}")]
+    #[error("failed to commit checkpoint {checkpoint}: {message}")]
     CommitCheckpoint {
         /// D-Bus path of the checkpoint.
         checkpoint: String,
@@ -61,7 +61,7 @@ pub enum BackendError {
         message: String,
     },
     /// Rolling back to the checkpoint failed.
-    #[error("rolling back to checkpoint {checkpoint} failed: {message}")]
+    #[error("failed to roll back to checkpoint {checkpoint}: {message}")]
     RollbackCheckpoint {
         /// D-Bus path of the checkpoint.
         checkpoint: String,
@@ -69,16 +69,16 @@ pub enum BackendError {
         message: String,
     },
     /// The nmpolicy capture or template could not be resolved.
-    #[error("resolving the policy captures failed: {0}")]
+    #[error("failed to resolve the policy captures: {0}")]
     ResolvePolicy(String),
     /// nmstate could not compute the feature statistics of a desired state.
-    #[error("computing the nmstate feature statistics failed: {0}")]
+    #[error("failed to compute the nmstate feature statistics: {0}")]
     FeatureStatistics(String),
     /// Talking to NetworkManager over D-Bus failed.
-    #[error("talking to NetworkManager over D-Bus failed: {0}")]
-    NetworkManagerDbus(#[from] zbus::Error),
+    #[error("failed to talk to NetworkManager over D-Bus: {0}")]
+    NetworkManagerDbus(zbus::Error),
     /// Subscribing to NetworkManager's change signals failed.
-    #[error("watching NetworkManager changes failed: {0}")]
+    #[error("failed to watch NetworkManager changes: {0}")]
     WatchChanges(String),
     /// A probe found the network broken while the checkpoint was held.
     #[error("probe {probe} failed: {message}")]
@@ -89,29 +89,36 @@ pub enum BackendError {
         message: String,
     },
     /// A worker thread could not start, or died.
-    #[error("backend worker failed: {0}")]
+    #[error("failed to run the backend worker: {0}")]
     Worker(String),
 }
 
+// Not `#[from]`: that would make the D-Bus error a source as well as part of the message.
+impl From<zbus::Error> for BackendError {
+    fn from(e: zbus::Error) -> Self {
+        Self::NetworkManagerDbus(e)
+    }
+}
+
 impl BackendError {
-    /// Stable, CamelCase name of the failure class.
+    /// Stable, kebab-case name of the failure class.
     pub fn category(&self) -> &'static str {
         match self {
-            Self::RetrieveState { .. } => "RetrieveStateFailed",
-            Self::InvalidDesiredState(_) => "InvalidDesiredState",
-            Self::UnsupportedInterfaceType { .. } => "UnsupportedInterfaceType",
-            Self::ApplyState { .. } => "ApplyFailed",
-            Self::CheckpointPending(_) => "CheckpointPending",
-            Self::CheckpointMissing => "CheckpointMissing",
-            Self::DestroyStaleCheckpoint { .. } => "StaleCheckpointCleanupFailed",
-            Self::CommitCheckpoint { .. } => "CommitFailed",
-            Self::RollbackCheckpoint { .. } => "RollbackFailed",
-            Self::ResolvePolicy(_) => "ResolvePolicyFailed",
-            Self::FeatureStatistics(_) => "FeatureStatisticsFailed",
-            Self::NetworkManagerDbus(_) => "NetworkManagerUnreachable",
-            Self::WatchChanges(_) => "WatchChangesFailed",
-            Self::Probe { .. } => "ProbeFailed",
-            Self::Worker(_) => "BackendWorkerFailed",
+            Self::RetrieveState { .. } => "retrieve-state-failed",
+            Self::InvalidDesiredState(_) => "invalid-desired-state",
+            Self::UnsupportedInterfaceType { .. } => "unsupported-interface-type",
+            Self::ApplyState { .. } => "apply-failed",
+            Self::CheckpointPending(_) => "checkpoint-pending",
+            Self::CheckpointMissing => "checkpoint-missing",
+            Self::DestroyStaleCheckpoint { .. } => "stale-checkpoint-rollback-failed",
+            Self::CommitCheckpoint { .. } => "commit-failed",
+            Self::RollbackCheckpoint { .. } => "rollback-failed",
+            Self::ResolvePolicy(_) => "resolve-policy-failed",
+            Self::FeatureStatistics(_) => "feature-statistics-failed",
+            Self::NetworkManagerDbus(_) => "network-manager-unreachable",
+            Self::WatchChanges(_) => "watch-changes-failed",
+            Self::Probe { .. } => "probe-failed",
+            Self::Worker(_) => "backend-worker-failed",
         }
     }
 
@@ -173,7 +180,7 @@ mod tests {
             interface: "bond0".into(),
             interface_type: "bond".into(),
         };
-        assert_eq!(e.category(), "UnsupportedInterfaceType");
+        assert_eq!(e.category(), "unsupported-interface-type");
         assert!(!e.can_retry());
         assert_eq!(
             e.to_string(),
@@ -184,14 +191,14 @@ mod tests {
             nmstate::ErrorKind::PluginFailure,
             "NM busy".into(),
         ));
-        assert_eq!(busy.category(), "ApplyFailed");
+        assert_eq!(busy.category(), "apply-failed");
         assert!(busy.can_retry());
 
         let invalid = BackendError::from_apply(&nmstate::NmstateError::new(
             nmstate::ErrorKind::InvalidArgument,
             "bad".into(),
         ));
-        assert_eq!(invalid.category(), "InvalidDesiredState");
+        assert_eq!(invalid.category(), "invalid-desired-state");
         assert!(!invalid.can_retry());
     }
 }

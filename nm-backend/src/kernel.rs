@@ -1,10 +1,12 @@
-//! Up-front detection of interface types the running kernel cannot create.
+//! Up-front detection of what the running kernel cannot do: interface types it cannot create,
+//! and linux-bridge VLAN filtering.
 //!
 //! nmstate only notices a missing link type after its verification retries (about two minutes).
 //! Before an apply, every interface of the desired state that does not exist yet is checked: the
 //! kernel module is loaded (`/sys/module/<name>`), or a throw-away link of that kind can be
 //! created with `ip link add` in the node's network namespace. A kernel without the link kind
-//! answers "Unknown device type" at once.
+//! answers "Unknown device type" at once; one without bridge VLAN filtering refuses a bridge
+//! with `vlan_filtering 1` as "not supported".
 
 use std::{
     collections::HashMap,
@@ -74,30 +76,71 @@ impl KernelSupport {
     ///
     /// When it cannot tell (no `ip` binary), it answers `true` and leaves the verdict to nmstate.
     pub async fn supports(&self, kind: &str) -> bool {
-        if let Some(known) = self.known.lock().ok().and_then(|m| m.get(kind).copied()) {
+        if let Some(known) = self.known(kind) {
             return known;
         }
-        let supported =
-            Path::new("/sys/module").join(module_of(kind)).exists() || self.try_create(kind).await;
+        let supported = Path::new("/sys/module").join(module_of(kind)).exists()
+            || self
+                .try_create(kind, |name| {
+                    let mut args = Vec::new();
+                    if matches!(kind, "vlan" | "macvlan" | "macvtap" | "ipvlan" | "macsec") {
+                        args.extend(["link".to_owned(), "lo".to_owned()]);
+                    }
+                    args.extend(["type".to_owned(), kind.to_owned()]);
+                    args.extend(probe_args(kind, name));
+                    args
+                })
+                .await;
+        self.remember(kind, supported)
+    }
+
+    /// Whether the kernel can filter VLANs on a linux bridge (a bridge with `vlan_filtering 1`
+    /// can be created). When it cannot tell, it answers `true`.
+    pub async fn bridge_vlan_filtering(&self) -> bool {
+        const KEY: &str = "bridge vlan_filtering";
+        if let Some(known) = self.known(KEY) {
+            return known;
+        }
+        let supported = self
+            .try_create(KEY, |_| {
+                ["type", "bridge", "vlan_filtering", "1"]
+                    .map(str::to_owned)
+                    .to_vec()
+            })
+            .await;
+        if !supported {
+            tracing::warn!(
+                "the kernel lacks bridge VLAN filtering: linux-bridge VLAN configuration cannot be applied"
+            );
+        }
+        self.remember(KEY, supported)
+    }
+
+    fn known(&self, key: &str) -> Option<bool> {
+        self.known.lock().ok().and_then(|m| m.get(key).copied())
+    }
+
+    fn remember(&self, key: &str, supported: bool) -> bool {
         if let Ok(mut m) = self.known.lock() {
-            m.insert(kind.to_string(), supported);
+            m.insert(key.to_string(), supported);
         }
         supported
     }
 
-    async fn try_create(&self, kind: &str) -> bool {
+    /// Create (then delete) a throw-away link with `ip link add NAME <args(NAME)>`; only a kernel
+    /// that refuses it as unknown or not supported counts as lacking `what`.
+    async fn try_create(&self, what: &str, args: impl FnOnce(&str) -> Vec<String>) -> bool {
         let n = self.counter.fetch_add(1, Ordering::Relaxed) % 1000;
         let name = format!("knmk{}x{n}", std::process::id() % 10_000);
-        let mut cmd = tokio::process::Command::new("ip");
-        cmd.args(["link", "add", &name]);
-        if matches!(kind, "vlan" | "macvlan" | "macvtap" | "ipvlan" | "macsec") {
-            cmd.args(["link", "lo"]);
-        }
-        cmd.args(["type", kind]).args(probe_args(kind, &name));
-        let out = match cmd.output().await {
+        let out = tokio::process::Command::new("ip")
+            .args(["link", "add", &name])
+            .args(args(&name))
+            .output()
+            .await;
+        let out = match out {
             Ok(out) => out,
             Err(e) => {
-                tracing::warn!(kind, error = %e, "cannot run `ip` to check kernel link support");
+                tracing::warn!(what, error = %e, "cannot run `ip` to check kernel support");
                 return true;
             }
         };
@@ -107,16 +150,22 @@ impl KernelSupport {
                 .output()
                 .await;
             if deleted.map(|o| !o.status.success()).unwrap_or(true) {
-                tracing::warn!(link = %name, "could not delete the kernel support probe link");
+                tracing::warn!(link = %name, "failed to delete the kernel support probe link");
             }
             return true;
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let unsupported =
-            stderr.contains("Unknown device type") || stderr.contains("Operation not supported");
-        tracing::debug!(kind, %stderr, unsupported, "kernel link support probe");
+        let unsupported = refused_as_unsupported(&stderr);
+        tracing::debug!(what, %stderr, unsupported, "kernel support probe");
         !unsupported
     }
+}
+
+/// Whether `ip link add` refused because the kernel lacks the link kind or feature (not for
+/// some other reason, such as a missing permission).
+fn refused_as_unsupported(stderr: &str) -> bool {
+    let stderr = stderr.to_lowercase();
+    stderr.contains("unknown device type") || stderr.contains("not supported")
 }
 
 #[cfg(test)]
@@ -133,5 +182,10 @@ mod tests {
         assert_eq!(module_of("bond"), "bonding");
         assert_eq!(module_of("vlan"), "8021q");
         assert_eq!(probe_args("veth", "x"), vec!["peer", "name", "xp"]);
+        assert!(refused_as_unsupported("Error: Unknown device type.\n"));
+        assert!(refused_as_unsupported("Error: Operation not supported.\n"));
+        assert!(!refused_as_unsupported(
+            "RTNETLINK answers: Operation not permitted\n"
+        ));
     }
 }

@@ -9,14 +9,21 @@
 //! - [`Backend::resolve_policy`]: nmpolicy capture resolution against the current state, reusing
 //!   cached captures, giving the node's desired state and `capturedStates`;
 //! - [`Backend::feature_statistics`]: nmstate's feature statistics of a desired state;
-//! - [`Backend::apply`] → [`Backend::commit`] / [`Backend::rollback`]: apply without committing,
-//!   holding a NetworkManager checkpoint, so the caller can run [`probe`]s first; a checkpoint left
-//!   behind by a crashed apply is rolled back (and so destroyed) before the next apply, and interface types the kernel
-//!   cannot create are refused within seconds instead of after nmstate's retries;
+//! - [`Backend::transaction`]: the apply transaction — apply without committing, holding a
+//!   NetworkManager checkpoint, run the caller's [`probe`]s, then commit, or roll back on a
+//!   failed probe, a cancellation or a failed commit; its steps [`Backend::apply`] →
+//!   [`Backend::commit`] / [`Backend::rollback`] are there for callers that drive them
+//!   themselves. Interface types the kernel cannot create are refused within seconds instead
+//!   of after nmstate's retries;
+//! - [`Backend::roll_back_stale_checkpoints`]: checkpoints left behind by a crashed process are
+//!   rolled back (which destroys them), at start-up and before every apply;
+//! - [`Backend::supports_bridge_vlan_filtering`]: the kernel-support probe for linux-bridge
+//!   VLAN filtering (the same throw-away-link probe that checks interface types);
 //! - [`Backend::changes`]: a debounced stream of NetworkManager change signals.
 //!
-//! [`NmBackend`] is the real implementation; [`MemoryBackend`] models interfaces, routes and DNS
-//! in memory for handler tests and simulations.
+//! [`NmBackend`] is the real implementation; `MemoryBackend` (feature `testing`, for tests only)
+//! models interfaces, routes and DNS in memory for handler tests and simulations, and goes
+//! through the same transaction.
 //!
 //! nmstate's futures are not `Send` and its blocking calls panic on a tokio worker thread, so
 //! every nmstate call runs on a dedicated thread with its own current-thread runtime; the
@@ -26,10 +33,12 @@ mod auto_dns;
 mod changes;
 mod error;
 mod kernel;
+#[cfg(any(test, feature = "testing"))]
 mod memory;
 mod nm;
 mod policy;
 pub mod probe;
+mod transaction;
 mod worker;
 
 use std::{collections::BTreeMap, future::Future, time::Duration};
@@ -40,9 +49,13 @@ use serde_json::Value;
 pub use changes::{ChangeBatch, ChangeKind, ChangeStream};
 pub use error::{BackendError, Result};
 pub use kernel::{KernelSupport, kernel_link_kind};
+#[cfg(any(test, feature = "testing"))]
 pub use memory::MemoryBackend;
 pub use nm::NmBackend;
 pub use policy::{feature_statistics, resolve_policy};
+pub use transaction::{RollbackCause, Transaction, TransactionOutcome};
+
+use probe::ProbeRun;
 
 /// Version of the nmstate crate this backend was built with.
 pub const NMSTATE_VERSION: &str = env!("KNMSTATE_NMSTATE_VERSION");
@@ -127,9 +140,12 @@ pub trait Backend: Send + Sync {
 
     /// Apply `desired` and keep a checkpoint instead of committing.
     ///
-    /// On error nothing is left pending: nmstate rolled back already, or nothing was changed.
-    /// Dropping the future does not stop an apply already handed to NetworkManager; its
-    /// checkpoint is then rolled back by the next apply (or by its timeout).
+    /// Checkpoints of crashed applies are rolled back first
+    /// ([`roll_back_stale_checkpoints`](Backend::roll_back_stale_checkpoints)) and returned in
+    /// [`PendingApply::destroyed_stale`]. On error nothing is left pending: nmstate rolled back
+    /// already, or nothing was changed. Dropping the future does not stop an apply already
+    /// handed to NetworkManager; its checkpoint is then rolled back by the next apply (or by its
+    /// timeout).
     fn apply(
         &self,
         desired: &Value,
@@ -141,6 +157,40 @@ pub trait Backend: Send + Sync {
 
     /// Return to the state saved in the checkpoint.
     fn rollback(&self, checkpoint: &Checkpoint) -> impl Future<Output = Result<()>> + Send;
+
+    /// Roll back every checkpoint the node holds, returning them: a checkpoint nobody commits
+    /// any more (its process died mid-apply) makes NetworkManager refuse new ones, and its
+    /// changes were never probed.
+    ///
+    /// Call it only while no apply of this process is pending: at start-up (under the node
+    /// lock, so no other handler is alive) — [`apply`](Backend::apply) calls it itself once it
+    /// made sure of that.
+    fn roll_back_stale_checkpoints(&self) -> impl Future<Output = Result<Vec<Checkpoint>>> + Send;
+
+    /// Whether the node's kernel can filter VLANs on a linux bridge (probed once). When it
+    /// cannot tell, it answers `true` and leaves the verdict to the apply.
+    fn supports_bridge_vlan_filtering(&self) -> impl Future<Output = bool> + Send;
+
+    /// The apply transaction: [`apply`](Backend::apply) `desired` holding a checkpoint, run
+    /// `probe` (what to check while it is held), then [`commit`](Backend::commit); or
+    /// [`rollback`](Backend::rollback) when a probe failed, when `cancel` resolved first (the
+    /// process is stopping) or when the commit failed. Nothing is left pending whatever the
+    /// outcome, unless the rollback itself failed (then NetworkManager rolls back when the
+    /// checkpoint times out).
+    fn transaction<P, F, C>(
+        &self,
+        desired: &Value,
+        options: &ApplyOptions,
+        probe: P,
+        cancel: C,
+    ) -> impl Future<Output = Transaction> + Send
+    where
+        P: FnOnce() -> F + Send,
+        F: Future<Output = ProbeRun> + Send,
+        C: Future<Output = ()> + Send,
+    {
+        transaction::run(self, desired, options, probe, cancel)
+    }
 
     /// Debounced change notifications: one batch per burst of changes, after `debounce` of quiet.
     fn changes(&self, debounce: Duration) -> impl Future<Output = Result<ChangeStream>> + Send;

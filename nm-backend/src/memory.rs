@@ -8,7 +8,10 @@
 //! static DNS. Routes learned by DHCP or router advertisement disappear when their interface
 //! stops using DHCP/autoconf or becomes a port. Checkpoints behave like NetworkManager's: one at a
 //! time, automatic rollback after their timeout, and a checkpoint left by a "crashed" owner is
-//! destroyed by the next apply.
+//! rolled back by the next apply (or by [`Backend::roll_back_stale_checkpoints`]), so the
+//! apply transaction ([`Backend::transaction`]) behaves as on a real node.
+//!
+//! Compiled for tests only (this crate's own, and with the `testing` feature).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -43,6 +46,7 @@ struct Inner {
     owned: Option<Checkpoint>,
     next_id: u64,
     unsupported_types: BTreeSet<String>,
+    bridge_vlan_filtering: bool,
 }
 
 /// A node network held in memory. Cloning shares the node.
@@ -120,6 +124,7 @@ impl MemoryBackend {
                 owned: None,
                 next_id: 1,
                 unsupported_types: BTreeSet::new(),
+                bridge_vlan_filtering: true,
             })),
             events,
         }
@@ -149,6 +154,11 @@ impl MemoryBackend {
     /// Pretend the kernel cannot create these nmstate interface types (`bond`, `vlan`, ...).
     pub fn set_unsupported_types<I: IntoIterator<Item = S>, S: Into<String>>(&self, types: I) {
         self.lock().unsupported_types = types.into_iter().map(Into::into).collect();
+    }
+
+    /// Pretend the kernel can (or cannot) filter VLANs on linux bridges (it can by default).
+    pub fn set_bridge_vlan_filtering(&self, supported: bool) {
+        self.lock().bridge_vlan_filtering = supported;
     }
 
     /// The state as it is now (after any expired checkpoint rolled back).
@@ -189,6 +199,23 @@ impl MemoryBackend {
             }
             self.emit([ChangeKind::DeviceState, ChangeKind::IpConfig]);
         }
+    }
+
+    /// Roll back every checkpoint held, newest first (so the state returns to the one before
+    /// the oldest), and return them oldest first with the change kinds to emit.
+    fn roll_back_all(inner: &mut Inner) -> (Vec<Checkpoint>, BTreeSet<ChangeKind>) {
+        let before = inner.state.clone();
+        let mut stale = Vec::new();
+        while let Some(cp) = inner.checkpoints.pop() {
+            tracing::warn!(checkpoint = %cp.id, "rolling back a checkpoint left by an earlier apply");
+            inner.state = cp.saved;
+            if inner.owned.as_ref() == Some(&cp.id) {
+                inner.owned = None;
+            }
+            stale.insert(0, cp.id);
+        }
+        let kinds = Self::change_kinds(&before, &inner.state);
+        (stale, kinds)
     }
 
     fn emit<I: IntoIterator<Item = ChangeKind>>(&self, kinds: I) {
@@ -443,15 +470,22 @@ impl Backend for MemoryBackend {
         if let Some(owned) = &inner.owned {
             return Err(BackendError::CheckpointPending(owned.0.clone()));
         }
-        let destroyed_stale: Vec<Checkpoint> = inner.checkpoints.drain(..).map(|c| c.id).collect();
-        let next = Self::apply_to(&inner, desired)?;
+        let (destroyed_stale, mut kinds) = Self::roll_back_all(&mut inner);
+        let next = match Self::apply_to(&inner, desired) {
+            Ok(next) => next,
+            Err(e) => {
+                drop(inner);
+                self.emit(kinds);
+                return Err(e);
+            }
+        };
         let id = Checkpoint(format!(
             "/org/freedesktop/NetworkManager/Checkpoint/{}",
             inner.next_id
         ));
         inner.next_id += 1;
         let saved = std::mem::replace(&mut inner.state, next);
-        let kinds = Self::change_kinds(&saved, &inner.state);
+        kinds.extend(Self::change_kinds(&saved, &inner.state));
         inner.checkpoints.push(SavedCheckpoint {
             id: id.clone(),
             saved,
@@ -464,6 +498,19 @@ impl Backend for MemoryBackend {
             checkpoint: id,
             destroyed_stale,
         })
+    }
+
+    async fn roll_back_stale_checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let mut inner = self.lock();
+        self.expire(&mut inner);
+        let (stale, kinds) = Self::roll_back_all(&mut inner);
+        drop(inner);
+        self.emit(kinds);
+        Ok(stale)
+    }
+
+    async fn supports_bridge_vlan_filtering(&self) -> bool {
+        self.lock().bridge_vlan_filtering
     }
 
     async fn commit(&self, checkpoint: &Checkpoint) -> Result<()> {
@@ -588,7 +635,7 @@ mod tests {
         node.set_unsupported_types(["bond"]);
         let bond = json!({"interfaces": [{"name": "bond0", "type": "bond", "state": "up"}]});
         let err = node.apply(&bond, &opts()).await.err().map(|e| e.category());
-        assert_eq!(err, Some("UnsupportedInterfaceType"));
+        assert_eq!(err, Some("unsupported-interface-type"));
         let bad = json!({"interfaces": [{"name": "eth1", "mtu": 10}]});
         assert!(node.apply(&bad, &opts()).await.is_err());
         assert!(
@@ -599,7 +646,7 @@ mod tests {
         let mtu = json!({"interfaces": [{"name": "eth1", "mtu": 9000}]});
         let first = node.apply(&mtu, &opts()).await.expect("apply");
         let err = node.apply(&mtu, &opts()).await.err().map(|e| e.category());
-        assert_eq!(err, Some("CheckpointPending"));
+        assert_eq!(err, Some("checkpoint-pending"));
         node.crash();
         let second = node.apply(&mtu, &opts()).await.expect("apply after crash");
         assert_eq!(second.destroyed_stale, vec![first.checkpoint.clone()]);
@@ -623,7 +670,7 @@ mod tests {
         assert_eq!(node.state(), before);
         assert_eq!(
             node.commit(&p.checkpoint).await.err().map(|e| e.category()),
-            Some("CommitFailed")
+            Some("commit-failed")
         );
     }
 

@@ -381,30 +381,8 @@ impl Backend for NmBackend {
         }
         let mut state: NetworkState = serde_json::from_value(desired.clone())
             .map_err(|e| BackendError::InvalidDesiredState(e.to_string()))?;
+        let destroyed_stale = self.roll_back_stale_checkpoints().await?;
         let conn = Connection::system().await?;
-
-        // A checkpoint nobody committed (a crashed apply) makes NetworkManager refuse new ones.
-        // Its changes were never probed: roll them back, which also destroys it.
-        let mut destroyed_stale = Vec::new();
-        for stale in list_checkpoints(&conn).await? {
-            tracing::warn!(checkpoint = %stale, "rolling back checkpoint left by an earlier apply");
-            let cp = stale.0.clone();
-            worker::run("stale-rollback", move || async move {
-                NetworkState::checkpoint_rollback_async(&cp).await
-            })
-            .await?
-            .map_err(|e| BackendError::DestroyStaleCheckpoint {
-                checkpoint: stale.0.clone(),
-                message: e.to_string(),
-            })?;
-            if let Some((recorded, dns)) = self.read_record()
-                && (recorded.is_empty() || recorded == stale.0)
-            {
-                restore_global_dns_logged(&conn, Some(&dns)).await;
-                self.remove_record();
-            }
-            destroyed_stale.push(stale);
-        }
 
         self.check_kernel_support(desired).await?;
 
@@ -447,6 +425,36 @@ impl Backend for NmBackend {
             checkpoint,
             destroyed_stale,
         })
+    }
+
+    async fn roll_back_stale_checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let conn = Connection::system().await?;
+        let stale = list_checkpoints(&conn).await?;
+        for cp in &stale {
+            tracing::warn!(checkpoint = %cp, "rolling back a checkpoint left by an earlier apply");
+            let path = cp.0.clone();
+            worker::run("stale-rollback", move || async move {
+                NetworkState::checkpoint_rollback_async(&path).await
+            })
+            .await?
+            .map_err(|e| BackendError::DestroyStaleCheckpoint {
+                checkpoint: cp.0.clone(),
+                message: e.to_string(),
+            })?;
+            // Its saved global DNS, when the crashed process recorded one.
+            if let Some((recorded, dns)) = self.read_record()
+                && (recorded.is_empty() || recorded == cp.0)
+            {
+                restore_global_dns_logged(&conn, Some(&dns)).await;
+                self.remove_record();
+            }
+            self.take_pending(cp);
+        }
+        Ok(stale)
+    }
+
+    async fn supports_bridge_vlan_filtering(&self) -> bool {
+        self.kernel.bridge_vlan_filtering().await
     }
 
     async fn commit(&self, checkpoint: &Checkpoint) -> Result<()> {

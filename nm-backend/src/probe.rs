@@ -77,19 +77,72 @@ pub trait Probe: Send + Sync {
     fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a>;
 }
 
+/// One probe's run, as the transaction reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeRecord {
+    /// The probe's name.
+    pub name: String,
+    /// How long it ran.
+    pub duration: Duration,
+    /// Passed or skipped, or the failure's message.
+    pub outcome: std::result::Result<ProbeOutcome, String>,
+}
+
+impl ProbeRecord {
+    /// Whether the probe passed or was skipped.
+    pub fn succeeded(&self) -> bool {
+        self.outcome.is_ok()
+    }
+}
+
+/// What the probe step of a transaction found: every probe that ran, in order, and the failure
+/// that stopped them (none: the applied state may be committed).
+#[derive(Debug, Default)]
+pub struct ProbeRun {
+    /// The probes that ran.
+    pub records: Vec<ProbeRecord>,
+    /// The failure that stopped them.
+    pub failure: Option<BackendError>,
+}
+
+/// Run `probes` in order, stopping at the first failure, and record each run.
+pub async fn run_recorded(probes: &[Box<dyn Probe>], ctx: &ProbeContext<'_>) -> ProbeRun {
+    let mut run = ProbeRun::default();
+    for probe in probes {
+        let started = Instant::now();
+        let result = probe.run(ctx).await;
+        let record = ProbeRecord {
+            name: probe.name().to_string(),
+            duration: started.elapsed(),
+            outcome: result
+                .as_ref()
+                .map(Clone::clone)
+                .map_err(ToString::to_string),
+        };
+        tracing::info!(probe = probe.name(), outcome = ?record.outcome, elapsed = ?record.duration, "probe");
+        run.records.push(record);
+        if let Err(e) = result {
+            run.failure = Some(e);
+            break;
+        }
+    }
+    run
+}
+
 /// Run `probes` in order, stopping at the first failure.
 pub async fn run_probes(
     probes: &[Box<dyn Probe>],
     ctx: &ProbeContext<'_>,
 ) -> Result<Vec<(String, ProbeOutcome)>> {
-    let mut outcomes = Vec::with_capacity(probes.len());
-    for probe in probes {
-        let started = Instant::now();
-        let outcome = probe.run(ctx).await?;
-        tracing::info!(probe = probe.name(), ?outcome, elapsed = ?started.elapsed(), "probe");
-        outcomes.push((probe.name().to_string(), outcome));
+    let run = run_recorded(probes, ctx).await;
+    if let Some(e) = run.failure {
+        return Err(e);
     }
-    Ok(outcomes)
+    Ok(run
+        .records
+        .into_iter()
+        .filter_map(|r| Some((r.name, r.outcome.ok()?)))
+        .collect())
 }
 
 /// A default gateway found in a state: address and outgoing interface.
@@ -620,7 +673,7 @@ mod tests {
             current: &gone,
         };
         let err = gw.run(&lost).await.err().map(|e| e.category());
-        assert_eq!(err, Some("ProbeFailed"));
+        assert_eq!(err, Some("probe-failed"));
         let err = dns.run(&lost).await.err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),

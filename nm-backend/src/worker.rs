@@ -54,6 +54,6 @@ mod tests {
     async fn a_panicking_job_is_a_worker_error() {
         let out: Result<()> = run("boom", || async { panic!("boom") }).await;
         let err = out.err().map(|e| e.category());
-        assert_eq!(err, Some("BackendWorkerFailed"));
+        assert_eq!(err, Some("backend-worker-failed"));
     }
 }

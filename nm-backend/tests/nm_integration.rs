@@ -618,7 +618,7 @@ async fn broken_gateway_probe_fails_and_rollback_restores(b: NmBackend) -> anyho
         Ok(o) => bail!("probe passed on a broken gateway: {o:?}"),
         Err(e) => e,
     };
-    ensure!(err.category() == "ProbeFailed", "{err}");
+    ensure!(err.category() == "probe-failed", "{err}");
     println!(
         "  probe failed after {:.1}s: {err}",
         started.elapsed().as_secs_f64()
@@ -719,7 +719,7 @@ async fn removing_every_dns_server_is_rolled_back(b: NmBackend) -> anyhow::Resul
         Ok(o) => bail!("DNS probe passed without a name server: {o:?}"),
         Err(e) => e,
     };
-    ensure!(err.category() == "ProbeFailed", "{err}");
+    ensure!(err.category() == "probe-failed", "{err}");
     println!("  {err}");
     b.rollback(&pending.checkpoint).await?;
     let took = wait_fingerprint(&b, &want, Duration::from_secs(30)).await?;
@@ -754,7 +754,7 @@ async fn bond_is_refused_fast_when_kernel_lacks_it(b: NmBackend) -> anyhow::Resu
     match outcome {
         Err(e) if !kernel_has_bond => {
             ensure!(
-                e.category() == "UnsupportedInterfaceType",
+                e.category() == "unsupported-interface-type",
                 "wrong error: {e}"
             );
             ensure!(
