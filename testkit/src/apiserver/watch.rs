@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use super::error::ApiError;
-use super::handler::{Shape, partial_metadata};
 use super::object;
 use super::resources::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
+use super::shape::{Shape, partial_metadata};
 use super::storage::{Event, EventType, Store};
 
 /// What a watch asks for.
