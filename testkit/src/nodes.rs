@@ -16,7 +16,7 @@ use std::{
 #[derive(Debug, thiserror::Error)]
 pub enum NodesError {
     /// The harness script could not be started.
-    #[error("running {script}: {source}")]
+    #[error("failed to run {script}")]
     Spawn {
         /// Path of the script.
         script: String,
@@ -24,7 +24,7 @@ pub enum NodesError {
         source: std::io::Error,
     },
     /// A harness command exited with an error.
-    #[error("`nodes.sh {action}` failed ({status}): {stderr}")]
+    #[error("failed to run `nodes.sh {action}` ({status}): {stderr}")]
     Command {
         /// The sub-command (`up 2`, `exec node1 ...`).
         action: String,
@@ -39,8 +39,8 @@ impl NodesError {
     /// Stable name of the failure class.
     pub fn category(&self) -> &'static str {
         match self {
-            Self::Spawn { .. } => "HarnessSpawnFailed",
-            Self::Command { .. } => "HarnessCommandFailed",
+            Self::Spawn { .. } => "harness-spawn-failed",
+            Self::Command { .. } => "harness-command-failed",
         }
     }
 }
@@ -248,5 +248,41 @@ impl Node {
                 stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_harness_command_is_reported_by_category_with_its_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("nodes.sh");
+        std::fs::write(&script, "echo 'no such node' >&2; exit 3\n").unwrap();
+        let harness = Harness {
+            script,
+            prefix: "t".into(),
+            state_dir: None,
+        };
+        let err = harness.run(&["exec", "node9", "true"]).unwrap_err();
+        assert_eq!(err.category(), "harness-command-failed");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("failed to run `nodes.sh exec node9 true`"),
+            "{text}"
+        );
+        assert!(text.contains("no such node"), "{text}");
+    }
+
+    #[test]
+    fn a_harness_that_cannot_start_is_reported_by_category() {
+        let err = NodesError::Spawn {
+            script: "/nonexistent/nodes.sh".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(err.category(), "harness-spawn-failed");
+        assert_eq!(err.to_string(), "failed to run /nonexistent/nodes.sh");
+        assert!(std::error::Error::source(&err).is_some());
     }
 }

@@ -39,7 +39,7 @@ impl Nodes {
         let started = Instant::now();
         // The earlier cluster goes first: dropping it later would tear down the new one.
         self.down();
-        let cluster = Cluster::up(&self.prefix, n).map_err(|e| e.to_string())?;
+        let cluster = Cluster::up(&self.prefix, n).map_err(message)?;
         *self.cluster.borrow_mut() = Some(cluster);
         Ok(started.elapsed())
     }
@@ -64,8 +64,13 @@ impl Nodes {
         let cmd: Vec<&str> = std::iter::once(exe.as_ref())
             .chain(args.iter().copied())
             .collect();
-        node.exec_output(&cmd).map_err(|e| e.to_string())
+        node.exec_output(&cmd).map_err(message)
     }
+}
+
+/// The error with its causes, for a test's report.
+fn message(e: knmstate_testkit::nodes::NodesError) -> String {
+    format!("{:#}", anyhow::Error::new(e))
 }
 
 impl Drop for Nodes {

@@ -14,7 +14,7 @@ use super::storage::{Snapshot, Store};
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
     /// Reading the data file failed.
-    #[error("reading {path}: {source}")]
+    #[error("failed to read {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -22,7 +22,7 @@ pub enum PersistError {
         source: std::io::Error,
     },
     /// The data file is not a snapshot.
-    #[error("decoding {path}: {source}")]
+    #[error("failed to decode {path}")]
     Decode {
         /// The file.
         path: PathBuf,
@@ -30,13 +30,24 @@ pub enum PersistError {
         source: serde_json::Error,
     },
     /// Writing the data file failed.
-    #[error("writing {path}: {source}")]
+    #[error("failed to write {path}")]
     Write {
         /// The file.
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
     },
+}
+
+impl PersistError {
+    /// Stable name of the failure class.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "read-data-file-failed",
+            Self::Decode { .. } => "decode-data-file-failed",
+            Self::Write { .. } => "write-data-file-failed",
+        }
+    }
 }
 
 /// Loads a snapshot; `None` when the file does not exist.
@@ -90,12 +101,12 @@ pub async fn run(
         let rv = store.resource_version();
         if rv != saved {
             if let Err(e) = save(&store, &path) {
-                tracing::warn!("persisting the API stand-in: {e}");
+                tracing::warn!(error = &e as &dyn std::error::Error, "failed to persist");
             }
             saved = rv;
         }
     }
     if let Err(e) = save(&store, &path) {
-        tracing::warn!("persisting the API stand-in: {e}");
+        tracing::warn!(error = &e as &dyn std::error::Error, "failed to persist");
     }
 }

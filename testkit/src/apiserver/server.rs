@@ -57,7 +57,7 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// Binding the listen address failed.
-    #[error("listening on {addr}: {source}")]
+    #[error("failed to listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -68,16 +68,28 @@ pub enum StartError {
     #[error(transparent)]
     Load(#[from] PersistError),
     /// Making or loading the TLS certificate failed.
-    #[error("TLS certificate: {0}")]
+    #[error("failed to make or load the TLS certificate: {0}")]
     Tls(String),
     /// Writing the kubeconfig failed.
-    #[error("writing kubeconfig {path}: {source}")]
+    #[error("failed to write kubeconfig {path}")]
     Kubeconfig {
         /// The file.
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
     },
+}
+
+impl StartError {
+    /// Stable name of the failure class.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Bind { .. } => "bind-failed",
+            Self::Load(e) => e.category(),
+            Self::Tls(_) => "tls-certificate-failed",
+            Self::Kubeconfig { .. } => "write-kubeconfig-failed",
+        }
+    }
 }
 
 /// A running stand-in.
@@ -353,5 +365,27 @@ where
             }
         }
         _ = stop.changed() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_address_in_use_is_a_bind_failure() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = ApiServer::start(Config {
+            listen: taken.local_addr().unwrap(),
+            ..Config::default()
+        })
+        .await
+        .expect_err("the address is taken");
+        assert_eq!(err.category(), "bind-failed");
+        assert!(
+            err.to_string()
+                .starts_with("failed to listen on 127.0.0.1:"),
+            "{err}"
+        );
     }
 }
