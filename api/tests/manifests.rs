@@ -3,17 +3,13 @@
 use knmstate_api::crd;
 use knmstate_api::schema::{CrdValidator, SchemaError};
 use knmstate_api::{v1, v1beta1};
+use knmstate_testkit::golden::load;
 use pretty_assertions::assert_eq;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
-}
-
-fn load(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The check every example passes and a broken manifest fails: typed deserialisation, the

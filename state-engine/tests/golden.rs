@@ -14,36 +14,26 @@ use knmstate_state_engine::filter::{FilterOptions, filter_state};
 use knmstate_state_engine::plan::plan;
 use knmstate_state_engine::render::rendered;
 use knmstate_state_engine::rollback::{HandlerDefaults, select_probes};
+use knmstate_testkit::golden::{self, Case};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-fn read(dir: &Path, file: &str) -> Option<Value> {
-    let text = std::fs::read_to_string(dir.join(file)).ok()?;
-    Some(
-        serde_saphyr::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display())),
-    )
-}
-
-fn need(dir: &Path, file: &str) -> Value {
-    read(dir, file).unwrap_or_else(|| panic!("{} is missing", dir.join(file).display()))
-}
-
-fn run(case: &str, dir: &Path) -> Value {
+fn run(c: &Case) -> Value {
+    let case = c.name.as_str();
     if case.starts_with("render-") {
-        rendered(&need(dir, "desired.yml"))
+        rendered(&c.need("desired.yml"))
     } else if case.starts_with("filter-") {
         let mut opts = FilterOptions::default();
-        if let Some(o) = read(dir, "options.yml") {
+        if let Some(o) = c.read("options.yml") {
             opts.max_bytes = o["max-bytes"].as_u64().expect("max-bytes") as usize;
         }
-        let state = filter_state(&need(dir, "current.yml"), &opts).state;
+        let state = filter_state(&c.need("current.yml"), &opts).state;
         let size = serde_json::to_vec(&state).unwrap().len();
         assert!(size <= opts.max_bytes, "{case}: {size} bytes over the cap");
         state
     } else if case.starts_with("plan-") {
-        let current = need(dir, "current.yml");
-        let p = plan(&current, &need(dir, "desired.yml"));
+        let current = c.need("current.yml");
+        let p = plan(&current, &c.need("desired.yml"));
         let probes = select_probes(&p, &current, None, &HandlerDefaults::default());
         json!({
             "plan": p,
@@ -59,31 +49,25 @@ fn run(case: &str, dir: &Path) -> Value {
 #[test]
 fn golden_fixtures() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
-    let mut cases: Vec<_> = std::fs::read_dir(&root)
-        .expect("fixtures dir")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
+    let update = golden::update_requested("UPDATE_GOLDEN");
+    let cases = golden::cases(&root);
     assert!(
         cases.len() >= 9,
         "expected the fixture set, found {}",
         cases.len()
     );
     let mut failures = Vec::new();
-    for dir in &cases {
-        let case = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let got = run(&case, dir);
+    for c in &cases {
+        let got = run(c);
         if update {
-            let yaml = serde_saphyr::to_string(&got).expect("yaml");
-            std::fs::write(dir.join("expected.yml"), yaml).expect("write expected");
+            c.write_yaml("expected.yml", &got);
             continue;
         }
-        let want = need(dir, "expected.yml");
+        let want = c.need("expected.yml");
         if got != want {
             failures.push(format!(
-                "{case}:\n{}",
+                "{}:\n{}",
+                c.name,
                 pretty_assertions::Comparison::new(&want, &got)
             ));
         }

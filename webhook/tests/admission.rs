@@ -2,6 +2,7 @@
 //! `fixtures/fail` is denied with exactly the message in its `.message` file.
 //! `UPDATE_FIXTURES=1` rewrites the `.message` files (review the diff before committing).
 
+use knmstate_testkit::golden;
 use knmstate_webhook::admission::{
     Admission, MUTATE_PATH, STATUS_MUTATE_PATH, TIMESTAMP_MUTATE_PATH, VALIDATE_PATH,
 };
@@ -12,17 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 fn fixtures(dir: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(dir);
-    let mut v: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    v.sort();
-    assert!(!v.is_empty(), "no fixtures in {}", root.display());
-    v
+    golden::files(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(dir),
+        "json",
+    )
 }
 
 fn respond(path: &str, review: &Value) -> Value {
@@ -32,7 +28,7 @@ fn respond(path: &str, review: &Value) -> Value {
 #[test]
 fn pass_fixtures_are_allowed() {
     for f in fixtures("pass") {
-        let review: Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        let review = golden::load(&f);
         let resp = respond(VALIDATE_PATH, &review);
         assert_eq!(
             resp["response"]["allowed"],
@@ -49,7 +45,7 @@ fn pass_fixtures_are_allowed() {
 fn fail_fixtures_are_denied_with_their_message() {
     let update = std::env::var_os("UPDATE_FIXTURES").is_some();
     for f in fixtures("fail") {
-        let review: Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        let review = golden::load(&f);
         let resp = respond(VALIDATE_PATH, &review);
         let r = &resp["response"];
         assert_eq!(r["allowed"], false, "{}", f.display());
@@ -63,10 +59,9 @@ fn fail_fixtures_are_denied_with_their_message() {
         );
         let expected_file = f.with_extension("message");
         if update {
-            std::fs::write(&expected_file, format!("{got}\n")).unwrap();
+            golden::write(&expected_file, &format!("{got}\n"));
         }
-        let expected = std::fs::read_to_string(&expected_file)
-            .unwrap_or_else(|_| panic!("missing {}", expected_file.display()));
+        let expected = golden::text(&expected_file);
         assert_eq!(got, expected.trim_end(), "{}", f.display());
     }
 }
