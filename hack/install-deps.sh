@@ -24,3 +24,9 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v kubectl >/dev/null || { echo "kubectl not found: the kubectl and end-to-end tests need it" >&2; exit 1; }
+# cargo-deny checks licences, duplicate crates and sources (deny.toml); built from crates.io once.
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
+  echo "installing cargo-deny $CARGO_DENY_VERSION"
+  cargo install --quiet --locked cargo-deny --version "$CARGO_DENY_VERSION"
+fi

@@ -16,6 +16,10 @@ cargo fmt --all -- --check
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "dependencies: licences, duplicate crates, sources (deny.toml)"
+# Advisories need the RustSec database from its git repository; run them where it is reachable.
+cargo deny --offline check licenses bans sources
+
 step "generated CRDs are fresh"
 cargo run -q --locked -p knmstate-api --bin crdgen -- --check
 
