@@ -163,6 +163,8 @@ pub mod policy {
 pub mod event {
     /// A reconcile failed; the note starts with the error category.
     pub const REASON_RECONCILE_FAILED: &str = "ReconcileFailed";
+    /// The handler's action: reconciling a policy on its node.
+    pub const ACTION_RECONCILE: &str = "Reconcile";
     /// The controller's action: aggregating a policy's status from its enactments.
     pub const ACTION_AGGREGATE: &str = "Aggregate";
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::core::v1::Node;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::{NodeNetworkConfigurationEnactment, NodeNetworkState};
-use knmstate_nm_backend::{Backend, Checkpoint};
+use knmstate_nm_backend::Backend;
 use kube::Api;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -40,8 +40,6 @@ pub struct Context<B: Backend> {
     pub enactments: Store<NodeNetworkConfigurationEnactment>,
     /// This node's NodeNetworkState.
     pub states: Store<NodeNetworkState>,
-    /// The checkpoint of an apply in flight, rolled back on shutdown.
-    pub(crate) pending: Mutex<Option<Checkpoint>>,
     /// Serialises applies on this node.
     pub(crate) apply_lock: tokio::sync::Mutex<()>,
     /// Asks for a NodeNetworkState refresh.
@@ -103,17 +101,6 @@ impl<B: Backend> Context<B> {
         let _ = self.nns_refresh.try_send(());
     }
 
-    pub(crate) fn set_pending(&self, cp: Option<Checkpoint>) {
-        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = cp;
-    }
-
-    pub(crate) fn pending(&self) -> Option<Checkpoint> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
     /// Whether to inject the default linux-bridge VLAN trunk on this node.
     pub async fn inject_bridge_vlan(&self) -> bool {
         match self.config.bridge_vlan {
@@ -128,59 +115,7 @@ impl<B: Backend> Context<B> {
     pub async fn kernel_bridge_vlan_filtering(&self) -> bool {
         *self
             .bridge_vlan_filtering
-            .get_or_init(kernel_supports_bridge_vlan_filtering)
+            .get_or_init(|| self.backend.supports_bridge_vlan_filtering())
             .await
-    }
-
-    /// Roll back an apply in flight, if any (graceful shutdown).
-    pub async fn rollback_pending(&self) -> Result<bool> {
-        let Some(cp) = self.pending() else {
-            return Ok(false);
-        };
-        tracing::warn!(checkpoint = %cp, "rolling back the uncommitted apply before exiting");
-        self.backend
-            .rollback(&cp)
-            .await
-            .map_err(Error::RollbackCheckpoint)?;
-        self.set_pending(None);
-        Ok(true)
-    }
-}
-
-/// Create (and delete) a throw-away bridge with VLAN filtering in this network namespace; only
-/// a kernel that refuses it ("not supported") counts as lacking support.
-pub async fn kernel_supports_bridge_vlan_filtering() -> bool {
-    let name = format!("knmvf{}", std::process::id() % 100_000);
-    let out = tokio::process::Command::new("ip")
-        .args([
-            "link",
-            "add",
-            &name,
-            "type",
-            "bridge",
-            "vlan_filtering",
-            "1",
-        ])
-        .output()
-        .await;
-    match out {
-        Ok(o) if o.status.success() => {
-            let _ = tokio::process::Command::new("ip")
-                .args(["link", "del", &name])
-                .output()
-                .await;
-            true
-        }
-        Ok(o) => {
-            let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
-            let unsupported = err.contains("not supported");
-            if unsupported {
-                tracing::warn!(
-                    "the kernel lacks bridge VLAN filtering: linux-bridge VLAN configuration cannot be applied"
-                );
-            }
-            !unsupported
-        }
-        Err(_) => true,
     }
 }

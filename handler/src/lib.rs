@@ -44,6 +44,7 @@ pub mod context;
 pub mod error;
 pub mod lock;
 pub mod nns;
+pub mod objects;
 pub mod policy;
 pub mod probes;
 pub mod run;

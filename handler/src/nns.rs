@@ -16,16 +16,17 @@ use knmstate_api::names;
 use knmstate_api::v1beta1::NodeNetworkState;
 use knmstate_nm_backend::Backend;
 use knmstate_state_engine::filter::{FilterOptions, filter_state};
+use kube::ResourceExt;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::objects;
 use crate::secrets;
 
 /// The controller's error policy: log and try again soon.
@@ -36,6 +37,7 @@ pub fn error_policy<B: Backend>(node: Arc<Node>, err: &Error, _ctx: Arc<Context<
 
 /// Reconcile this node: refresh its NodeNetworkState, then look again after the safety
 /// re-read interval.
+#[tracing::instrument(skip_all, fields(node = %ctx.node_name()))]
 pub async fn reconcile<B: Backend>(node: Arc<Node>, ctx: Arc<Context<B>>) -> Result<Action> {
     refresh(&ctx, &node).await?;
     Ok(Action::requeue(ctx.config.nns_resync))
@@ -78,17 +80,15 @@ pub async fn refresh<B: Backend>(ctx: &Context<B>, node: &Node) -> Result<bool> 
             return Ok(false);
         }
     }
-    let body = json!({
-        "apiVersion": "nmstate.io/v1beta1",
-        "kind": "NodeNetworkState",
-        "metadata": {"name": name},
-        "status": {
+    let body = objects::status_patch::<NodeNetworkState>(
+        &name,
+        json!({
             "currentState": state,
             "lastSuccessfulUpdateTime": Time(k8s_openapi::jiff::Timestamp::now()),
             "handlerNmstateVersion": current.nmstate_version,
             "hostNetworkManagerVersion": current.nm_version,
-        }
-    });
+        }),
+    );
     api.patch_status(
         &name,
         &PatchParams::apply(names::field_manager::HANDLER).force(),
@@ -111,19 +111,11 @@ fn remember<B: Backend>(ctx: &Context<B>, uid: &str, state: &Value) {
 async fn create<B: Backend>(ctx: &Context<B>, node: &Node) -> Result<NodeNetworkState> {
     let name = ctx.node_name().to_owned();
     let api = ctx.state_api();
-    let obj: NodeNetworkState = serde_json::from_value(json!({
-        "apiVersion": "nmstate.io/v1beta1",
-        "kind": "NodeNetworkState",
-        "metadata": {
-            "name": name,
-            "labels": ctx.config.extra_labels,
-            "ownerReferences": node.owner_ref(&()).into_iter().collect::<Vec<_>>(),
-        },
-    }))
-    .map_err(|source| Error::Serialize {
-        what: "NodeNetworkState".into(),
-        source,
-    })?;
+    let obj = NodeNetworkState {
+        metadata: objects::node_owned(&name, ctx.config.extra_labels.clone(), node),
+        spec: Default::default(),
+        status: None,
+    };
     let pp = PostParams {
         field_manager: Some(names::field_manager::HANDLER.to_owned()),
         ..Default::default()

@@ -140,7 +140,6 @@ impl<B: Backend + Clone + 'static> Handler<B> {
             policies: policies.clone(),
             enactments,
             states,
-            pending: Mutex::new(None),
             apply_lock: tokio::sync::Mutex::new(()),
             nns_refresh: refresh_tx.clone(),
             nns_last: Mutex::new(None),
@@ -224,9 +223,9 @@ impl<B: Backend + Clone + 'static> Handler<B> {
         for t in side_tasks {
             t.abort();
         }
-        let rolled_back = ctx.rollback_pending().await;
+        // An apply in flight was rolled back by its transaction when the stop was signalled.
         let _ = std::fs::remove_file(&ctx.config.readiness_file);
-        rolled_back.map(|_| ())
+        Ok(())
     }
 }
 
@@ -264,20 +263,16 @@ pub fn init_tracing(format: crate::config::LogFormat) {
     };
 }
 
-/// Roll back every checkpoint NetworkManager holds. Called at start-up while holding the node
-/// lock: no other handler is alive, so a checkpoint can only be left by one that died mid-apply;
-/// its changes were never probed. Returns how many were rolled back.
-pub async fn rollback_stale_checkpoints(backend: &knmstate_nm_backend::NmBackend) -> Result<usize> {
+/// Roll back every checkpoint the node holds. Called at start-up while holding the node lock:
+/// no other handler is alive, so a checkpoint can only be left by one that died mid-apply; its
+/// changes were never probed. Returns how many were rolled back.
+pub async fn rollback_stale_checkpoints<B: Backend>(backend: &B) -> Result<usize> {
     let stale = backend
-        .checkpoints()
+        .roll_back_stale_checkpoints()
         .await
         .map_err(Error::RollbackCheckpoint)?;
     for cp in &stale {
-        tracing::warn!(checkpoint = %cp, "rolling back a checkpoint left by a handler that died mid-apply");
-        backend
-            .rollback(cp)
-            .await
-            .map_err(Error::RollbackCheckpoint)?;
+        tracing::warn!(checkpoint = %cp, "rolled back a checkpoint left by a handler that died mid-apply");
     }
     Ok(stale.len())
 }

@@ -22,6 +22,7 @@ use crate::policy::delete_enactment;
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5 * 3600);
 
 /// Delete the enactment if its policy no longer exists on the API server.
+#[tracing::instrument(skip_all, fields(enactment = %enactment.name_any()))]
 pub async fn reconcile<B: Backend>(
     enactment: Arc<NodeNetworkConfigurationEnactment>,
     ctx: Arc<Context<B>>,

@@ -151,9 +151,11 @@ pub fn initial_enactment_conditions(now: Time) -> ConditionList {
 }
 
 /// Move an enactment status to policy generation `generation`. When it held another
-/// generation, every condition is cleared (upstream fix #1442: other handlers must not
-/// attribute an old failure to the new generation) and retry counts of older generations are
-/// dropped. Returns whether it was reset.
+/// generation, it starts over: every condition is cleared (upstream fix #1442: other handlers
+/// must not attribute an old failure to the new generation) and every retry count is dropped —
+/// no count of another generation speaks for this one, not even one of a higher generation
+/// (a policy deleted and created again starts its generations over). Returns whether it was
+/// reset.
 ///
 /// ```
 /// use knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus;
@@ -180,10 +182,25 @@ pub fn enter_generation(
     }
     status.policy_generation = Some(generation);
     status.conditions = ConditionList::default();
-    status
-        .retry_count
-        .retain(|g, _| g.parse::<i64>().is_ok_and(|g| g >= generation));
+    status.retry_count.clear();
     true
+}
+
+/// Whether two enactment statuses differ in meaning: condition heartbeats and transition
+/// times, and the capture timestamps, aside. An unchanged status is not written.
+pub fn enactment_status_differs(
+    old: &knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus,
+    new: &knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus,
+) -> bool {
+    let strip = |s: &knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus| {
+        let mut s = s.clone();
+        s.conditions = ConditionList::default();
+        for c in s.captured_states.values_mut() {
+            c.meta_info = None;
+        }
+        s
+    };
+    !old.conditions.same_meaning(&new.conditions) || strip(old) != strip(new)
 }
 
 /// The final failure message: `error reconciling NodeNetworkConfigurationPolicy on node <node>
@@ -509,5 +526,41 @@ mod tests {
             failed_event_message("n", "p", 5),
             "reconciliation of enactment \"n.p\" has failed after 5 retries"
         );
+    }
+
+    #[test]
+    fn heartbeats_alone_do_not_count_as_a_change() {
+        let t = |s| Time(k8s_openapi::jiff::Timestamp::from_second(s).expect("time"));
+        let mut a = knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus::default();
+        a.conditions.set("Available", True, "R", "m", t(1));
+        let mut b = a.clone();
+        b.conditions.set("Available", True, "R", "m", t(2));
+        assert!(!enactment_status_differs(&a, &b));
+        b.features = vec!["static-route".into()];
+        assert!(enactment_status_differs(&a, &b));
+        let mut c = a.clone();
+        c.conditions.set("Available", False, "R", "m", t(3));
+        assert!(enactment_status_differs(&a, &c));
+    }
+
+    #[test]
+    fn a_new_generation_starts_with_fresh_conditions_and_retry_counts() {
+        let t0 = Time(k8s_openapi::jiff::Timestamp::from_second(0).expect("time"));
+        let mut s = knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus {
+            policy_generation: Some(2),
+            conditions: initial_enactment_conditions(t0),
+            retry_count: [("2".to_owned(), 3), ("3".to_owned(), 1)].into(),
+            ..Default::default()
+        };
+        assert!(!enter_generation(&mut s, 2));
+        assert_eq!(
+            s.retry_count.len(),
+            2,
+            "the same generation keeps its counts"
+        );
+        assert!(enter_generation(&mut s, 1));
+        assert!(s.conditions.is_empty());
+        assert!(s.retry_count.is_empty());
+        assert_eq!(s.policy_generation, Some(1));
     }
 }

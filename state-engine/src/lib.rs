@@ -16,7 +16,7 @@
 //! | [`selector`] | whether a node matches a policy; label and policy-name validation |
 //! | [`node`] | facts about a Node shared by several decisions (readiness) |
 //! | [`concurrency`] | maxUnavailable, whether a node may start applying, the Aborted rule |
-//! | [`render`] | the default linux-bridge VLAN trunk injected into a desired state |
+//! | [`render`] | the default linux-bridge VLAN trunk injected into a desired state; whether it needs bridge VLAN filtering |
 //! | [`filter`] | what of a node's current state is reported in its NodeNetworkState |
 //! | [`plan`] | what a desired state changes on a node (interfaces, routes, DNS, default route) |
 //! | [`rollback`] | which probes guard an apply, their timeouts, commit or rollback, retries |

@@ -71,6 +71,62 @@ pub fn rendered(desired: &Value) -> Value {
     v
 }
 
+/// The first linux-bridge of `desired` (not being removed) whose configuration needs bridge
+/// VLAN filtering, with what needs it: a port with a non-empty `vlan`, or the bridge's
+/// `vlan-filtering`, `vlan-protocol` or `vlan-default-pvid` option.
+///
+/// ```
+/// use knmstate_state_engine::render::bridge_vlan_filtering_needed;
+/// let desired = serde_json::json!({"interfaces": [{"name": "br1", "type": "linux-bridge",
+///     "bridge": {"port": [{"name": "eth1", "vlan": {"mode": "trunk"}}]}}]});
+/// assert_eq!(
+///     bridge_vlan_filtering_needed(&desired),
+///     Some(("br1".to_owned(), "port vlan configuration"))
+/// );
+/// ```
+pub fn bridge_vlan_filtering_needed(desired: &Value) -> Option<(String, &'static str)> {
+    let ifaces = desired.get("interfaces")?.as_array()?;
+    ifaces.iter().find_map(|i| {
+        let bridge = (i.get("type")?.as_str()? == "linux-bridge"
+            && i.get("state").and_then(Value::as_str) != Some("absent"))
+        .then(|| i.get("bridge"))
+        .flatten()?;
+        let name = i.get("name").and_then(Value::as_str).unwrap_or_default();
+        let port_vlan = bridge
+            .get("port")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|p| {
+                p.get("vlan")
+                    .and_then(Value::as_object)
+                    .is_some_and(|v| !v.is_empty())
+            });
+        if port_vlan {
+            return Some((name.to_owned(), "port vlan configuration"));
+        }
+        let options = bridge.get("options");
+        let filtering = [
+            bridge.get("vlan-filtering"),
+            options.and_then(|o| o.get("vlan-filtering")),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|v| v.as_bool() == Some(true));
+        if filtering {
+            return Some((name.to_owned(), "vlan-filtering"));
+        }
+        ["vlan-protocol", "vlan-default-pvid"]
+            .into_iter()
+            .find_map(|k| {
+                options
+                    .and_then(|o| o.get(k))
+                    .filter(|v| !v.is_null())
+                    .map(|_| (name.to_owned(), k))
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +169,54 @@ mod tests {
             assert!(inject_default_bridge_vlan(&mut v).is_empty());
             assert_eq!(v, before);
         }
+    }
+
+    #[test]
+    fn bridge_vlan_configuration_needing_vlan_filtering_is_found() {
+        let bridge = |bridge: Value, state: &str| {
+            json!({"interfaces": [
+                {"name": "eth1", "type": "ethernet", "state": "up"},
+                {"name": "br1", "type": "linux-bridge", "state": state, "bridge": bridge},
+            ]})
+        };
+        let port = |vlan: Value| json!({"port": [{"name": "eth1", "vlan": vlan}]});
+        let trunk = json!({"mode": "trunk", "trunk-tags": [{"id": 101}]});
+        assert_eq!(
+            bridge_vlan_filtering_needed(&bridge(port(trunk.clone()), "up")),
+            Some(("br1".to_owned(), "port vlan configuration"))
+        );
+        assert_eq!(
+            bridge_vlan_filtering_needed(&bridge(port(trunk), "absent")),
+            None
+        );
+        assert_eq!(
+            bridge_vlan_filtering_needed(&bridge(port(json!({})), "up")),
+            None
+        );
+        assert_eq!(
+            bridge_vlan_filtering_needed(&bridge(port(Value::Null), "up")),
+            None
+        );
+        assert_eq!(
+            bridge_vlan_filtering_needed(&bridge(
+                json!({"options": {"vlan-filtering": true}, "port": []}),
+                "up"
+            )),
+            Some(("br1".to_owned(), "vlan-filtering"))
+        );
+        assert_eq!(
+            bridge_vlan_filtering_needed(&bridge(
+                json!({"options": {"vlan-default-pvid": 1, "stp": {"enabled": false}}}),
+                "up"
+            )),
+            Some(("br1".to_owned(), "vlan-default-pvid"))
+        );
+        assert_eq!(
+            bridge_vlan_filtering_needed(&bridge(
+                json!({"options": {"stp": {"enabled": false}}}),
+                "up"
+            )),
+            None
+        );
     }
 }

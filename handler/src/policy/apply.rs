@@ -1,0 +1,186 @@
+//! The apply of a policy on this node, once its slot is held: announce Progressing, choose the
+//! probes (state-engine's plan; external probes kept only if they work before the apply), run
+//! nm-backend's apply transaction (apply holding a checkpoint → probes → commit, or roll back),
+//! record `status.lastApply`, then Success or the retry decision.
+
+use std::time::Duration;
+
+use knmstate_api::shared::{ApplyReport, ProbeReport};
+use knmstate_nm_backend::probe::{self, FixedState, Probe, ProbeContext, ProbeRecord};
+use knmstate_nm_backend::{ApplyOptions, Backend, BackendError, RollbackCause, TransactionOutcome};
+use knmstate_state_engine::conditions::EnactmentTransition;
+use knmstate_state_engine::plan;
+use knmstate_state_engine::rollback::{self, ProbePlan, ProbeSpec};
+use kube::runtime::controller::Action;
+use serde_json::Value;
+
+use super::{Run, now};
+use crate::error::{Error, Result};
+use crate::secrets;
+
+/// Budget of an external probe's check before the apply.
+const PRECHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl<B: Backend> Run<B> {
+    /// Apply the rendered desired state over `before` (the node's state now).
+    pub(super) async fn apply(&mut self, before: Value) -> Result<Action> {
+        let ctx = self.ctx.clone();
+        let _apply = ctx.apply_lock.lock().await;
+        // Every attempt is announced once its slot is held (a retry flips Retrying back to
+        // Progressing, as upstream).
+        self.transition(EnactmentTransition::Progressing);
+        self.write_status().await?;
+        let p = plan::plan(&before, &self.desired);
+        let probe_plan = rollback::select_probes(
+            &p,
+            &before,
+            self.policy.spec.probes.as_ref(),
+            &ctx.config.defaults,
+        );
+        tracing::info!(policy = %self.name, generation = self.generation,
+            probes = ?probe_plan.probes.iter().map(|p| p.kind.name()).collect::<Vec<_>>(),
+            skipped = ?probe_plan.skipped, "applying");
+        let (report, failure) = self.attempt(&before, &probe_plan).await?;
+        self.status.last_apply = Some(report);
+        ctx.request_nns_refresh();
+        match failure {
+            None => {
+                tracing::info!(policy = %self.name, "applied and committed");
+                self.transition(EnactmentTransition::Success);
+                self.write_status().await?;
+                Ok(Action::await_change())
+            }
+            Some(error) => self.after_failure(&error).await,
+        }
+    }
+
+    /// The probes of `plan`. External probes are kept only if they work before the apply,
+    /// judged quickly (upstream polls a failing one for 120 s before dropping it).
+    async fn select_probes(&self, before: &Value, plan: &ProbePlan) -> Result<Vec<Box<dyn Probe>>> {
+        let ctx = &self.ctx;
+        let env = ctx.probe_env();
+        let fixed = FixedState(before.clone());
+        let pre = ProbeContext {
+            before,
+            current: &fixed,
+        };
+        let mut shutdown = ctx.shutdown.clone();
+        let mut selected: Vec<Box<dyn Probe>> = Vec::new();
+        for spec in &plan.probes {
+            if spec.precheck {
+                let quick = ProbeSpec {
+                    timeout: spec.timeout.min(PRECHECK_TIMEOUT),
+                    ..spec.clone()
+                };
+                let check = ctx.probes.build(&quick, &env);
+                let res = tokio::select! {
+                    r = check.run(&pre) => r,
+                    _ = shutdown.wait_for(|s| *s) => return Err(Error::ShuttingDown),
+                };
+                if let Err(e) = res {
+                    tracing::warn!(probe = check.name(), error = %e, "not selecting a probe that fails before the apply");
+                    continue;
+                }
+            }
+            selected.push(ctx.probes.build(spec, &env));
+        }
+        Ok(selected)
+    }
+
+    /// One apply transaction: the report for `status.lastApply`, and the failure message when
+    /// it was not committed. A shutdown while probing rolls back and ends the reconcile.
+    async fn attempt(
+        &self,
+        before: &Value,
+        plan: &ProbePlan,
+    ) -> Result<(ApplyReport, Option<String>)> {
+        let ctx = &self.ctx;
+        let probes = self.select_probes(before, plan).await?;
+        if ctx.shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        let start_time = now();
+        let options = ApplyOptions {
+            checkpoint_timeout: plan.checkpoint_timeout,
+            verify: true,
+        };
+        let backend = &ctx.backend;
+        let probes = &probes;
+        let mut shutdown = ctx.shutdown.clone();
+        let transaction = backend
+            .transaction(
+                &self.desired,
+                &options,
+                move || async move {
+                    let current = ProbeContext {
+                        before,
+                        current: backend,
+                    };
+                    probe::run_recorded(probes, &current).await
+                },
+                async move {
+                    let _ = shutdown.wait_for(|s| *s).await;
+                },
+            )
+            .await;
+        for stale in &transaction.destroyed_stale {
+            tracing::warn!(checkpoint = %stale, "rolled back a checkpoint left by an earlier apply");
+        }
+        let mut report = ApplyReport {
+            start_time: Some(start_time),
+            duration_seconds: transaction.duration.as_secs_f64(),
+            probes: transaction.probes.iter().map(probe_report).collect(),
+            ..Default::default()
+        };
+        let failure = match transaction.outcome {
+            TransactionOutcome::Committed => None,
+            TransactionOutcome::ApplyFailed(e) => {
+                report.rollback_reason = e.category().to_owned();
+                Some(apply_failed_message(&e))
+            }
+            TransactionOutcome::RolledBack {
+                cause,
+                rollback_error,
+            } => {
+                report.rolled_back = true;
+                report.rollback_reason = cause.category().to_owned();
+                Some(match cause {
+                    RollbackCause::Cancelled => return Err(Error::ShuttingDown),
+                    RollbackCause::CommitFailed(e) => e.to_string(),
+                    RollbackCause::ProbeFailed(e) => {
+                        let mut msg = format!(
+                            "rolling back desired state configuration: failed running probes after network changes: {e}"
+                        );
+                        if let Some(rb) = rollback_error {
+                            msg.push_str(&format!("\nrollback failed too: {rb}"));
+                        }
+                        msg
+                    }
+                })
+            }
+        };
+        Ok((report, failure))
+    }
+}
+
+/// A probe's entry in `status.lastApply` (the message only when it failed).
+fn probe_report(record: &ProbeRecord) -> ProbeReport {
+    ProbeReport {
+        name: record.name.clone(),
+        succeeded: record.succeeded(),
+        duration_seconds: record.duration.as_secs_f64(),
+        message: match &record.outcome {
+            Ok(_) => String::new(),
+            Err(message) => secrets::cap_message(message, 1024),
+        },
+    }
+}
+
+/// What a failed apply says: the backend's error, which names the apply unless it is about
+/// what the apply needed (an interface type, a valid state, NetworkManager).
+fn apply_failed_message(e: &BackendError) -> String {
+    match e {
+        BackendError::ApplyState { .. } => e.to_string(),
+        _ => format!("failed to apply the desired state: {e}"),
+    }
+}

@@ -1,0 +1,137 @@
+//! Render the desired state of this node: captures resolved by the backend (reusing
+//! `status.capturedStates`), the default linux-bridge VLAN trunk, nmstate's features; a
+//! rendering that cannot work on this node fails for good (until the policy changes).
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use knmstate_api::State;
+use knmstate_api::shared::{
+    NodeNetworkConfigurationEnactmentCapturedState, NodeNetworkConfigurationEnactmentMetaInfo,
+};
+use knmstate_nm_backend::{Backend, BackendError};
+use knmstate_state_engine::conditions::{self as cond, EnactmentTransition};
+use knmstate_state_engine::render;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+
+use super::{Run, Step, now};
+use crate::error::{Error, Result};
+use crate::secrets::{self, MAX_MESSAGE_BYTES};
+
+impl<B: Backend> Run<B> {
+    /// Render the desired state into `self.desired` and the status.
+    pub(super) async fn render(&mut self) -> Result<Step> {
+        let spec = &self.policy.spec;
+        let policy_value = json!({
+            "capture": spec.capture.clone().unwrap_or_default(),
+            "desiredState": spec.desired_state.as_ref().map(State::to_value).unwrap_or(json!({})),
+        });
+        let cache: BTreeMap<String, Value> = if self.stored.policy_generation.is_some() {
+            self.stored
+                .captured_states
+                .iter()
+                .filter_map(|(k, v)| v.state.as_ref().map(|s| (k.clone(), s.to_value())))
+                .filter(|(_, v)| secrets::secret_values(v).is_empty())
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let resolved = match self.ctx.backend.resolve_policy(&policy_value, &cache).await {
+            Ok(r) => r,
+            Err(e) => return self.render_failed(e).await,
+        };
+        let mut desired = resolved.desired_state;
+        if desired.is_null() {
+            desired = json!({});
+        }
+        if self.ctx.inject_bridge_vlan().await {
+            render::inject_default_bridge_vlan(&mut desired);
+        }
+        let features = if desired.as_object().is_some_and(|m| !m.is_empty()) {
+            match self.ctx.backend.feature_statistics(&desired).await {
+                Ok(f) => f.features,
+                Err(e) => return self.render_failed(e).await,
+            }
+        } else {
+            Vec::new()
+        };
+        let meta = NodeNetworkConfigurationEnactmentMetaInfo {
+            version: knmstate_nm_backend::NMSTATE_VERSION.to_owned(),
+            time: Some(now()),
+        };
+        let mut captured = BTreeMap::new();
+        for (k, v) in resolved.captured_states {
+            let keep = self
+                .stored
+                .captured_states
+                .get(&k)
+                .filter(|old| old.state.as_ref().map(State::to_value).as_ref() == Some(&v))
+                .cloned();
+            let entry = keep.unwrap_or_else(|| NodeNetworkConfigurationEnactmentCapturedState {
+                state: State::try_from(secrets::hidden(&v)).ok(),
+                meta_info: Some(meta.clone()),
+            });
+            captured.insert(k, entry);
+        }
+        self.status.desired_state = State::try_from(secrets::hidden(&desired)).ok();
+        self.status.captured_states = captured;
+        self.status.features = features;
+        self.status.policy_generation = Some(self.generation);
+        self.desired = desired;
+        Ok(ControlFlow::Continue(()))
+    }
+
+    async fn render_failed(&mut self, e: BackendError) -> Result<Step> {
+        let final_failure = matches!(
+            e,
+            BackendError::ResolvePolicy(_)
+                | BackendError::FeatureStatistics(_)
+                | BackendError::InvalidDesiredState(_)
+        );
+        if !final_failure {
+            return Err(Error::ReadNetworkState(e));
+        }
+        let spec_state = self
+            .policy
+            .spec
+            .desired_state
+            .as_ref()
+            .map(State::to_value)
+            .unwrap_or_default();
+        let msg = secrets::cap_message(
+            &secrets::scrub(&e.to_string(), &spec_state),
+            MAX_MESSAGE_BYTES,
+        );
+        tracing::warn!(policy = %self.name, category = e.category(), error = %msg, "rendering the desired state failed");
+        self.fail_for_good(msg).await
+    }
+
+    /// Fail for good when the rendered desired state needs bridge VLAN filtering and this
+    /// node's kernel lacks it (NetworkManager would fail later with an unclear error).
+    pub(super) async fn check_bridge_vlan_filtering(&mut self) -> Result<Step> {
+        let Some((interface, what)) = render::bridge_vlan_filtering_needed(&self.desired) else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        if self.ctx.kernel_bridge_vlan_filtering().await {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let err = Error::CheckBridgeVlanFiltering {
+            interface,
+            what: what.to_owned(),
+        };
+        let msg = err.to_string();
+        tracing::warn!(policy = %self.name, category = err.category(), error = %msg, "not applying");
+        self.fail_for_good(msg).await
+    }
+
+    /// FailedToConfigure ("failure generating …") without retry until the policy changes, as
+    /// upstream does when rendering fails.
+    async fn fail_for_good(&mut self, msg: String) -> Result<Step> {
+        self.status.policy_generation = Some(self.generation);
+        self.transition(EnactmentTransition::GenerateFailure { error: msg.clone() });
+        self.write_status().await?;
+        self.event(&cond::generate_failure_message(&msg)).await;
+        Ok(ControlFlow::Break(Action::await_change()))
+    }
+}
