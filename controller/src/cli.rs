@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use knmstate_runtime::LogArgs;
 
 use crate::leader::{LeaseConfig, identity};
 use crate::run::Config;
@@ -42,9 +43,9 @@ pub struct Args {
     /// Seconds between re-aggregations of every policy without any change.
     #[arg(long, default_value_t = 300)]
     pub resync_seconds: u64,
-    /// Log as JSON lines.
-    #[arg(long, env = "LOG_JSON")]
-    pub log_json: bool,
+    /// Log format (`--log-format text|json`, or `--log-json`).
+    #[command(flatten)]
+    pub log: LogArgs,
     /// Print every metric with its type, labels and help text (Markdown) and exit.
     #[arg(long)]
     pub print_metrics: bool,
@@ -73,34 +74,6 @@ impl Args {
         config.resync = Duration::from_secs(self.resync_seconds.max(1));
         config
     }
-
-    /// Install the log subscriber (`RUST_LOG`, default `info`).
-    pub fn init_logging(&self) {
-        let logs = tracing_subscriber::fmt().with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        );
-        if self.log_json {
-            logs.json().init();
-        } else {
-            logs.init();
-        }
-    }
-}
-
-/// Completes on SIGTERM or SIGINT.
-pub async fn termination() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

@@ -1,14 +1,16 @@
 //! Errors of the controller, each named for the action that failed and with a stable
 //! [`Error::category`] used in event notes, logs and the `knmstate_controller_errors_total`
-//! metric.
+//! metric. Messages say what failed, not why: the cause is the [`source`](std::error::Error::source),
+//! and [`Error::report`] writes the whole chain.
 
+use std::error::Error as _;
 use std::net::SocketAddr;
 
 /// Something the controller could not do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A policy's node selection could not be evaluated (invalid `nodeSelectorExpressions`).
-    #[error("failed to select the nodes of policy {policy}: {source}")]
+    #[error("failed to select the nodes of policy {policy}")]
     SelectNodes {
         /// The policy.
         policy: String,
@@ -16,7 +18,7 @@ pub enum Error {
         source: knmstate_state_engine::Error,
     },
     /// The server-side apply of a policy's status failed.
-    #[error("failed to write the status of policy {policy}: {source}")]
+    #[error("failed to write the status of policy {policy}")]
     WritePolicyStatus {
         /// The policy.
         policy: String,
@@ -24,7 +26,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Reading an object to confirm it is an orphan failed.
-    #[error("failed to confirm that {kind} {name} is an orphan: {source}")]
+    #[error("failed to confirm that {kind} {name} is an orphan")]
     ConfirmOrphan {
         /// `NodeNetworkConfigurationEnactment` or `NodeNetworkState`.
         kind: &'static str,
@@ -34,7 +36,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Deleting an orphan failed.
-    #[error("failed to delete orphan {kind} {name}: {source}")]
+    #[error("failed to delete orphan {kind} {name}")]
     DeleteOrphan {
         /// `NodeNetworkConfigurationEnactment` or `NodeNetworkState`.
         kind: &'static str,
@@ -44,7 +46,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Reading, creating or updating the leader-election Lease failed.
-    #[error("failed to acquire or renew lease {namespace}/{name}: {source}")]
+    #[error("failed to acquire or renew lease {namespace}/{name}")]
     RenewLease {
         /// Lease namespace.
         namespace: String,
@@ -54,7 +56,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Releasing the Lease on shutdown failed.
-    #[error("failed to release lease {namespace}/{name}: {source}")]
+    #[error("failed to release lease {namespace}/{name}")]
     ReleaseLease {
         /// Lease namespace.
         namespace: String,
@@ -63,19 +65,29 @@ pub enum Error {
         /// What the API server answered.
         source: kube::Error,
     },
-    /// The metrics and health endpoint could not listen.
-    #[error("failed to serve metrics on {addr}: {source}")]
+    /// The metrics and health endpoint could not listen or stopped serving.
+    #[error("failed to serve metrics")]
     ServeMetrics {
-        /// The address.
-        addr: String,
-        /// The cause.
-        source: std::io::Error,
+        /// What the runtime reported.
+        source: knmstate_runtime::Error,
     },
     /// The metrics bind address is not `host:port` or `:port`.
     #[error("failed to parse metrics bind address {value:?}: expected host:port or :port")]
     ParseBindAddress {
         /// The value as given.
         value: String,
+    },
+    /// The log subscriber could not be installed.
+    #[error("failed to set up logging")]
+    SetUpLogging {
+        /// What the runtime reported.
+        source: knmstate_runtime::Error,
+    },
+    /// No Kubernetes client could be built from the environment.
+    #[error("failed to build a Kubernetes client")]
+    BuildClient {
+        /// What kube reported.
+        source: kube::Error,
     },
 }
 
@@ -96,7 +108,28 @@ impl Error {
             Self::ReleaseLease { .. } => "release-lease-failed",
             Self::ServeMetrics { .. } => "serve-metrics-failed",
             Self::ParseBindAddress { .. } => "invalid-bind-address",
+            Self::SetUpLogging { .. } => "set-up-logging-failed",
+            Self::BuildClient { .. } => "build-client-failed",
         }
+    }
+
+    /// The message and every cause after it, `": "`-separated, for logs and event notes.
+    ///
+    /// ```
+    /// let e = knmstate_controller::Error::BuildClient {
+    ///     source: kube::Error::LinesCodecMaxLineLengthExceeded,
+    /// };
+    /// assert!(e.report().starts_with("failed to build a Kubernetes client: "));
+    /// ```
+    pub fn report(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = self.source();
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
     }
 }
 

@@ -8,6 +8,17 @@
 //! the Lease so that a successor takes over at once.
 //!
 //! Only the leader writes: [`Leadership::is_leader`] is checked right before every write.
+//!
+//! Why not a crate (compared for kube 5.0 / k8s-openapi 0.29):
+//!
+//! | crate | version | kube it needs | verdict |
+//! |---|---|---|---|
+//! | `kube-leader-election` | 0.44.0 | kube 4 | a second kube and k8s-openapi in the build |
+//! | `kube-coordinate` | 2.0.0-rc.0 | kube 2 | the same, and a release candidate |
+//! | `kube-lease-manager` | 0.13.1 | kube 5, k8s-openapi 0.29 | builds, but durations are whole seconds with `grace < duration` (no sub-second test timings, no renew deadline); expiry is judged from the holder's `renewTime` on the local wall clock (skew-sensitive); renewal and forced takeover are patches without a `resourceVersion` precondition, and takeover is two writes (release, then lock) another candidate can interleave; pulls `rand` 0.10 |
+//!
+//! This election measures expiry on its own clock and makes every write a
+//! `resourceVersion`-checked update, which is what the behaviour tests assert.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -128,9 +139,9 @@ impl LeaderElector {
     }
 
     fn report(&self, e: &Error) {
-        tracing::warn!(category = e.category(), "{e}");
-        if let Some(m) = &self.metrics {
-            m.count_error(e.category());
+        match &self.metrics {
+            Some(m) => m.failed(e),
+            None => tracing::warn!(category = e.category(), "{}", e.report()),
         }
     }
 

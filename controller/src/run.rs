@@ -1,36 +1,34 @@
-//! Wiring: reflectors, the Controller, the election, the orphan sweep and the HTTP endpoint,
-//! all stopped together.
+//! Wiring: reflectors, the Controller, the election, the orphan sweep and the health and
+//! metrics endpoint, all stopped together.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt, future};
+use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
 use knmstate_api::names::field_manager;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::{NodeNetworkConfigurationEnactment, NodeNetworkState};
+use knmstate_runtime::Admin;
+use knmstate_runtime::events::recorder;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::runtime::{WatchStreamExt, reflector as reflect};
 use kube::{Client, ResourceExt};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
-use crate::cleanup::{delete_orphans, find_orphans};
-use crate::http::{HttpState, serve};
+use crate::Error;
+use crate::cleanup::sweep_loop;
 use crate::leader::{LeaderElector, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
-use crate::reconcile::{
-    Context, Stores, error_policy, reconcile, trim_enactment, trim_managed_fields, trim_node,
-};
-use knmstate_state_engine::node::is_ready as node_is_ready;
+use crate::reconcile::{Context, error_policy, reconcile};
+use crate::stores::{Stores, trim_enactment, trim_managed_fields, trim_node};
+use crate::triggers::{leadership_gained, node_triggers, state_triggers};
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -69,151 +67,37 @@ impl Config {
     }
 }
 
-/// Hash of what makes a Node count: labels and readiness.
-fn node_key(n: &Node) -> u64 {
-    let mut h = DefaultHasher::new();
-    n.metadata.labels.hash(&mut h);
-    node_is_ready(n).hash(&mut h);
-    h.finish()
-}
-
-/// One `()` per Node change that can alter any policy's counts: a node added or removed, its
-/// labels or readiness changed, or a relist (which may hide deletions).
-fn node_triggers(
-    events: impl Stream<Item = Result<Event<Node>, watcher::Error>>,
-    sweep: Arc<Notify>,
-) -> impl Stream<Item = ()> {
-    let mut known: HashMap<String, u64> = HashMap::new();
-    events.filter_map(move |ev| {
-        let fire = match ev {
-            Ok(Event::Apply(n)) => {
-                let key = node_key(&n);
-                let old = known.insert(n.name_any(), key);
-                if old.is_some_and(|o| o != key) {
-                    sweep.notify_one();
-                }
-                old != Some(key)
-            }
-            Ok(Event::InitApply(n)) => {
-                known.insert(n.name_any(), node_key(&n));
-                false
-            }
-            Ok(Event::Delete(n)) => {
-                known.remove(&n.name_any());
-                sweep.notify_one();
-                true
-            }
-            Ok(Event::Init) => false,
-            Ok(Event::InitDone) => {
-                sweep.notify_one();
-                true
-            }
-            Err(e) => {
-                tracing::warn!("node watch: {e}");
-                false
-            }
-        };
-        future::ready(fire.then_some(()))
-    })
-}
-
-/// One `()` per NodeNetworkState created or deleted (a handler started or its node went).
-fn state_triggers(
-    events: impl Stream<Item = Result<Event<NodeNetworkState>, watcher::Error>>,
-    sweep: Arc<Notify>,
-) -> impl Stream<Item = ()> {
-    let mut known: std::collections::HashSet<String> = Default::default();
-    events.filter_map(move |ev| {
-        let fire = match ev {
-            Ok(Event::Apply(s)) => known.insert(s.name_any()),
-            Ok(Event::InitApply(s)) => {
-                known.insert(s.name_any());
-                false
-            }
-            Ok(Event::Delete(s)) => {
-                known.remove(&s.name_any());
-                true
-            }
-            Ok(Event::Init) => false,
-            Ok(Event::InitDone) => {
-                sweep.notify_one();
-                true
-            }
-            Err(e) => {
-                tracing::warn!("NodeNetworkState watch: {e}");
-                false
-            }
-        };
-        future::ready(fire.then_some(()))
-    })
-}
-
-/// One `()` each time this process becomes the leader.
-fn leadership_gained(leadership: Leadership, sweep: Arc<Notify>) -> impl Stream<Item = ()> {
-    futures::stream::unfold(leadership.subscribe(), |mut rx| async move {
-        rx.changed().await.ok()?;
-        let leader = *rx.borrow_and_update();
-        Some((leader, rx))
-    })
-    .filter_map(move |leader| {
-        if leader {
-            sweep.notify_one();
-        }
-        future::ready(leader.then_some(()))
-    })
-}
-
-async fn stopped(mut rx: watch::Receiver<bool>) {
+/// Completes once `rx` says stop.
+pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Sweep orphans when woken, periodically, and when a young orphan comes of age.
-async fn sweep_loop(
-    ctx: Arc<Context>,
-    interval: Duration,
-    grace: Duration,
-    stop: watch::Receiver<bool>,
-) {
-    let mut stop = std::pin::pin!(stopped(stop));
-    let mut wait = interval;
-    loop {
-        tokio::select! {
-            () = ctx.sweep.notified() => {}
-            () = tokio::time::sleep(wait) => {}
-            () = &mut stop => return,
-        }
-        wait = interval;
-        if !ctx.leadership.is_leader() {
-            continue;
-        }
-        tokio::select! {
-            ready = ctx.stores.wait_ready() => if !ready { return },
-            () = &mut stop => return,
-        }
-        let policies = ctx.stores.policies.state();
-        let nodes = ctx.stores.nodes.state();
-        let enactments = ctx.stores.enactments.state();
-        let states = ctx.stores.states.state();
-        let candidates = find_orphans(
-            policies.iter().map(|p| &**p),
-            nodes.iter().map(|n| &**n),
-            enactments.iter().map(|e| &**e),
-            states.iter().map(|s| &**s),
+/// `/metrics`: the cluster gauges recomputed from the caches when this process leads (one
+/// series per cluster, not per replica), cleared otherwise; then the exposition.
+fn scrape(metrics: &Metrics, stores: &Stores, leadership: &Leadership) -> String {
+    if leadership.is_leader() && stores.is_ready() {
+        let policies = stores.policies.state();
+        let enactments = stores.enactments.state();
+        let states = stores.states.state();
+        metrics.refresh(
+            &policies.iter().map(|p| &**p).collect::<Vec<_>>(),
+            &enactments.iter().map(|e| &**e).collect::<Vec<_>>(),
+            &states.iter().map(|s| &**s).collect::<Vec<_>>(),
             Timestamp::now(),
-            grace,
         );
-        if let Some(r) = candidates.retry_after {
-            wait = wait.min(r + Duration::from_millis(100));
-        }
-        if candidates.orphans.is_empty() || !ctx.leadership.is_leader() {
-            continue;
-        }
-        if let Err(e) = delete_orphans(&ctx.client, &candidates.orphans).await {
-            tracing::warn!(category = e.category(), "{e}");
-            ctx.metrics.count_error(e.category());
-            wait = wait.min(Duration::from_secs(5));
-        }
+    } else {
+        metrics.clear_cluster();
     }
+    metrics.encode()
+}
+
+/// The health and metrics endpoint: ready once every cache holds a first listing.
+fn admin(metrics: Arc<Metrics>, stores: Stores, leadership: Leadership) -> Admin {
+    let ready = stores.clone();
+    Admin::new()
+        .ready_when(move || ready.is_ready())
+        .not_ready_message("caches are not synced yet")
+        .metrics_with(move || scrape(&metrics, &stores, &leadership))
 }
 
 /// Run the controller until `shutdown` completes: elect, aggregate, sweep, serve metrics on
@@ -236,12 +120,10 @@ pub async fn run(
     let (nodes, node_writer) = reflector::store();
     let (states, state_writer) = reflector::store();
     let (stores, mark_ready) = Stores::new(policies.clone(), enactments, nodes, states);
-    let recorder = Recorder::new(
+    let recorder = recorder(
         client.clone(),
-        Reporter {
-            controller: field_manager::CONTROLLER.to_owned(),
-            instance: Some(config.instance.clone()),
-        },
+        field_manager::CONTROLLER,
+        Some(config.instance.clone()),
     );
     let mut context = Context::new(
         client.clone(),
@@ -319,12 +201,10 @@ pub async fn run(
 
     let http = async {
         if let Some(listener) = metrics_listener {
-            let state = HttpState {
-                metrics: metrics.clone(),
-                stores: stores.clone(),
-                leadership: leadership.clone(),
-            };
-            serve(listener, state, stopped(stop_rx.clone())).await;
+            let endpoint = admin(metrics.clone(), stores.clone(), leadership.clone());
+            if let Err(source) = endpoint.serve(listener, stopped(stop_rx.clone())).await {
+                metrics.failed(&Error::ServeMetrics { source });
+            }
         }
     };
     let signal = async {
