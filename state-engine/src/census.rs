@@ -224,13 +224,12 @@ pub fn apply_result(report: &ApplyReport) -> &'static str {
 /// The `reason` label of a rolled-back report (`unknown` when the handler gave none); `None`
 /// when the report was committed.
 pub fn rollback_reason(report: &ApplyReport) -> Option<&str> {
-    report.rolled_back.then(|| {
-        if report.rollback_reason.is_empty() {
-            "unknown"
-        } else {
-            report.rollback_reason.as_str()
-        }
-    })
+    let reason = if report.rollback_reason.is_empty() {
+        "unknown"
+    } else {
+        report.rollback_reason.as_str()
+    };
+    report.rolled_back.then_some(reason)
 }
 
 /// `success` or `failure`: the `result` label of a probe.
