@@ -64,17 +64,7 @@ pub fn collect(store: &Store) -> usize {
         if !(orphaned || in_dying_ns) {
             continue;
         }
-        if let Some(rt) = store.resource(g, p)
-            && store
-                .delete(
-                    &rt,
-                    object::namespace(obj),
-                    object::name(obj),
-                    (None, None),
-                    false,
-                )
-                .is_ok()
-        {
+        if start_delete(store, g, p, obj) {
             started += 1;
         }
     }
@@ -93,18 +83,7 @@ pub fn collect(store: &Store) -> usize {
             })
             .collect();
         for (dg, dp, d) in &dependents {
-            if !object::is_terminating(d)
-                && let Some(rt) = store.resource(dg, dp)
-                && store
-                    .delete(
-                        &rt,
-                        object::namespace(d),
-                        object::name(d),
-                        (None, None),
-                        false,
-                    )
-                    .is_ok()
-            {
+            if !object::is_terminating(d) && start_delete(store, dg, dp, d) {
                 started += 1;
             }
         }
@@ -169,4 +148,19 @@ pub async fn run(
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Starts deleting `obj` of kind `group`/`plural` in the background; whether that began.
+fn start_delete(store: &Store, group: &str, plural: &str, obj: &Value) -> bool {
+    store.resource(group, plural).is_some_and(|rt| {
+        store
+            .delete(
+                &rt,
+                object::namespace(obj),
+                object::name(obj),
+                (None, None),
+                false,
+            )
+            .is_ok()
+    })
 }
