@@ -4,7 +4,9 @@
 //! [`crate::server`] only moves bytes.
 
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use knmstate_api::names::{WEBHOOK_MUTATING_TIMESTAMP_ANNOTATION, policy};
+use knmstate_api::{Condition, ConditionStatus};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use serde_json::{Value, json};
@@ -51,11 +53,12 @@ impl Admission {
     /// JSON patch is a base64 string. A body that cannot be decoded, or an unknown path, gets an
     /// AdmissionReview that denies with a clear message; this never panics.
     pub fn review(&self, path: &str, body: &[u8]) -> Value {
-        let mut out = serde_json::to_value(self.review_typed(path, body)).unwrap_or_else(|e| {
-            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                   "response": {"uid": "", "allowed": false,
-                                "status": {"message": format!("failed to encode the review: {e}")}}})
-        });
+        let mut out = serde_json::to_value(self.review_typed(path, body))
+            .or_else(|e| {
+                let failed = format!("failed to encode the review: {e}");
+                serde_json::to_value(AdmissionResponse::invalid(failed).into_review())
+            })
+            .unwrap_or_default();
         if let Some(patch) = out.pointer_mut("/response/patch")
             && let Some(bytes) = patch.as_array().map(|a| {
                 a.iter()
@@ -70,6 +73,7 @@ impl Admission {
     }
 
     /// Answers one AdmissionReview sent to `path` with kube's typed review.
+    #[tracing::instrument(skip(self, body), fields(uid, operation, allowed))]
     pub fn review_typed(&self, path: &str, body: &[u8]) -> AdmissionReview<DynamicObject> {
         let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
             Ok(r) => r,
@@ -95,6 +99,11 @@ impl Admission {
             other => AdmissionResponse::from(&req)
                 .deny(format!("no admission hook is served at {other}")),
         };
+        let span = tracing::Span::current();
+        span.record("uid", req.uid.as_str());
+        span.record("operation", tracing::field::debug(&req.operation));
+        span.record("allowed", response.allowed);
+        tracing::debug!("reviewed");
         response.into_review()
     }
 
@@ -118,15 +127,22 @@ impl Admission {
         if !empty {
             return AdmissionResponse::from(req);
         }
-        let now = jiff_time(self.stamp(None));
-        let conditions: Vec<Value> = policy::TYPES
+        let now = k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(self.stamp(None)))
+            .map(Time)
+            .ok();
+        let conditions: Vec<Condition> = policy::TYPES
             .iter()
-            .map(|t| {
-                json!({"type": t, "status": "Unknown", "lastHeartbeatTime": now, "lastTransitionTime": now})
+            .map(|t| Condition {
+                type_: (*t).to_owned(),
+                status: ConditionStatus::Unknown,
+                reason: String::new(),
+                message: String::new(),
+                last_heartbeat_time: now.clone(),
+                last_transition_time: now.clone(),
             })
             .collect();
         let op = if object.get("status").is_some_and(Value::is_object) {
-            add(&["status", "conditions"], Value::Array(conditions))
+            add(&["status", "conditions"], json!(conditions))
         } else {
             add(&["status"], json!({ "conditions": conditions }))
         };
@@ -235,10 +251,4 @@ fn with_patch(
         Ok(r) => r,
         Err(e) => resp.deny(format!("failed to serialise the patch: {e}")),
     }
-}
-
-fn jiff_time(nanos: i64) -> String {
-    k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(nanos))
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default()
 }

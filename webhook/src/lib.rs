@@ -11,9 +11,12 @@
 //!   the desired state parsed by the nmstate crate, rejected with nmstate's message and the
 //!   field path.
 //!
-//! [`admission`] and [`rules`] are pure and tested with fixture reviews; [`server`] serves them,
-//! reloading the certificate when its files change.
+//! [`admission`] and [`rules`] are pure and tested with fixture reviews; [`server`] serves them
+//! with axum over [`tls`], which reloads the certificate when its files change; [`cli`] holds
+//! the flags and the run. Logging, signals and the health routes come from `knmstate-runtime`.
 
 pub mod admission;
+pub mod cli;
 pub mod rules;
 pub mod server;
+pub mod tls;

@@ -1,23 +1,23 @@
-//! The HTTPS server: rustls with a certificate reloaded when its files change, `/readyz`, and
-//! the admission paths of [`crate::admission`].
+//! The HTTPS server: axum over [`crate::tls`], serving `/readyz` and `/healthz` (from
+//! [`knmstate_runtime::Admin`]) and the admission paths of [`crate::admission`].
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use knmstate_runtime::Admin;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::admission::Admission;
+use crate::admission::{
+    Admission, MUTATE_PATH, STATUS_MUTATE_PATH, TIMESTAMP_MUTATE_PATH, VALIDATE_PATH,
+};
+pub use crate::tls::ReloadingCert;
+use crate::tls::TlsListener;
 
 /// Largest AdmissionReview body accepted (the API server's own request limit is 3 MiB).
 const MAX_BODY: usize = 6 * 1024 * 1024;
@@ -35,11 +35,23 @@ pub enum ServerError {
         /// What went wrong.
         message: String,
     },
+    /// rustls refused the server configuration.
+    #[error("failed to configure TLS: {message}")]
+    ConfigureTls {
+        /// What rustls said.
+        message: String,
+    },
     /// The listening socket could not be opened.
-    #[error("failed to listen on {addr}: {source}")]
+    #[error("failed to listen on {addr}")]
     Listen {
         /// The address.
         addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The server stopped on an I/O error.
+    #[error("failed to serve admission reviews")]
+    Serve {
         /// The OS error.
         source: std::io::Error,
     },
@@ -50,189 +62,98 @@ impl ServerError {
     pub fn category(&self) -> &'static str {
         match self {
             Self::LoadCertificate { .. } => "load-certificate",
+            Self::ConfigureTls { .. } => "configure-tls",
             Self::Listen { .. } => "listen",
+            Self::Serve { .. } => "serve",
         }
     }
 }
 
-/// A certificate resolver that re-reads its PEM files when their modification time changes, so
-/// a rotated certificate is served without a restart.
-#[derive(Debug)]
-pub struct ReloadingCert {
-    cert: PathBuf,
-    key: PathBuf,
-    current: RwLock<(Option<SystemTime>, Arc<CertifiedKey>)>,
+/// The webhook's routes: the four admission paths (POST), `/readyz`, `/healthz` and `/livez`
+/// (always ok: the webhook has nothing to wait for), a review that denies by name for a POST
+/// to any other path, and `404 not found` for everything else.
+pub fn router(admission: Arc<Admission>) -> Router {
+    let hooks = [
+        MUTATE_PATH,
+        STATUS_MUTATE_PATH,
+        TIMESTAMP_MUTATE_PATH,
+        VALIDATE_PATH,
+    ]
+    .into_iter()
+    .fold(Router::new(), |r, path| r.route(path, post(review)));
+    hooks
+        .fallback(unknown_path)
+        .with_state(admission)
+        .merge(Admin::new().routes())
 }
 
-fn mtime(p: &Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
-}
-
-fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, ServerError> {
-    let err = |message: String| ServerError::LoadCertificate {
-        cert: cert.to_owned(),
-        key: key.to_owned(),
-        message,
+/// Answers one AdmissionReview: read the body, review it (in the span of
+/// [`Admission::review_typed`]), encode the answer.
+async fn review(State(admission): State<Arc<Admission>>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("failed to read the request body: {e}"),
+            )
+                .into_response();
+        }
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| err(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| err(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(err("no certificate in the file".into()));
-    }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| err(e.to_string()))?;
-    let signing =
-        rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| err(e.to_string()))?;
-    Ok(Arc::new(CertifiedKey::new(certs, signing)))
-}
-
-impl ReloadingCert {
-    /// Loads the certificate chain and key; fails when they cannot be used.
-    pub fn new(cert: PathBuf, key: PathBuf) -> Result<Arc<Self>, ServerError> {
-        let loaded = load(&cert, &key)?;
-        let stamp = mtime(&cert).max(mtime(&key));
-        Ok(Arc::new(Self {
-            cert,
-            key,
-            current: RwLock::new((stamp, loaded)),
-        }))
-    }
-
-    /// Reloads when either file changed; keeps serving the old pair when the new one is broken
-    /// (e.g. half-written), and says so.
-    pub fn refresh(&self) -> Result<bool, ServerError> {
-        let stamp = mtime(&self.cert).max(mtime(&self.key));
-        let known = self.current.read().map(|c| c.0).unwrap_or(None);
-        if stamp == known {
-            return Ok(false);
-        }
-        let loaded = load(&self.cert, &self.key)?;
-        if let Ok(mut c) = self.current.write() {
-            *c = (stamp, loaded);
-        }
-        Ok(true)
+    match serde_json::to_vec(&admission.review(&path, &body)) {
+        Ok(json) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from(json),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to encode the review: {e}"),
+        )
+            .into_response(),
     }
 }
 
-impl ResolvesServerCert for ReloadingCert {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current.read().ok().map(|c| c.1.clone())
+/// A POST elsewhere still gets a review (denied by name, so a misconfigured webhook path is
+/// obvious in the API server's answer); anything else is not found.
+async fn unknown_path(state: State<Arc<Admission>>, req: Request) -> Response {
+    if req.method() == Method::POST {
+        review(state, req).await
+    } else {
+        knmstate_runtime::admin::not_found().await.into_response()
     }
 }
 
-/// Serves admission reviews on `addr` until the future is dropped.
+/// Serves admission reviews on `addr` until the future is dropped; `ready` is told the bound
+/// address once connections are accepted.
 pub async fn serve(
     addr: SocketAddr,
     certs: Arc<ReloadingCert>,
     admission: Arc<Admission>,
     ready: impl Fn(SocketAddr) + Send,
 ) -> Result<(), ServerError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Listen { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ServerError::Listen { addr, source })?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| ServerError::LoadCertificate {
-        cert: certs.cert.clone(),
-        key: certs.key.clone(),
-        message: e.to_string(),
-    })?
-    .with_no_client_auth()
-    .with_cert_resolver(certs.clone());
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(config));
+    serve_until(addr, certs, admission, ready, std::future::pending()).await
+}
 
-    let reloader = certs.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        loop {
-            tick.tick().await;
-            match reloader.refresh() {
-                Ok(true) => tracing::info!("reloaded the TLS certificate"),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, category = e.category(), "keeping the previous TLS certificate")
-                }
-            }
-        }
-    });
-
+/// [`serve`] until `shutdown` resolves, then stops accepting and lets the reviews in flight
+/// finish.
+pub async fn serve_until(
+    addr: SocketAddr,
+    certs: Arc<ReloadingCert>,
+    admission: Arc<Admission>,
+    ready: impl Fn(SocketAddr) + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let listener = TlsListener::bind(addr, certs).await?;
+    let local = axum::serve::Listener::local_addr(&listener)
+        .map_err(|source| ServerError::Listen { addr, source })?;
     ready(local);
     tracing::info!(%local, "serving admission reviews");
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let admission = admission.clone();
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            let service = hyper::service::service_fn(move |req| {
-                let admission = admission.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(req, &admission).await) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-}
-
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_owned())));
-    *r.status_mut() = status;
-    r
-}
-
-async fn route(req: Request<Incoming>, admission: &Admission) -> Response<Full<Bytes>> {
-    let path = req.uri().path().to_owned();
-    match (req.method(), path.as_str()) {
-        (&Method::GET, "/readyz" | "/healthz") => text(StatusCode::OK, "ok"),
-        (&Method::POST, _) => {
-            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
-                    return text(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        &format!("failed to read the request body: {e}"),
-                    );
-                }
-            };
-            let review = admission.review(&path, &body);
-            match serde_json::to_vec(&review) {
-                Ok(json) => {
-                    let mut r = Response::new(Full::new(Bytes::from(json)));
-                    r.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/json"),
-                    );
-                    r
-                }
-                Err(e) => text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("failed to encode the review: {e}"),
-                ),
-            }
-        }
-        _ => text(StatusCode::NOT_FOUND, "not found"),
-    }
+    axum::serve(listener, router(admission))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| ServerError::Serve { source })?;
+    tracing::info!("stopped serving admission reviews");
+    Ok(())
 }

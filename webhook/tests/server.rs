@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use knmstate_webhook::admission::{Admission, VALIDATE_PATH};
-use knmstate_webhook::server::{ReloadingCert, serve};
+use knmstate_webhook::server::{ReloadingCert, serve, serve_until};
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -130,4 +130,52 @@ async fn serves_reviews_over_tls_and_reloads_a_rotated_certificate() {
         }
     }
     assert_eq!(served_now, Some(second));
+}
+
+#[tokio::test]
+async fn stops_on_shutdown_and_answers_unknown_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = write_cert(dir.path());
+    let certs = ReloadingCert::new(dir.path().join("tls.crt"), dir.path().join("tls.key")).unwrap();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let addr_tx = std::sync::Mutex::new(Some(addr_tx));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_until(
+        "127.0.0.1:0".parse().unwrap(),
+        certs,
+        Arc::new(Admission::default()),
+        move |a| {
+            if let Some(tx) = addr_tx.lock().unwrap().take() {
+                let _ = tx.send(a);
+            }
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let addr = addr_rx.await.unwrap();
+
+    let (status, body, _) = request(addr, root.clone(), "GET", "/healthz", vec![]).await;
+    assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
+    let (status, body, _) = request(addr, root.clone(), "GET", "/nope", vec![]).await;
+    assert_eq!((status, body.as_slice()), (404, &b"not found"[..]));
+    // A POST to a path no hook is served at gets a review that says so.
+    let review = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fail/update-capture.json"),
+    )
+    .unwrap();
+    let (status, body, _) = request(addr, root, "POST", "/elsewhere", review).await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v["response"]["status"]["message"],
+        "no admission hook is served at /elsewhere"
+    );
+
+    stop.send(()).unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server stops within 5 s of shutdown");
+    ended.unwrap().unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
