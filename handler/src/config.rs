@@ -6,19 +6,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use knmstate_runtime::LogArgs;
+pub use knmstate_runtime::LogFormat;
 use knmstate_state_engine::rollback::{HandlerDefaults, RetryPolicy};
 
 use crate::error::{Error, Result};
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// When to inject upstream's default VLAN trunk on linux-bridge ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -85,9 +77,9 @@ pub struct Cli {
     /// File touched once the handler is ready (upstream's readiness probe reads `/tmp/healthy`).
     #[arg(long, env = "READINESS_FILE", default_value = "/tmp/healthy")]
     pub readiness_file: PathBuf,
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Log format (`--log-format`/`LOG_FORMAT`, or `--log-json`/`LOG_JSON`).
+    #[command(flatten)]
+    pub log: LogArgs,
     /// When to inject the default VLAN trunk (`2-4094`) on linux-bridge ports without `vlan`.
     #[arg(long, env = "DEFAULT_BRIDGE_VLAN", value_enum, default_value_t = BridgeVlanMode::Auto)]
     pub default_bridge_vlan: BridgeVlanMode,
@@ -202,7 +194,7 @@ impl TryFrom<Cli> for HandlerConfig {
             nns_max_bytes: c.nns_max_bytes,
             namespace: c.namespace,
             readiness_file: c.readiness_file,
-            log_format: c.log_format,
+            log_format: c.log.format(),
             extra_labels: knmstate_api::names::relationship_labels(
                 c.component.as_deref(),
                 c.part_of.as_deref(),

@@ -10,7 +10,7 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     /// Opening or locking the per-node lock file failed.
-    #[error("locking {path}: {source}")]
+    #[error("failed to lock {path}")]
     AcquireLock {
         /// The lock file.
         path: String,
@@ -18,7 +18,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Writing or removing the readiness file failed.
-    #[error("writing the readiness file {path}: {source}")]
+    #[error("failed to write the readiness file {path}")]
     WriteReadinessFile {
         /// The file.
         path: String,
@@ -29,7 +29,7 @@ pub enum Error {
     #[error("node {0} not found")]
     FindNode(String),
     /// Reading an object from the API server failed.
-    #[error("reading {what} failed: {source}")]
+    #[error("failed to read {what}")]
     ReadObject {
         /// What was read.
         what: String,
@@ -37,7 +37,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Creating an enactment failed.
-    #[error("creating enactment {name} failed: {source}")]
+    #[error("failed to create enactment {name}")]
     CreateEnactment {
         /// Enactment name.
         name: String,
@@ -45,7 +45,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Deleting an enactment failed.
-    #[error("deleting enactment {name} failed: {source}")]
+    #[error("failed to delete enactment {name}")]
     DeleteEnactment {
         /// Enactment name.
         name: String,
@@ -53,7 +53,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Writing an enactment's status failed.
-    #[error("writing the status of enactment {name} failed: {source}")]
+    #[error("failed to write the status of enactment {name}")]
     WriteEnactmentStatus {
         /// Enactment name.
         name: String,
@@ -61,7 +61,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Writing the slot ledger of a policy failed (other than a conflict).
-    #[error("writing the slot ledger of policy {policy} failed: {source}")]
+    #[error("failed to write the slot ledger of policy {policy}")]
     WriteSlotLedger {
         /// Policy name.
         policy: String,
@@ -69,7 +69,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// Creating or writing this node's NodeNetworkState failed.
-    #[error("writing NodeNetworkState {name} failed: {source}")]
+    #[error("failed to write NodeNetworkState {name}")]
     WriteNodeNetworkState {
         /// NNS name (the node's).
         name: String,
@@ -77,16 +77,16 @@ pub enum Error {
         source: kube::Error,
     },
     /// Reading the node's network state through the backend failed.
-    #[error("reading the node's network state failed: {0}")]
+    #[error("failed to read the node's network state")]
     ReadNetworkState(#[source] BackendError),
     /// Watching the node's network changes failed.
-    #[error("watching the node's network changes failed: {0}")]
+    #[error("failed to watch the node's network changes")]
     WatchNetworkChanges(#[source] BackendError),
-    /// Rolling back a pending checkpoint failed.
-    #[error("rolling back the pending checkpoint failed: {0}")]
+    /// Rolling back the checkpoints a dead handler left failed.
+    #[error("failed to roll back the stale checkpoints")]
     RollbackCheckpoint(#[source] BackendError),
     /// (De)serialising an object failed.
-    #[error("serialising {what} failed: {source}")]
+    #[error("failed to serialise {what}")]
     Serialize {
         /// What was serialised.
         what: String,
@@ -104,6 +104,12 @@ pub enum Error {
         /// What needs VLAN filtering (`port vlan configuration`, `vlan-filtering`, ...).
         what: String,
     },
+    /// Finding the API server (in-cluster or `KUBECONFIG`) failed.
+    #[error("failed to find the API server")]
+    FindApiServer(#[source] kube::config::InferConfigError),
+    /// Creating the API client failed.
+    #[error("failed to create the API client")]
+    CreateClient(#[source] kube::Error),
     /// The handler is shutting down; the work was abandoned (after rolling back).
     #[error("the handler is shutting down")]
     ShuttingDown,
@@ -133,8 +139,27 @@ impl Error {
             Self::RollbackCheckpoint(_) => "rollback-failed",
             Self::Serialize { .. } => "serialize-failed",
             Self::CheckBridgeVlanFiltering { .. } => "bridge-vlan-filtering-unsupported",
+            Self::FindApiServer(_) => "find-api-server-failed",
+            Self::CreateClient(_) => "create-client-failed",
             Self::ShuttingDown => "shutting-down",
         }
+    }
+
+    /// The message with every source after it (`failed to read policy p1: <why>`), for logs.
+    ///
+    /// ```
+    /// let e = knmstate_handler::Error::FindNode("n1".into());
+    /// assert_eq!(e.report(), "node n1 not found");
+    /// ```
+    pub fn report(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        out
     }
 
     pub(crate) fn read(what: impl Into<String>, source: kube::Error) -> Self {
@@ -180,5 +205,20 @@ mod tests {
         let unique: std::collections::BTreeSet<_> = cats.iter().collect();
         assert_eq!(unique.len(), cats.len());
         assert_eq!(Error::ShuttingDown.category(), "shutting-down");
+    }
+
+    #[test]
+    fn messages_say_what_failed_and_the_report_adds_why() {
+        let e = Error::read(
+            "policy p1",
+            kube::Error::Service("refused".to_owned().into()),
+        );
+        assert_eq!(e.to_string(), "failed to read policy p1");
+        assert!(
+            e.report().starts_with("failed to read policy p1: "),
+            "{}",
+            e.report()
+        );
+        assert!(e.report().contains("refused"), "{}", e.report());
     }
 }

@@ -51,9 +51,11 @@ pub mod run;
 /// Secret hiding and message capping live in state-engine; re-exported for the handler's modules.
 pub use knmstate_state_engine::secrets;
 pub mod slots;
+pub mod start;
 pub mod sweep;
 
 pub use config::{Cli, HandlerConfig, LogFormat};
 pub use context::Context;
 pub use error::{Error, Result};
 pub use run::Handler;
+pub use start::start;

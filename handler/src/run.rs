@@ -17,7 +17,6 @@ use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::{NodeNetworkConfigurationEnactment, NodeNetworkState};
 use knmstate_nm_backend::Backend;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
@@ -121,12 +120,10 @@ impl<B: Backend + Clone + 'static> Handler<B> {
         .reconcile_on(deleted_policies);
         let enactments = enactment_ctl.store();
 
-        let recorder = Recorder::new(
+        let recorder = knmstate_runtime::events::recorder(
             client.clone(),
-            Reporter {
-                controller: names::field_manager::HANDLER.to_owned(),
-                instance: Some(format!("{node}.nmstate-handler")),
-            },
+            names::field_manager::HANDLER,
+            Some(format!("{node}.nmstate-handler")),
         );
         let bridge_vlan_filtering = self.config.bridge_vlan_filtering;
         let ctx = Arc::new(Context {
@@ -206,7 +203,7 @@ impl<B: Backend + Clone + 'static> Handler<B> {
                 match std::fs::write(path, b"ok\n") {
                     Ok(()) => tracing::info!(file = %path.display(), "handler ready"),
                     Err(source) => tracing::warn!(error = %Error::WriteReadinessFile {
-                        path: path.display().to_string(), source }, "readiness"),
+                        path: path.display().to_string(), source }.report(), "readiness"),
                 }
             }
         });
@@ -227,40 +224,6 @@ impl<B: Backend + Clone + 'static> Handler<B> {
         let _ = std::fs::remove_file(&ctx.config.readiness_file);
         Ok(())
     }
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
-/// Set up `tracing` in the chosen format (`RUST_LOG` filters, default `info`).
-pub fn init_tracing(format: crate::config::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match format {
-        crate::config::LogFormat::Json => builder.json().try_init(),
-        crate::config::LogFormat::Text => builder.try_init(),
-    };
 }
 
 /// Roll back every checkpoint the node holds. Called at start-up while holding the node lock:

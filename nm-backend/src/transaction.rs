@@ -267,7 +267,7 @@ mod tests {
             .transaction(
                 &mtu(9000),
                 &ApplyOptions::default(),
-                || pending::<ProbeRun>(),
+                pending::<ProbeRun>,
                 tokio::time::sleep(Duration::from_millis(20)),
             )
             .await;

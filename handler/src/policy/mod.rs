@@ -82,7 +82,7 @@ pub fn error_policy<B: Backend>(
         .as_ref()
         .map(State::to_value)
         .unwrap_or_default();
-    let error = secrets::scrub(&err.to_string(), &spec_state);
+    let error = secrets::scrub(&err.report(), &spec_state);
     tracing::warn!(policy = %policy.name_any(), category = err.category(), %error, "policy reconcile failed");
     Action::requeue(
         ctx.config

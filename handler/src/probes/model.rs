@@ -53,24 +53,15 @@ impl Probe for ModelGatewayProbe {
     }
 
     fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
-        Box::pin(async move {
-            if default_gateways(ctx.before).is_empty() {
-                return Ok(ProbeOutcome::Skipped(
-                    "no default gateway before the apply".into(),
-                ));
-            }
-            let now = ctx.current.network_state().await?;
-            match default_gateways(&now).first() {
-                Some(gw) => Ok(ProbeOutcome::Passed(format!(
-                    "default gateway {} present",
-                    gw.address
-                ))),
-                None => Err(probe_failed(
-                    self.name(),
-                    "no default gateway after the apply".into(),
-                )),
-            }
-        })
+        Box::pin(still_present(
+            self.name(),
+            ctx,
+            |state| default_gateways(state).first().map(|gw| gw.address),
+            Wording {
+                thing: "default gateway",
+                lost: "no default gateway after the apply",
+            },
+        ))
     }
 }
 
@@ -84,21 +75,44 @@ impl Probe for ModelDnsProbe {
     }
 
     fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
-        Box::pin(async move {
-            if name_servers(ctx.before).is_empty() {
-                return Ok(ProbeOutcome::Skipped(
-                    "no name server before the apply".into(),
-                ));
-            }
-            let now = ctx.current.network_state().await?;
-            match name_servers(&now).first() {
-                Some(s) => Ok(ProbeOutcome::Passed(format!("name server {s} present"))),
-                None => Err(probe_failed(
-                    self.name(),
-                    "no name server is configured".into(),
-                )),
-            }
-        })
+        Box::pin(still_present(
+            self.name(),
+            ctx,
+            |state| name_servers(state).first().copied(),
+            Wording {
+                thing: "name server",
+                lost: "no name server is configured",
+            },
+        ))
+    }
+}
+
+/// How a modelled probe speaks of what it checks.
+struct Wording {
+    /// What is looked for (`default gateway`).
+    thing: &'static str,
+    /// The failure when it is gone.
+    lost: &'static str,
+}
+
+/// Skipped when the node had no such thing before the apply; passed while the current state
+/// still has one; failed when it is gone.
+async fn still_present<T: std::fmt::Display>(
+    name: &str,
+    ctx: &ProbeContext<'_>,
+    first: impl Fn(&serde_json::Value) -> Option<T>,
+    wording: Wording,
+) -> Result<ProbeOutcome, knmstate_nm_backend::BackendError> {
+    let Wording { thing, lost } = wording;
+    if first(ctx.before).is_none() {
+        return Ok(ProbeOutcome::Skipped(format!(
+            "no {thing} before the apply"
+        )));
+    }
+    let now = ctx.current.network_state().await?;
+    match first(&now) {
+        Some(found) => Ok(ProbeOutcome::Passed(format!("{thing} {found} present"))),
+        None => Err(probe_failed(name, lost.into())),
     }
 }
 
