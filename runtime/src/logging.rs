@@ -4,6 +4,7 @@
 //! `LOG_FORMAT` (`text` or `json`, the handler's) and `LOG_JSON` (a flag, the controller's and
 //! the webhook's). Every binary accepts both, so no manifest has to change.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 use crate::Error;
@@ -28,8 +29,9 @@ pub struct LogArgs {
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Log as JSON lines (the same as `--log-format json`).
-    #[arg(long, env = "LOG_JSON")]
+    /// Log as JSON lines (the same as `--log-format json`). From the environment any value but
+    /// `false`, `no`, `off`, `0` or empty counts, so `LOG_JSON=1` works too.
+    #[arg(long, env = "LOG_JSON", value_parser = clap::builder::FalseyValueParser::new())]
     pub log_json: bool,
 }
 
@@ -54,12 +56,16 @@ fn filter(default_directives: &str) -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_directives))
 }
 
-/// Installs the global `tracing` subscriber writing `format` lines to stdout, filtered by
-/// `RUST_LOG` or else by `default_directives` (e.g. `"info"` or `"info,kube=warn"`).
+/// Installs the global `tracing` subscriber writing `format` lines to stdout (coloured only on a
+/// terminal), filtered by `RUST_LOG` or else by `default_directives` (e.g. `"info"` or
+/// `"info,kube=warn"`).
 ///
 /// Fails only when a global subscriber is already installed (a second call in one process).
 pub fn init_logging(format: LogFormat, default_directives: &str) -> Result<(), Error> {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter(default_directives));
+    // Colours only on a terminal: in a pod's log (a pipe) escape codes are noise.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(default_directives))
+        .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
