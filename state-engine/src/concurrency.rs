@@ -90,7 +90,7 @@ use knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Upstream's default `maxUnavailable`.
+/// Upstream's default `maxUnavailable`, as written (parses to [`MaxUnavailableSpec::DEFAULT`]).
 pub const DEFAULT_MAX_UNAVAILABLE: &str = "50%";
 
 /// A scaled maxUnavailable: the value to use, and the error when the spec was invalid (the
@@ -463,6 +463,15 @@ mod tests {
             other => panic!("unexpected error {other}"),
         });
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn the_written_default_parses_to_the_typed_default() {
+        let written = IntOrString::String(DEFAULT_MAX_UNAVAILABLE.to_owned());
+        assert_eq!(
+            parse_max_unavailable(&written),
+            Ok(MaxUnavailableSpec::DEFAULT)
+        );
     }
 
     #[test]
