@@ -87,8 +87,10 @@ impl Admission {
         let req: AdmissionRequest<DynamicObject> = match review.try_into() {
             Ok(r) => r,
             Err(_) => {
-                return AdmissionResponse::invalid("the AdmissionReview carries no request")
-                    .into_review();
+                return AdmissionResponse::invalid(
+                    "failed to read the AdmissionReview: it carries no request",
+                )
+                .into_review();
             }
         };
         let response = match path {
@@ -249,6 +251,6 @@ fn with_patch(
     }
     match resp.clone().with_patch(Patch(ops)) {
         Ok(r) => r,
-        Err(e) => resp.deny(format!("failed to serialise the patch: {e}")),
+        Err(e) => resp.deny(format!("failed to encode the patch: {e}")),
     }
 }
