@@ -216,6 +216,39 @@ pub fn failed_to_configure_message(node: &str, output: &str, error: &str) -> Str
     )
 }
 
+/// [`failed_to_configure_message`] of an apply error: its first line is the decisive error
+/// (upstream's "output"), the lines after it follow.
+///
+/// ```
+/// let m = knmstate_state_engine::conditions::failed_to_configure_message_of("n1", "probe x failed\nrollback failed too");
+/// assert!(m.ends_with("apply: \"probe x failed\",\n rollback failed too"));
+/// ```
+pub fn failed_to_configure_message_of(node: &str, error: &str) -> String {
+    let (decisive, rest) = error.split_once('\n').unwrap_or((error, ""));
+    failed_to_configure_message(node, decisive, rest)
+}
+
+/// The failure of an apply whose probes failed, in upstream's words, with the rollback's own
+/// failure on a line of its own when it failed too.
+///
+/// ```
+/// use knmstate_state_engine::conditions::probe_rollback_message;
+/// assert_eq!(
+///     probe_rollback_message("probe dns failed", None),
+///     "rolling back desired state configuration: failed running probes after network changes: probe dns failed"
+/// );
+/// assert!(probe_rollback_message("p", Some("gone")).ends_with("\nrollback failed too: gone"));
+/// ```
+pub fn probe_rollback_message(probe_error: &str, rollback_error: Option<&str>) -> String {
+    let mut msg = format!(
+        "rolling back desired state configuration: failed running probes after network changes: {probe_error}"
+    );
+    if let Some(rollback_error) = rollback_error {
+        msg.push_str(&format!("\nrollback failed too: {rollback_error}"));
+    }
+    msg
+}
+
 /// The rendering failure message: `failure generating desiredState and capturedStates: <err>`.
 pub fn generate_failure_message(error: &str) -> String {
     format!("failure generating desiredState and capturedStates: {error}")

@@ -8,7 +8,7 @@ use std::time::Duration;
 use knmstate_api::shared::{ApplyReport, ProbeReport};
 use knmstate_nm_backend::probe::{self, FixedState, Probe, ProbeContext, ProbeRecord};
 use knmstate_nm_backend::{ApplyOptions, Backend, BackendError, RollbackCause, TransactionOutcome};
-use knmstate_state_engine::conditions::EnactmentTransition;
+use knmstate_state_engine::conditions::{self as cond, EnactmentTransition};
 use knmstate_state_engine::plan;
 use knmstate_state_engine::rollback::{self, ProbePlan, ProbeSpec};
 use kube::runtime::controller::Action;
@@ -147,15 +147,10 @@ impl<B: Backend> Run<B> {
                 Some(match cause {
                     RollbackCause::Cancelled => return Err(Error::ShuttingDown),
                     RollbackCause::CommitFailed(e) => e.to_string(),
-                    RollbackCause::ProbeFailed(e) => {
-                        let mut msg = format!(
-                            "rolling back desired state configuration: failed running probes after network changes: {e}"
-                        );
-                        if let Some(rb) = rollback_error {
-                            msg.push_str(&format!("\nrollback failed too: {rb}"));
-                        }
-                        msg
-                    }
+                    RollbackCause::ProbeFailed(e) => cond::probe_rollback_message(
+                        &e.to_string(),
+                        rollback_error.map(|rb| rb.to_string()).as_deref(),
+                    ),
                 })
             }
         };

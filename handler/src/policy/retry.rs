@@ -42,12 +42,8 @@ impl<B: Backend> Run<B> {
                     self.generation,
                     failures,
                 );
-                let (decisive, rest) = match scrubbed.split_once("\n") {
-                    Some((a, b)) => (a.to_owned(), b.to_owned()),
-                    None => (scrubbed.clone(), String::new()),
-                };
                 let message = secrets::cap_message(
-                    &cond::failed_to_configure_message(self.node(), &decisive, &rest),
+                    &cond::failed_to_configure_message_of(self.node(), &scrubbed),
                     MAX_MESSAGE_BYTES,
                 );
                 self.transition(EnactmentTransition::FailedToConfigure { message });
