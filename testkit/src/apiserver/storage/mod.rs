@@ -281,11 +281,7 @@ impl Store {
         {
             return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
         }
-        let crd = if rt.group == CRD_GROUP && rt.plural == CRD_PLURAL {
-            Some(from_crd(&obj)?)
-        } else {
-            None
-        };
+        let crd = defined_type(rt, &obj)?;
         inner.rv += 1;
         let rv = inner.rv;
         let meta = object::meta_mut(&mut obj);
@@ -357,11 +353,7 @@ impl Store {
         if without_times(&old) == without_times(&obj) {
             return Ok(old);
         }
-        let crd = if rt.group == CRD_GROUP && rt.plural == CRD_PLURAL {
-            Some(from_crd(&obj)?)
-        } else {
-            None
-        };
+        let crd = defined_type(rt, &obj)?;
         inner.rv += 1;
         let rv = inner.rv;
         object::meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
@@ -387,6 +379,15 @@ impl Store {
             .values()
             .flat_map(|m| m.values().map(|o| object::uid(o).to_owned()))
             .collect()
+    }
+}
+
+/// The resource type a CustomResourceDefinition object defines; `None` for other kinds.
+fn defined_type(rt: &ResourceType, obj: &Value) -> ApiResult<Option<ResourceType>> {
+    if rt.group == CRD_GROUP && rt.plural == CRD_PLURAL {
+        Ok(Some(from_crd(obj)?))
+    } else {
+        Ok(None)
     }
 }
 
