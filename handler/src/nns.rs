@@ -31,7 +31,7 @@ use crate::secrets;
 
 /// The controller's error policy: log and try again soon.
 pub fn error_policy<B: Backend>(node: Arc<Node>, err: &Error, _ctx: Arc<Context<B>>) -> Action {
-    tracing::warn!(node = %node.name_any(), category = err.category(), error = %err.report(), "NodeNetworkState refresh failed");
+    tracing::warn!(node = %node.name_any(), category = err.category(), error = %err.report(), "failed to refresh the NodeNetworkState");
     Action::requeue(Duration::from_secs(2))
 }
 

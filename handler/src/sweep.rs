@@ -56,6 +56,6 @@ pub fn error_policy<B: Backend>(
     err: &Error,
     _ctx: Arc<Context<B>>,
 ) -> Action {
-    tracing::warn!(enactment = %enactment.name_any(), category = err.category(), error = %err.report(), "enactment sweep failed");
+    tracing::warn!(enactment = %enactment.name_any(), category = err.category(), error = %err.report(), "failed to sweep the enactment");
     Action::requeue(Duration::from_secs(5))
 }

@@ -95,7 +95,7 @@ impl NmBackend {
                 std::fs::write(&path, bytes).map_err(|e| e.to_string())
             });
         if let Err(e) = written {
-            tracing::warn!(path = %path.display(), error = %e, "cannot record the pending apply");
+            tracing::warn!(path = %path.display(), error = %e, "failed to record the pending apply");
         }
     }
 
@@ -217,7 +217,7 @@ async fn restore_global_dns_logged(conn: &Connection, saved: Option<&OwnedValue>
     match restore_global_dns(conn, saved).await {
         Ok(true) => tracing::info!("restored NetworkManager's global DNS configuration"),
         Ok(false) => {}
-        Err(e) => tracing::warn!(error = %e, "restoring the global DNS configuration failed"),
+        Err(e) => tracing::warn!(error = %e, "failed to restore the global DNS configuration"),
     }
 }
 
@@ -325,7 +325,7 @@ async fn refresh_stale_auto_dns(conn: &Connection, desired: &Value) {
     let running = match running_dns(conn).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(error = %e, "reading NetworkManager's running DNS failed");
+            tracing::warn!(error = %e, "failed to read NetworkManager's running DNS");
             return;
         }
     };
@@ -335,7 +335,7 @@ async fn refresh_stale_auto_dns(conn: &Connection, desired: &Value) {
             "auto-dns turned off but learned name servers still run: reactivating"
         );
         if let Err(e) = reactivate(conn, &iface).await {
-            tracing::warn!(interface = %iface, error = %e, "reactivation failed");
+            tracing::warn!(interface = %iface, error = %e, "failed to reactivate");
         }
     }
 }

@@ -131,7 +131,7 @@ where
     };
     let rollback_error = backend.rollback(checkpoint).await.err();
     if let Some(e) = &rollback_error {
-        tracing::warn!(%checkpoint, error = %e, "rollback failed");
+        tracing::warn!(%checkpoint, error = %e, "failed to roll back");
     }
     Transaction {
         outcome: TransactionOutcome::RolledBack {

@@ -83,7 +83,7 @@ pub fn error_policy<B: Backend>(
         .map(State::to_value)
         .unwrap_or_default();
     let error = secrets::scrub(&err.report(), &spec_state);
-    tracing::warn!(policy = %policy.name_any(), category = err.category(), %error, "policy reconcile failed");
+    tracing::warn!(policy = %policy.name_any(), category = err.category(), %error, "failed to reconcile the policy");
     Action::requeue(
         ctx.config
             .defaults

@@ -103,7 +103,7 @@ impl<B: Backend> Run<B> {
             &secrets::scrub(&e.to_string(), &spec_state),
             MAX_MESSAGE_BYTES,
         );
-        tracing::warn!(policy = %self.name, category = e.category(), error = %msg, "rendering the desired state failed");
+        tracing::warn!(policy = %self.name, category = e.category(), error = %msg, "failed to render the desired state");
         self.fail_for_good(msg).await
     }
 

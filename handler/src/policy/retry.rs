@@ -19,7 +19,7 @@ impl<B: Backend> Run<B> {
         let ctx = self.ctx.clone();
         let retry = ctx.config.defaults.retry;
         let scrubbed = secrets::scrub(error, &self.desired);
-        tracing::warn!(policy = %self.name, error = %secrets::cap_message(&scrubbed, 4096), "apply failed");
+        tracing::warn!(policy = %self.name, error = %secrets::cap_message(&scrubbed, 4096), "failed to apply");
         match retry.after_failure(failures_before) {
             RetryDecision::Retry { failures, delay } => {
                 rollback::record_retry_count(
