@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod steps;
+
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
