@@ -23,6 +23,9 @@ cargo deny --offline check licenses bans sources
 step "generated CRDs are fresh"
 cargo run -q --locked -p knmstate-api --bin crdgen -- --check
 
+step "generated deploy manifests are fresh"
+cargo run -q --locked -p knmstate-deploy --bin deploygen -- --check
+
 step "tests"
 # Running as root, the real-NetworkManager tests must run, never skip.
 [[ $(id -u) -eq 0 ]] && export KNMSTATE_REQUIRE_NODE_TESTS=1

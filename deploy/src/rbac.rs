@@ -1,0 +1,248 @@
+//! ServiceAccounts, roles and bindings at least privilege. Every rule names the call sites it
+//! exists for; nothing is `*`. The operator's own roles are the union of what it grants (the
+//! API server refuses a role granting more than its creator holds) and what it calls itself.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+
+use crate::InstallSettings;
+use crate::meta::{self, name};
+use crate::object::Object;
+
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// A rule over `resources` of `group` with `verbs`.
+pub(crate) fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.to_owned()]),
+        resources: Some(resources.iter().map(|r| (*r).to_owned()).collect()),
+        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+        ..PolicyRule::default()
+    }
+}
+
+const NMSTATE: &str = "nmstate.io";
+const NNCP: &str = "nodenetworkconfigurationpolicies";
+const NNCE: &str = "nodenetworkconfigurationenactments";
+const NNS: &str = "nodenetworkstates";
+
+/// Events: kube-runtime's `Recorder` creates `events.k8s.io/v1` Events and patches a repeated
+/// one (`runtime/src/events.rs` in every binary).
+fn events() -> PolicyRule {
+    rule("events.k8s.io", &["events"], &["create", "patch"])
+}
+
+/// The handler, cluster-wide.
+pub fn handler_cluster_rules() -> Vec<PolicyRule> {
+    vec![
+        // handler/src/run.rs watches Nodes; probes.rs gets its Node; policy/slot.rs lists
+        // Nodes (metadata) for maxUnavailable.
+        rule("", &["nodes"], &["get", "list", "watch"]),
+        // probes.rs: the API-server probe reads namespace "default".
+        rule("", &["namespaces"], &["get"]),
+        // run.rs watches policies; sweep.rs and policy/enactment.rs read one uncached.
+        rule(NMSTATE, &[NNCP], &["get", "list", "watch"]),
+        // run.rs watches both; policy/enactment.rs creates, reads and deletes enactments,
+        // policy/slot.rs lists a policy's; nns.rs creates and reads the node's state.
+        rule(
+            NMSTATE,
+            &[NNCE],
+            &["get", "list", "watch", "create", "delete"],
+        ),
+        rule(NMSTATE, &[NNS], &["get", "list", "watch", "create"]),
+        // policy/status.rs and nns.rs write status with server-side apply (a patch).
+        rule(
+            NMSTATE,
+            &[&format!("{NNCE}/status"), &format!("{NNS}/status")],
+            &["patch"],
+        ),
+        events(),
+    ]
+}
+
+/// The handler, in its namespace: slots.rs reads, creates and replaces the per-policy slot
+/// ledger Leases.
+pub fn handler_namespace_rules() -> Vec<PolicyRule> {
+    vec![rule(
+        "coordination.k8s.io",
+        &["leases"],
+        &["get", "create", "update"],
+    )]
+}
+
+/// The controller, cluster-wide.
+pub fn controller_cluster_rules() -> Vec<PolicyRule> {
+    vec![
+        // run.rs watches Nodes; cleanup.rs reads one fresh to confirm an orphan.
+        rule("", &["nodes"], &["get", "list", "watch"]),
+        // run.rs watches policies; cleanup.rs reads one fresh.
+        rule(NMSTATE, &[NNCP], &["get", "list", "watch"]),
+        // reconcile.rs writes policy status with server-side apply.
+        rule(NMSTATE, &[&format!("{NNCP}/status")], &["patch"]),
+        // run.rs watches both; cleanup.rs deletes orphans.
+        rule(NMSTATE, &[NNCE, NNS], &["list", "watch", "delete"]),
+        events(),
+    ]
+}
+
+/// The controller, in its namespace: leader.rs reads, creates and replaces its Lease.
+pub fn controller_namespace_rules() -> Vec<PolicyRule> {
+    vec![rule(
+        "coordination.k8s.io",
+        &["leases"],
+        &["get", "create", "update"],
+    )]
+}
+
+/// Prometheus reads the endpoints behind the metrics Service (upstream's `prometheus-k8s`).
+fn prometheus_rules() -> Vec<PolicyRule> {
+    vec![rule(
+        "",
+        &["services", "endpoints", "pods"],
+        &["get", "list", "watch"],
+    )]
+}
+
+fn account(name: &str, s: &InstallSettings) -> ServiceAccount {
+    ServiceAccount {
+        metadata: meta::meta(name, Some(&s.namespace), None),
+        ..ServiceAccount::default()
+    }
+}
+
+fn subject(account: &str, namespace: &str) -> Subject {
+    Subject {
+        kind: "ServiceAccount".into(),
+        name: account.to_owned(),
+        namespace: Some(namespace.to_owned()),
+        api_group: None,
+    }
+}
+
+fn role_ref(kind: &str, name: &str) -> RoleRef {
+    RoleRef {
+        api_group: Some(RBAC_GROUP.into()),
+        kind: kind.into(),
+        name: name.into(),
+    }
+}
+
+/// A ClusterRole and its binding to `subject`, both named `name`.
+pub(crate) fn cluster_role(name: &str, rules: Vec<PolicyRule>, subject: Subject) -> [Object; 2] {
+    [
+        ClusterRole {
+            metadata: meta::meta(name, None, None),
+            rules: Some(rules),
+            ..ClusterRole::default()
+        }
+        .into(),
+        ClusterRoleBinding {
+            metadata: meta::meta(name, None, None),
+            role_ref: role_ref("ClusterRole", name),
+            subjects: Some(vec![subject]),
+        }
+        .into(),
+    ]
+}
+
+/// A Role in `namespace` and its binding to `subject`, both named `name`.
+pub(crate) fn role(
+    name: &str,
+    namespace: &str,
+    rules: Vec<PolicyRule>,
+    subject: Subject,
+) -> [Object; 2] {
+    [
+        Role {
+            metadata: meta::meta(name, Some(namespace), None),
+            rules: Some(rules),
+        }
+        .into(),
+        RoleBinding {
+            metadata: meta::meta(name, Some(namespace), None),
+            role_ref: role_ref("Role", name),
+            subjects: Some(vec![subject]),
+        }
+        .into(),
+    ]
+}
+
+/// ServiceAccounts, roles and bindings of the handler, the controller, the webhook (an
+/// account without any role: it calls no API) and Prometheus.
+pub fn objects(s: &InstallSettings) -> Vec<Object> {
+    let ns = s.namespace.as_str();
+    let handler = s.prefixed(name::HANDLER);
+    let controller = s.prefixed(name::CONTROLLER);
+    let webhook = s.prefixed(name::WEBHOOK);
+    let mut out: Vec<Object> = vec![
+        account(&handler, s).into(),
+        account(&controller, s).into(),
+        account(&webhook, s).into(),
+    ];
+    out.extend(cluster_role(
+        &handler,
+        handler_cluster_rules(),
+        subject(&handler, ns),
+    ));
+    out.extend(role(
+        &handler,
+        ns,
+        handler_namespace_rules(),
+        subject(&handler, ns),
+    ));
+    out.extend(cluster_role(
+        &controller,
+        controller_cluster_rules(),
+        subject(&controller, ns),
+    ));
+    out.extend(role(
+        &controller,
+        ns,
+        controller_namespace_rules(),
+        subject(&controller, ns),
+    ));
+    out.extend(role(
+        name::PROMETHEUS,
+        ns,
+        prometheus_rules(),
+        subject(&s.prometheus_service_account, &s.monitoring_namespace),
+    ));
+    out
+}
+
+/// Merge rules with the same group and resources, verbs united and sorted, so that the
+/// operator's roles read as one rule per resource.
+pub(crate) fn union(rules: impl IntoIterator<Item = PolicyRule>) -> Vec<PolicyRule> {
+    let mut by: BTreeMap<(Vec<String>, Vec<String>), Vec<String>> = BTreeMap::new();
+    for r in rules {
+        for resource in r.resources.clone().unwrap_or_default() {
+            let key = (r.api_groups.clone().unwrap_or_default(), vec![resource]);
+            let verbs = by.entry(key).or_default();
+            verbs.extend(r.verbs.iter().cloned());
+            verbs.sort();
+            verbs.dedup();
+        }
+    }
+    by.into_iter()
+        .map(|((groups, resources), verbs)| PolicyRule {
+            api_groups: Some(groups),
+            resources: Some(resources),
+            verbs,
+            ..PolicyRule::default()
+        })
+        .collect()
+}
+
+/// The operator's account.
+pub(crate) fn operator_subject(s: &InstallSettings) -> Subject {
+    subject(&s.prefixed(name::OPERATOR), &s.namespace)
+}
+
+/// The operator's account object.
+pub(crate) fn operator_account(s: &InstallSettings) -> ServiceAccount {
+    account(&s.prefixed(name::OPERATOR), s)
+}
