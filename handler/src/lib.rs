@@ -8,7 +8,9 @@
 //! It never writes policy status (the controller does).
 //!
 //! Decisions come from state-engine (conditions, selection, concurrency, rendering, filtering,
-//! probes and retries); this crate wires them to kube-runtime controllers ([`run`]) and to a
+//! probes and retries) and every change of the node goes through nm-backend's apply transaction;
+//! this crate wires them to kube-runtime controllers ([`run`], started by [`start()`]; the
+//! policy reconcile is split by step in [`policy`]) and to a
 //! [`Backend`](knmstate_nm_backend::Backend) — `NmBackend` on a real node, `MemoryBackend` in
 //! tests (the test doubles, `MemoryBackend` and `probes::ModelProbes`, need the `testing` feature).
 //!

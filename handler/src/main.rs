@@ -1,5 +1,5 @@
 //! The `handler` binary: parse the configuration, then start the handler
-//! ([`knmstate_handler::start`]: node lock, stale checkpoints, controllers, graceful stop).
+//! ([`knmstate_handler::start()`]: node lock, stale checkpoints, controllers, graceful stop).
 
 use clap::Parser;
 use knmstate_handler::{Cli, HandlerConfig};

@@ -50,8 +50,8 @@ fn hash_uid(n: &Node) -> Option<u64> {
 }
 
 impl<B: Backend + Clone + 'static> Handler<B> {
-    /// Run until `shutdown` resolves; then stop the controllers, roll back an apply in flight
-    /// and remove the readiness file.
+    /// Run until `shutdown` resolves; then stop the controllers (an apply in flight is rolled
+    /// back by its transaction, which watches the same signal) and remove the readiness file.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let node = self.config.node_name.clone();
         let by_name = format!("metadata.name={node}");

@@ -3,16 +3,16 @@
 //!
 //! | step | file |
 //! |---|---|
-//! | selector match → create or delete this node's enactment | [`enactment`] |
-//! | wait for the retry backoff and for earlier policies (name order) | [`ordering`] |
-//! | render (captures resolved by the backend, reusing `status.capturedStates`; default linux-bridge VLAN trunk; features) | [`render`] |
+//! | selector match → create or delete this node's enactment | `enactment.rs` |
+//! | wait for the retry backoff and for earlier policies (name order) | `ordering.rs` |
+//! | render (captures resolved by the backend, reusing `status.capturedStates`; default linux-bridge VLAN trunk; features) | `render.rs` |
 //! | apply decision (a generation that succeeded, and that the node still satisfies, or whose retries are exhausted, is not applied again) | this file |
-//! | slot (state-engine's ledger protocol: Pending, Aborted, or Progressing) | [`slot`] |
-//! | the apply transaction (apply without commit → probes → commit, or roll back) | [`apply`] |
-//! | Retrying / FailedToConfigure after a failed attempt | [`retry`] |
-//! | the enactment status and events | [`status`] |
+//! | slot (state-engine's ledger protocol: Pending, Aborted, or Progressing) | `slot.rs` |
+//! | the apply transaction (apply without commit → probes → commit, or roll back) | `apply.rs` |
+//! | Retrying / FailedToConfigure after a failed attempt | `retry.rs` |
+//! | the enactment status and events | `status.rs` |
 //!
-//! Each step returns a [`Step`]: go on, or end the reconcile with an [`Action`].
+//! Each step returns a `Step`: go on, or end the reconcile with an [`Action`].
 //!
 //! Policies are reconciled one at a time (controller concurrency 1, plus an apply lock), and a
 //! policy defers to a policy earlier in name order that also matches this node and has not been
