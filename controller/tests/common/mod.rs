@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use k8s_openapi::api::core::v1::{Namespace, Node};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use knmstate_api::names::field_manager;
 use knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
@@ -19,6 +18,7 @@ use knmstate_api::v1beta1::{NodeNetworkConfigurationEnactment, NodeNetworkState}
 use knmstate_controller::leader::{LeaseConfig, identity};
 use knmstate_controller::{Config, run};
 use knmstate_state_engine::conditions::{EnactmentTransition, initial_enactment_conditions};
+use knmstate_testkit::apiserver::nmstate::start_with_crds;
 use knmstate_testkit::apiserver::{ApiServer, Config as ServerConfig};
 use knmstate_testkit::builders::{self, now};
 pub use knmstate_testkit::poll::eventually;
@@ -66,16 +66,11 @@ impl Running {
 impl Cluster {
     /// Start the stand-in, install the CRDs and the Lease namespace.
     pub async fn start() -> Result<Self> {
-        let server = ApiServer::start(ServerConfig {
+        let (server, client) = start_with_crds(ServerConfig {
             bookmark_interval: Duration::from_millis(500),
             ..ServerConfig::default()
         })
         .await?;
-        let client = server.client()?;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for (_, crd) in knmstate_api::crd::all()? {
-            crds.create(&PostParams::default(), &crd).await?;
-        }
         let ns: Api<Namespace> = Api::all(client.clone());
         let mut n = Namespace::default();
         n.metadata.name = Some(LEASE_NAMESPACE.into());

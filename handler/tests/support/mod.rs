@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
 use knmstate_handler::probes::{ModelProbes, ProbeFactory};
 use knmstate_handler::{Handler, HandlerConfig};
 use knmstate_nm_backend::MemoryBackend;
 use knmstate_state_engine::rollback::RetryPolicy;
+use knmstate_testkit::apiserver::nmstate::start_with_crds;
 use knmstate_testkit::apiserver::{ApiServer, Config};
 use knmstate_testkit::builders;
 pub use knmstate_testkit::poll::eventually;
@@ -44,12 +44,7 @@ impl Cluster {
             .with_env_filter(filter)
             .with_test_writer()
             .try_init();
-        let server = ApiServer::start(config).await?;
-        let client = server.client()?;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for (_, crd) in knmstate_api::crd::all()? {
-            crds.create(&PostParams::default(), &crd).await?;
-        }
+        let (server, client) = start_with_crds(config).await?;
         Ok(Self {
             server,
             client,

@@ -23,6 +23,7 @@ pub mod fields;
 pub mod gc;
 pub mod handler;
 pub mod metrics;
+pub mod nmstate;
 pub mod object;
 pub mod patch;
 pub mod persistence;
