@@ -24,6 +24,9 @@ pub mod field_manager {
     pub const CONTROLLER: &str = "knmstate-controller";
     /// The admission webhook.
     pub const WEBHOOK: &str = "knmstate-webhook";
+    /// The NMState operator (the controller binary's `operator` mode): the installation's
+    /// objects and the NMState status.
+    pub const OPERATOR: &str = "knmstate-operator";
 }
 
 /// Enactment name for a node and a policy: `<node>.<policy>` (upstream's `EnactmentKey`).
@@ -183,6 +186,11 @@ pub mod nmstate {
     pub const REASON_DEPLOYED: &str = "SuccessfullyDeployed";
     /// Reason on a render or apply error.
     pub const REASON_INTERNAL_ERROR: &str = "InternalError";
+    /// Reason on an NMState resource that is not reconciled (only the one named
+    /// [`HONOURED_NAME`] is).
+    pub const REASON_IGNORED: &str = "Ignored";
+    /// The name of the one NMState resource the operator reconciles.
+    pub const HONOURED_NAME: &str = "nmstate";
 }
 
 #[cfg(test)]

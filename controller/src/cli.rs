@@ -6,6 +6,7 @@ use clap::Parser;
 use knmstate_runtime::LogArgs;
 
 use crate::leader::{LeaseConfig, identity};
+use crate::operator::cli::OperatorArgs;
 use crate::run::Config;
 
 /// Leader-elected controller: NodeNetworkConfigurationPolicy status, orphan cleanup, metrics.
@@ -49,6 +50,16 @@ pub struct Args {
     /// Print every metric with its type, labels and help text (Markdown) and exit.
     #[arg(long)]
     pub print_metrics: bool,
+    /// Run another mode than the controller.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The binary's other modes.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// The NMState operator: install knmstate for the `NMState` resource named `nmstate`.
+    Operator(OperatorArgs),
 }
 
 fn host_name() -> String {

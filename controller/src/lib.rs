@@ -19,6 +19,7 @@
 //! | [`cleanup`] | the orphan sweep: confirm state-engine's candidates with fresh reads, delete |
 //! | [`metrics`] | upstream's five `kubernetes_nmstate_*` gauges plus apply, rollback, probe and condition-age metrics |
 //! | [`run`](mod@run) | wiring of reflectors, Controller, election, sweep and the health and metrics endpoint |
+//! | [`operator`] | the NMState operator: the `operator` subcommand installs knmstate for the `NMState` resource |
 //! | [`cli`] | flags and environment of the binary |
 //! | [`start`] | the binary's start-up: logging, endpoint, client, run until SIGTERM/SIGINT |
 //! | [`error`] | what failed, with a stable kebab-case category |
@@ -33,6 +34,7 @@ pub mod cli;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod operator;
 pub mod reconcile;
 pub mod run;
 pub mod start;

@@ -4,8 +4,10 @@
 use knmstate_runtime::{Admin, shutdown_signal};
 
 use crate::Error;
-use crate::cli::Args;
+use crate::cli::{Args, Command};
 use crate::error::parse_bind_address;
+use crate::operator::OperatorContext;
+use crate::operator::cli::OperatorArgs;
 
 /// Run the binary with parsed flags: print the metrics table, or set up logging, open the
 /// endpoint, connect to the cluster and run until a termination signal (then release the
@@ -18,6 +20,9 @@ pub async fn main_with(args: Args) -> Result<(), Error> {
     args.log
         .init()
         .map_err(|source| Error::SetUpLogging { source })?;
+    if let Some(Command::Operator(op)) = &args.command {
+        return operator(op).await;
+    }
     let addr = parse_bind_address(&args.metrics_bind_address)?;
     let listener = Admin::bind(addr)
         .await
@@ -28,5 +33,21 @@ pub async fn main_with(args: Args) -> Result<(), Error> {
     let config = args.config();
     tracing::info!(identity = %config.lease.identity, %addr, "starting");
     crate::run(client, config, Some(listener), shutdown_signal()).await;
+    Ok(())
+}
+
+/// The `operator` subcommand: health endpoint, client, the operator until a termination
+/// signal.
+async fn operator(args: &OperatorArgs) -> Result<(), Error> {
+    let addr = parse_bind_address(&args.health_bind_address)?;
+    let listener = Admin::bind(addr)
+        .await
+        .map_err(|source| Error::ServeMetrics { source })?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|source| Error::BuildClient { source })?;
+    tracing::info!(%addr, namespace = %args.namespace, "starting the NMState operator");
+    let ctx = OperatorContext::new(client.clone(), args.settings());
+    crate::operator::run(client, ctx, Some(listener), shutdown_signal()).await;
     Ok(())
 }

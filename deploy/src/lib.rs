@@ -18,6 +18,8 @@
 //! | [`netpol`] | NetworkPolicies |
 //! | [`topology`] | which nodes count for the webhook's replicas |
 //! | [`operator`] | the operator's own bundle, its roles derived from the installation |
+//! | [`rollout`] | the NMState conditions from the workloads' status |
+//! | [`rotation`] | the webhook certificates' rotation rule from `selfSignConfiguration` |
 //! | [`object`] | one typed object of any rendered kind; the ordered installation |
 //!
 //! Deliberate differences from upstream: the webhook configurations carry the CA bundle the
@@ -41,6 +43,8 @@ pub mod object;
 pub mod operator;
 mod pod;
 pub mod rbac;
+pub mod rollout;
+pub mod rotation;
 pub mod settings;
 pub mod topology;
 pub mod tree;

@@ -10,7 +10,7 @@ use k8s_openapi::api::rbac::v1::PolicyRule as RbacRule;
 use crate::InstallSettings;
 use crate::meta::{self, OPERATOR_COMPONENT, name};
 use crate::object::{Installation, Object};
-use crate::pod::{container, env, env_field, http_probe, resources};
+use crate::pod::{container, env, http_probe, resources};
 use crate::rbac::{self, rule, union};
 use crate::workloads::deployment;
 
@@ -79,7 +79,6 @@ fn operator_deployment(s: &InstallSettings) -> Deployment {
     let mut c = container("nmstate-operator", "knmstate-controller", s);
     c.args = Some(vec!["operator".into()]);
     c.env = Some(vec![
-        env_field("OPERATOR_NAMESPACE", "metadata.namespace"),
         env("HANDLER_NAMESPACE", s.namespace.clone()),
         env("HANDLER_PREFIX", s.prefix.clone()),
         env("RELATED_IMAGE_HANDLER_IMAGE", s.image.clone()),
