@@ -137,7 +137,7 @@ impl HandlerConfig {
             lock_file: PathBuf::from("/var/k8s_nmstate/handler_lock"),
             lock_poll: Duration::from_secs(5),
             defaults: HandlerDefaults::default(),
-            nns_resync: Duration::from_secs(300),
+            nns_resync: Duration::from_mins(5),
             nns_debounce: Duration::from_millis(300),
             nns_max_bytes: knmstate_state_engine::filter::DEFAULT_MAX_BYTES,
             namespace: "default".into(),

@@ -34,7 +34,7 @@
 //!   apply is dropped after one try instead of 120 s of polling.
 //! * **Small, safe messages.** Failure messages put the decisive error first, are capped at
 //!   16 KiB and never embed a state dump; secrets are hidden in statuses, events and logs
-//!   ([`secrets`]).
+//!   ([`knmstate_state_engine::secrets`]).
 //! * **NNS on change.** The NodeNetworkState follows NetworkManager's change signals (debounced)
 //!   with a slow safety re-read, instead of a 60 s poll, and is written only when it changed.
 //! * **Shutdown.** On SIGTERM an apply in flight is rolled back before the process exits, so
@@ -50,8 +50,6 @@ pub mod objects;
 pub mod policy;
 pub mod probes;
 pub mod run;
-/// Secret hiding and message capping live in state-engine; re-exported for the handler's modules.
-pub use knmstate_state_engine::secrets;
 pub mod slots;
 pub mod start;
 pub mod sweep;

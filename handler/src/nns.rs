@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::objects;
-use crate::secrets;
+use knmstate_state_engine::secrets;
 
 /// The controller's error policy: log and try again soon.
 pub fn error_policy<B: Backend>(node: Arc<Node>, err: &Error, _ctx: Arc<Context<B>>) -> Action {
@@ -68,13 +68,13 @@ pub async fn refresh<B: Backend>(ctx: &Context<B>, node: &Node) -> Result<bool> 
         .status
         .as_ref()
         .and_then(|s| s.current_state.as_ref())
-        .map(|s| s.to_value());
+        .map(knmstate_api::State::to_value);
     if stored.as_ref() == Some(&state) {
         remember(ctx, &uid, &state);
         return Ok(false);
     }
     {
-        let last = ctx.nns_last.lock().unwrap_or_else(|e| e.into_inner());
+        let last = ctx.nns_last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if last.as_ref().is_some_and(|(u, s)| *u == uid && *s == state) {
             // Written already; the cache has not seen it yet.
             return Ok(false);
@@ -105,7 +105,7 @@ pub async fn refresh<B: Backend>(ctx: &Context<B>, node: &Node) -> Result<bool> 
 }
 
 fn remember<B: Backend>(ctx: &Context<B>, uid: &str, state: &Value) {
-    *ctx.nns_last.lock().unwrap_or_else(|e| e.into_inner()) = Some((uid.to_owned(), state.clone()));
+    *ctx.nns_last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((uid.to_owned(), state.clone()));
 }
 
 async fn create<B: Backend>(ctx: &Context<B>, node: &Node) -> Result<NodeNetworkState> {
@@ -149,7 +149,7 @@ where
                 label = None;
                 true
             }
-            Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
                 let now = o.labels().get(names::FORCE_NNS_REFRESH_LABEL).cloned();
                 let changed = label.as_ref().is_some_and(|l| *l != now);
                 label = Some(now);

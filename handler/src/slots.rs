@@ -17,9 +17,6 @@ use knmstate_api::names::{
     SLOT_LEDGER_ANNOTATION as LEDGER_ANNOTATION, slot_lease_name as lease_name,
 };
 
-/// Ledger counting is a decision of state-engine; re-exported for the handler's modules.
-pub use knmstate_state_engine::concurrency::count_ledger_claims;
-
 /// A ledger as read, with the `resourceVersion` to write against (`None`: no Lease yet).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadLedger {

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::policy::delete_enactment;
 
 /// How long before an enactment is looked at again.
-pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5 * 3600);
+pub const SWEEP_INTERVAL: Duration = Duration::from_hours(5);
 
 /// Delete the enactment if its policy no longer exists on the API server.
 #[tracing::instrument(skip_all, fields(enactment = %enactment.name_any()))]

@@ -607,7 +607,7 @@ struct RecordMtu {
 }
 
 impl Probe for RecordMtu {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "node-readiness"
     }
 

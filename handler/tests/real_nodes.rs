@@ -24,11 +24,11 @@ use knmstate_testkit::nodes::Cluster as Nodes;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
-use support::*;
+use support::{Cluster, eventually, iface, example, wait_condition};
 
 const PREFIX: &str = "knmh";
 const PHASE_ENV: &str = "KNMSTATE_HANDLER_TEST_PHASE";
-const T: Duration = Duration::from_secs(120);
+const T: Duration = Duration::from_mins(2);
 
 fn main() -> ExitCode {
     if std::env::var_os(PHASE_ENV).is_some() {
@@ -420,7 +420,7 @@ async fn run_all(
     // The readiness probe waits for the node to be Ready: the checkpoint is held meanwhile.
     eventually(
         "node2 holding a checkpoint",
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         || {
             let n = h.get("node2").clone();
             async move { has_checkpoint(&n).ok()?.then_some(()) }
@@ -461,7 +461,7 @@ async fn run_all(
         .await?;
     eventually(
         "node2 holding a checkpoint",
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         || {
             let n = h.get("node2").clone();
             async move { has_checkpoint(&n).ok()?.then_some(()) }

@@ -56,7 +56,7 @@ fn probe_args(kind: &str, name: &str) -> Vec<String> {
         "veth" => return vec!["peer".into(), "name".into(), format!("{name}p")],
         _ => &[],
     };
-    v.iter().map(|s| s.to_string()).collect()
+    v.iter().map(std::string::ToString::to_string).collect()
 }
 
 /// Cached answers to "can this kernel create links of kind X?".
@@ -149,7 +149,7 @@ impl KernelSupport {
                 .args(["link", "del", &name])
                 .output()
                 .await;
-            if deleted.map(|o| !o.status.success()).unwrap_or(true) {
+            if deleted.map_or(true, |o| !o.status.success()) {
                 tracing::warn!(link = %name, "failed to delete the kernel support probe link");
             }
             return true;

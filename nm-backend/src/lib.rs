@@ -104,7 +104,7 @@ pub struct ApplyOptions {
 impl Default for ApplyOptions {
     fn default() -> Self {
         Self {
-            checkpoint_timeout: Duration::from_secs(60),
+            checkpoint_timeout: Duration::from_mins(1),
             verify: true,
         }
     }

@@ -262,29 +262,26 @@ impl MemoryBackend {
                     return Err(invalid(format!("interface {name}: invalid mtu {mtu}")));
                 }
             }
-            match pos {
-                Some(pos) => merge(&mut ifaces[pos], want),
-                None => {
-                    let iface_type = want
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown");
-                    if matches!(iface_type, "unknown" | "ethernet" | "loopback") {
-                        return Err(invalid(format!(
-                            "interface {name} does not exist and type {iface_type} cannot be created"
-                        )));
-                    }
-                    if inner.unsupported_types.contains(iface_type) {
-                        return Err(BackendError::UnsupportedInterfaceType {
-                            interface: name.to_string(),
-                            interface_type: iface_type.to_string(),
-                        });
-                    }
-                    let mut new =
-                        json!({"name": name, "type": iface_type, "state": "up", "mtu": 1500});
-                    merge(&mut new, want);
-                    ifaces.push(new);
+            if let Some(pos) = pos { merge(&mut ifaces[pos], want) } else {
+                let iface_type = want
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown");
+                if matches!(iface_type, "unknown" | "ethernet" | "loopback") {
+                    return Err(invalid(format!(
+                        "interface {name} does not exist and type {iface_type} cannot be created"
+                    )));
                 }
+                if inner.unsupported_types.contains(iface_type) {
+                    return Err(BackendError::UnsupportedInterfaceType {
+                        interface: name.to_string(),
+                        interface_type: iface_type.to_string(),
+                    });
+                }
+                let mut new =
+                    json!({"name": name, "type": iface_type, "state": "up", "mtu": 1500});
+                merge(&mut new, want);
+                ifaces.push(new);
             }
         }
         // Port memberships follow the controllers' port lists.

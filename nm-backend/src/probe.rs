@@ -246,8 +246,7 @@ impl DefaultGatewayProbe {
             .kill_on_drop(true)
             .status()
             .await
-            .map(|s| s.success())
-            .unwrap_or(false)
+            .is_ok_and(|s| s.success())
     }
 
     async fn tcp(&self, gw: &Gateway) -> bool {
@@ -285,7 +284,7 @@ fn family(address: &IpAddr) -> &'static str {
 }
 
 impl Probe for DefaultGatewayProbe {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "default-gateway"
     }
 
@@ -384,8 +383,7 @@ impl DnsProbe {
         let id = u16::try_from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos() & 0xffff)
-                .unwrap_or(4242),
+                .map_or(4242, |d| d.subsec_nanos() & 0xffff),
         )
         .unwrap_or(4242);
         let mut msg = Message::new();
@@ -433,7 +431,7 @@ impl DnsProbe {
 }
 
 impl Probe for DnsProbe {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "dns"
     }
 

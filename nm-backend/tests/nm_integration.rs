@@ -195,14 +195,14 @@ fn helper(name: &str) -> ExitCode {
                 "dns-resolver": {"config": {"server": ["198.18.0.99"]}}
             });
             let opts = ApplyOptions {
-                checkpoint_timeout: Duration::from_secs(300),
+                checkpoint_timeout: Duration::from_mins(5),
                 verify: true,
             };
             match backend.apply(&desired, &opts).await {
                 Ok(p) => println!("applied {}", p.checkpoint),
                 Err(e) => eprintln!("apply failed: {e}"),
             }
-            tokio::time::sleep(Duration::from_secs(600)).await;
+            tokio::time::sleep(Duration::from_mins(10)).await;
             ExitCode::SUCCESS
         }),
         _ => ExitCode::from(2),
@@ -238,7 +238,7 @@ fn probes(timeout: Duration) -> Vec<Box<dyn Probe>> {
 
 fn opts() -> ApplyOptions {
     ApplyOptions {
-        checkpoint_timeout: Duration::from_secs(60),
+        checkpoint_timeout: Duration::from_mins(1),
         verify: true,
     }
 }

@@ -74,7 +74,7 @@ fn benches(c: &mut Criterion) {
     let es = enactments(5_000);
     let nodes: BTreeSet<String> = (0..5_000).map(|i| format!("node{i:05}")).collect();
     c.bench_function("aggregate_policy/5000 enactments", |b| {
-        b.iter(|| aggregate_policy(1, black_box(&es), &nodes, &nodes))
+        b.iter(|| aggregate_policy(1, black_box(&es), &nodes, &nodes));
     });
 
     let states: BTreeMap<String, SlotState> = es
@@ -93,7 +93,7 @@ fn benches(c: &mut Criterion) {
         .map(|(n, _)| n.clone())
         .collect();
     c.bench_function("decide_slot/5000 nodes", |b| {
-        b.iter(|| decide_slot("node00001", 1, Some(black_box(&ledger)), &states, 2_500))
+        b.iter(|| decide_slot("node00001", 1, Some(black_box(&ledger)), &states, 2_500));
     });
 
     for n in [1_000, 5_000] {

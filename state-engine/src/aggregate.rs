@@ -434,7 +434,7 @@ mod tests {
     #[test]
     fn other_generations_and_unmatched_nodes_do_not_count() {
         use crate::conditions::EnactmentTransition as T;
-        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let set = |v: &[&str]| v.iter().map(std::string::ToString::to_string).collect::<BTreeSet<_>>();
         let es = vec![
             nnce("a", 2, Some(T::Success)),
             nnce(
@@ -519,7 +519,7 @@ mod tests {
     }
 
     fn names(v: &[&str]) -> BTreeSet<String> {
-        v.iter().map(|s| s.to_string()).collect()
+        v.iter().map(std::string::ToString::to_string).collect()
     }
 
     #[rstest]

@@ -491,7 +491,7 @@ mod tests {
     fn ledger(gen_: i64, holders: &[&str]) -> SlotLedger {
         SlotLedger {
             generation: gen_,
-            holders: holders.iter().map(|s| s.to_string()).collect(),
+            holders: holders.iter().map(std::string::ToString::to_string).collect(),
         }
     }
 

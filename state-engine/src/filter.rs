@@ -302,18 +302,21 @@ fn compact(iface: &Value) -> Value {
     Value::Object(c)
 }
 
-/// Filter a node's current state (the output of `nmstatectl show` as JSON) for its
-/// NodeNetworkState, then apply the size cap.
-pub fn filter_state(current: &Value, opts: &FilterOptions) -> Filtered {
-    let mut interfaces: Vec<Value> = current
+/// The interfaces of `current` that a NodeNetworkState reports (before cleaning and capping).
+fn kept_interfaces(current: &Value) -> impl Iterator<Item = &Value> {
+    current
         .get("interfaces")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
         .filter(|i| keep_interface(i))
-        .cloned()
-        .collect();
+}
+
+/// Filter a node's current state (the output of `nmstatectl show` as JSON) for its
+/// NodeNetworkState, then apply the size cap.
+pub fn filter_state(current: &Value, opts: &FilterOptions) -> Filtered {
+    let mut interfaces: Vec<Value> = kept_interfaces(current).cloned().collect();
     interfaces.iter_mut().for_each(clean_interface);
     let original_bytes = assembled_len(current, &interfaces);
     if original_bytes <= opts.max_bytes {
@@ -436,13 +439,7 @@ fn marker_bound(interfaces: &[Value], report: &TrimReport) -> usize {
 
 /// Routes the plain filter (no size cap) drops, so the report counts only cap-caused drops.
 fn untrimmed_route_drops(current: &Value) -> usize {
-    let kept: BTreeSet<String> = current
-        .get("interfaces")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .filter(|i| keep_interface(i))
+    let kept: BTreeSet<String> = kept_interfaces(current)
         .filter_map(|i| str_of(i, "name").map(str::to_owned))
         .collect();
     assemble_rest(current, &kept).1

@@ -98,7 +98,7 @@ impl Candidates {
         if age >= grace {
             self.orphans.push(orphan);
         } else {
-            let left = grace - age;
+            let left = grace.checked_sub(age).unwrap();
             self.retry_after = Some(self.retry_after.map_or(left, |r| r.min(left)));
         }
     }

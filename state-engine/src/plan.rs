@@ -307,7 +307,7 @@ pub fn plan(current: &Value, desired: &Value) -> Plan {
     // DNS.
     if let Some(dcfg) = desired.get("dns-resolver").and_then(|d| d.get("config")) {
         let before = dns_config(current);
-        let after = if dcfg.as_object().is_some_and(|m| m.is_empty()) {
+        let after = if dcfg.as_object().is_some_and(serde_json::Map::is_empty) {
             Value::Object(Default::default())
         } else {
             dns_config(desired)

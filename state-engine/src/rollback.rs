@@ -32,9 +32,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Upstream's per-probe budget.
-pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_mins(2);
 /// Upstream's checkpoint timeout (`2 × (120 s + 120 s)`).
-pub const DEFAULT_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(480);
+pub const DEFAULT_CHECKPOINT_TIMEOUT: Duration = Duration::from_mins(8);
 /// Upstream's DNS probe host.
 pub const DEFAULT_DNS_HOST: &str = "root-servers.net";
 /// Upstream's `NNCP_MAX_RETRIES`.

@@ -213,7 +213,7 @@ mod tests {
         LabelSelectorRequirement {
             key: key.into(),
             operator: op.into(),
-            values: (!values.is_empty()).then(|| values.iter().map(|s| s.to_string()).collect()),
+            values: (!values.is_empty()).then(|| values.iter().map(std::string::ToString::to_string).collect()),
         }
     }
 
@@ -306,7 +306,7 @@ mod tests {
         .unwrap();
         let cats: Vec<_> = validate_selection(&spec)
             .iter()
-            .map(|e| e.category())
+            .map(super::super::error::Error::category)
             .collect();
         assert_eq!(
             cats,

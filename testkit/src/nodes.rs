@@ -101,9 +101,7 @@ pub struct Node {
 impl Cluster {
     /// Path of `hack/nodes.sh` (or `$KNMSTATE_NODES_SCRIPT`).
     pub fn script() -> PathBuf {
-        std::env::var_os("KNMSTATE_NODES_SCRIPT")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hack/nodes.sh"))
+        std::env::var_os("KNMSTATE_NODES_SCRIPT").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hack/nodes.sh"), PathBuf::from)
     }
 
     /// Why harness nodes cannot run here (not root, script missing, opted out), if so.
@@ -178,7 +176,7 @@ impl Cluster {
     }
 
     /// Run `cmd` in the switch namespace (host mounts, the nodes' gateway addresses 198.18.0.1
-    /// and 2001:db8::1): a process started there is reachable from every node. Its stdout when
+    /// and `2001:db8::1)`: a process started there is reachable from every node. Its stdout when
     /// it succeeded.
     pub fn switch_exec(&self, cmd: &[&str]) -> Result<String, NodesError> {
         let mut args = vec!["switch"];

@@ -1,6 +1,6 @@
 //! The node harness leaves the host untouched: the host's resolver file, hostname, links,
 //! routes, mounts, network namespaces and `/run` entries are byte-identical before setup and
-//! after teardown, even though the nodes' NetworkManagers rewrote their own resolv.conf and
+//! after teardown, even though the nodes' `NetworkManagers` rewrote their own resolv.conf and
 //! hostname meanwhile.
 
 use std::{process::Command, sync::Mutex};

@@ -72,7 +72,7 @@ impl ReloadingCert {
     /// (e.g. half-written), and says so.
     pub fn refresh(&self) -> Result<bool, ServerError> {
         let stamp = mtime(&self.cert).max(mtime(&self.key));
-        let known = self.current.read().map(|c| c.0).unwrap_or(None);
+        let known = self.current.read().map_or(None, |c| c.0);
         if stamp == known {
             return Ok(false);
         }

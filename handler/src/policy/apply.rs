@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::{Run, now};
 use crate::error::{Error, Result};
-use crate::secrets;
+use knmstate_state_engine::secrets;
 
 /// Budget of an external probe's check before the apply.
 const PRECHECK_TIMEOUT: Duration = Duration::from_secs(5);

@@ -37,7 +37,7 @@ use serde_json::Value;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::secrets;
+use knmstate_state_engine::secrets;
 
 /// What a step of the reconcile decided: go on (with what it produced), or end the reconcile
 /// with this action.
@@ -169,7 +169,7 @@ impl<B: Backend> Run<B> {
     async fn decide(&mut self) -> Result<Step<Value>> {
         let ctx = self.ctx.clone();
         let retry = &ctx.config.defaults.retry;
-        if self.desired.as_object().is_none_or(|m| m.is_empty()) {
+        if self.desired.as_object().is_none_or(serde_json::Map::is_empty) {
             tracing::info!(policy = %self.name, "ignoring empty desired state");
             if rollback::apply_decision(Some(&self.status), self.generation, retry, None)
                 == ApplyDecision::Apply

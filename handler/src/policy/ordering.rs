@@ -28,7 +28,7 @@ pub(super) fn wait_turn<B: Backend>(
     let wait = ctx
         .not_before
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(name)
         .map(|t| t.saturating_duration_since(Instant::now()))
         .filter(|d| !d.is_zero());

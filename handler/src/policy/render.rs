@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::{Run, Step, now};
 use crate::error::{Error, Result};
-use crate::secrets::{self, MAX_MESSAGE_BYTES};
+use knmstate_state_engine::secrets::{self, MAX_MESSAGE_BYTES};
 
 impl<B: Backend> Run<B> {
     /// Render the desired state into `self.desired` and the status.

@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 
 use super::Run;
 use crate::error::Result;
-use crate::secrets::{self, MAX_MESSAGE_BYTES};
+use knmstate_state_engine::secrets::{self, MAX_MESSAGE_BYTES};
 
 impl<B: Backend> Run<B> {
     /// Record the failure of this attempt (`error`, secrets in clear) and decide what next.
@@ -32,7 +32,7 @@ impl<B: Backend> Run<B> {
                 self.write_status().await?;
                 ctx.not_before
                     .lock()
-                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(self.name.clone(), Instant::now() + delay);
                 Ok(Action::requeue(delay))
             }

@@ -12,7 +12,7 @@ use kube::runtime::events::{Event, EventType};
 use super::{Run, now};
 use crate::error::{Error, Result};
 use crate::objects;
-use crate::secrets;
+use knmstate_state_engine::secrets;
 
 impl<B: Backend> Run<B> {
     pub(super) fn transition(&mut self, t: EnactmentTransition) {

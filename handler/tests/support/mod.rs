@@ -95,7 +95,7 @@ impl Cluster {
             max_backoff: Duration::from_millis(400),
         };
         c.defaults.probe_timeout = Duration::from_secs(3);
-        c.defaults.checkpoint_timeout = Duration::from_secs(60);
+        c.defaults.checkpoint_timeout = Duration::from_mins(1);
         c.nns_debounce = Duration::from_millis(50);
         // In-memory nodes: whatever the test machine's kernel says.
         c.bridge_vlan_filtering = Some(true);

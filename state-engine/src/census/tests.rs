@@ -35,7 +35,7 @@ fn nnce(
     e.metadata.labels = Some([(NODE_LABEL.to_string(), node.to_string())].into());
     e.status = Some(NodeNetworkConfigurationEnactmentStatus {
         conditions,
-        features: features.iter().map(|s| s.to_string()).collect(),
+        features: features.iter().map(std::string::ToString::to_string).collect(),
         ..Default::default()
     });
     e

@@ -12,7 +12,7 @@ pub struct ApiError {
     pub reason: String,
     /// Human-readable message; kubectl prints it.
     pub message: String,
-    /// Optional `details` object of the `Status` (boxed: a `Value` is large when serde_json
+    /// Optional `details` object of the `Status` (boxed: a `Value` is large when `serde_json`
     /// keeps key order, and this error travels in every `Result` of the stand-in).
     pub details: Option<Box<Value>>,
 }

@@ -1,7 +1,7 @@
 //! Decoding of the Kubernetes protobuf envelope for the few built-in kinds that kubectl's
 //! generator commands send as protobuf (`kubectl create namespace|configmap|secret`).
 //!
-//! Only the fields those commands set are read: ObjectMeta's name, generateName, namespace,
+//! Only the fields those commands set are read: `ObjectMeta`'s name, generateName, namespace,
 //! labels, annotations, ownerReferences and finalizers; Namespace `spec.finalizers`; ConfigMap
 //! `data`, `binaryData`, `immutable`; Secret `data`, `stringData`, `type`, `immutable`. Other
 //! kinds are refused with 415.

@@ -264,18 +264,14 @@ pub fn from_crd(crd: &Value) -> ApiResult<ResourceType> {
         columns.insert(vname, cols);
     }
     let list_kind = names["listKind"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{kind}List"));
+        .as_str().map_or_else(|| format!("{kind}List"), str::to_owned);
     Ok(ResourceType {
         group: group.to_owned(),
         versions,
         storage_version,
         plural: plural.to_owned(),
         singular: names["singular"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| kind.to_lowercase()),
+            .as_str().map_or_else(|| kind.to_lowercase(), str::to_owned),
         kind: kind.to_owned(),
         list_kind,
         namespaced,

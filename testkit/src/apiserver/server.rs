@@ -278,26 +278,23 @@ fn tls_acceptor(
             std::fs::read_to_string(k).ok()?,
         ))
     });
-    let (cert_pem, key_pem) = match existing {
-        Some(pair) => pair,
-        None => {
-            let mut names = vec![
-                "localhost".to_owned(),
-                "127.0.0.1".to_owned(),
-                "::1".to_owned(),
-            ];
-            if !addr.ip().is_unspecified() {
-                names.push(addr.ip().to_string());
-            }
-            let key = rcgen::generate_simple_self_signed(names).map_err(|e| err(&e))?;
-            let pair = (key.cert.pem(), key.signing_key.serialize_pem());
-            if let Some((c, k)) = &files {
-                std::fs::write(c, &pair.0)
-                    .and_then(|()| std::fs::write(k, &pair.1))
-                    .map_err(|e| err(&e))?;
-            }
-            pair
+    let (cert_pem, key_pem) = if let Some(pair) = existing { pair } else {
+        let mut names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        if !addr.ip().is_unspecified() {
+            names.push(addr.ip().to_string());
         }
+        let key = rcgen::generate_simple_self_signed(names).map_err(|e| err(&e))?;
+        let pair = (key.cert.pem(), key.signing_key.serialize_pem());
+        if let Some((c, k)) = &files {
+            std::fs::write(c, &pair.0)
+                .and_then(|()| std::fs::write(k, &pair.1))
+                .map_err(|e| err(&e))?;
+        }
+        pair
     };
     use rustls::pki_types::pem::PemObject;
     let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())

@@ -111,15 +111,12 @@ pub fn start(
 ) -> mpsc::Receiver<Bytes> {
     let (tx, out) = mpsc::channel::<Bytes>(256);
     let since = match req.resource_version.as_deref() {
-        None | Some("") | Some("0") => None,
+        None | Some("" | "0") => None,
         Some(_) if req.send_initial_events => None,
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                let e = ApiError::bad_request(format!("invalid resource version {s}"));
-                let _ = tx.try_send(line(&json!({"type": "ERROR", "object": e.status()})));
-                return out;
-            }
+        Some(s) => if let Ok(n) = s.parse::<u64>() { Some(n) } else {
+            let e = ApiError::bad_request(format!("invalid resource version {s}"));
+            let _ = tx.try_send(line(&json!({"type": "ERROR", "object": e.status()})));
+            return out;
         },
     };
     let initial = since.is_none();

@@ -38,7 +38,7 @@ impl NodeExec {
             .arg(node)
             .args(cmd)
             .output()
-            .with_context(|| format!("running {:?} on {node}", cmd))?;
+            .with_context(|| format!("running {cmd:?} on {node}"))?;
         if !out.status.success() {
             bail!(
                 "{cmd:?} on {node} failed ({}): {}{}",

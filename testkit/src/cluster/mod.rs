@@ -166,7 +166,7 @@ impl E2e {
             .await?
             .items
             .iter()
-            .map(|n| n.name_any())
+            .map(kube::ResourceExt::name_any)
             .collect();
         names.sort();
         if names.is_empty() {
@@ -236,7 +236,7 @@ impl E2e {
         }
         self.delete_policy(name).await?;
         self.apply_policy(&policy(name, spec)).await?;
-        self.wait_policy(name, "Available", Duration::from_secs(120))
+        self.wait_policy(name, "Available", Duration::from_mins(2))
             .await?;
         self.delete_policy(name).await
     }

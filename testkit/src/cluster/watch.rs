@@ -27,9 +27,7 @@ impl EnactmentLog {
             .get("nmstate.io/node")
             .cloned()
             .unwrap_or_else(|| e.name_any());
-        let active = active_condition(&e)
-            .map(|(t, r, _)| format!("{t}/{r}"))
-            .unwrap_or_else(|| "None".into());
+        let active = active_condition(&e).map_or_else(|| "None".into(), |(t, r, _)| format!("{t}/{r}"));
         let seq = self.sequences.entry(node.clone()).or_default();
         if seq.last() != Some(&active) {
             seq.push(active);

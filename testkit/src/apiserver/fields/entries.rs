@@ -82,19 +82,16 @@ pub(super) fn upsert<'a>(
     sub: &str,
     api_version: &str,
 ) -> &'a mut Entry {
-    let idx = match list.iter().position(|e| e.same(manager, op, sub)) {
-        Some(i) => i,
-        None => {
-            list.push(Entry {
-                manager: manager.to_owned(),
-                operation: op.to_owned(),
-                subresource: sub.to_owned(),
-                api_version: String::new(),
-                time: String::new(),
-                set: BTreeSet::new(),
-            });
-            list.len() - 1
-        }
+    let idx = if let Some(i) = list.iter().position(|e| e.same(manager, op, sub)) { i } else {
+        list.push(Entry {
+            manager: manager.to_owned(),
+            operation: op.to_owned(),
+            subresource: sub.to_owned(),
+            api_version: String::new(),
+            time: String::new(),
+            set: BTreeSet::new(),
+        });
+        list.len() - 1
     };
     let e = &mut list[idx];
     e.api_version = api_version.to_owned();

@@ -4,7 +4,7 @@
 //! `FieldsV1` vocabulary: `f:<field>` for map keys, `k:{...}` for an item of a list declared
 //! `x-kubernetes-list-type: map` (by its `x-kubernetes-list-map-keys`), `v:<value>` for an
 //! item of a `set` list. Other lists are atomic (owned as a whole), as are all lists of kinds
-//! without a schema (built-in kinds). The path of a keyed list item itself (FieldsV1's `.`)
+//! without a schema (built-in kinds). The path of a keyed list item itself (`FieldsV1`'s `.`)
 //! is owned too, so an item disappears when nobody owns it any more.
 //!
 //! Apply merges the applied configuration into the live object (keyed lists item by item),
@@ -18,9 +18,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use entries::*;
+use entries::upsert;
 pub use entries::{Entry, entries, write_entries};
-use paths::*;
+use paths::{is_item, overlap, child_schema, list_keys, item_component, item_matches, touches, NULL, is_key_field, remove_path};
 pub use paths::{Path, from_fields_v1, get_path, leaf_paths, to_fields_v1};
 
 /// Who writes, and how the object's fields are laid out.
@@ -64,7 +64,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: Writer<'_>) {
         write_entries(new, &list);
         return;
     }
-    for e in list.iter_mut() {
+    for e in &mut list {
         if !e.same(w.manager, "Update", w.subresource) {
             e.set
                 .retain(|p| !changed.iter().any(|c| overlap(c, p) && c.len() <= p.len()));
@@ -87,10 +87,10 @@ fn deep_merge(base: &mut Value, patch: &Value, schema: &Value) {
                 let s = child_schema(schema, k);
                 match b.get_mut(k) {
                     Some(existing) if existing.is_object() && v.is_object() => {
-                        deep_merge(existing, v, s)
+                        deep_merge(existing, v, s);
                     }
                     Some(existing) if existing.is_array() && v.is_array() => {
-                        deep_merge(existing, v, s)
+                        deep_merge(existing, v, s);
                     }
                     _ => {
                         b.insert(k.clone(), v.clone());
@@ -152,7 +152,7 @@ pub fn apply(
     };
     let mut list = entries(current);
     let mut conflicts = Vec::new();
-    for e in list.iter_mut() {
+    for e in &mut list {
         if e.manager == w.manager {
             continue;
         }

@@ -213,9 +213,7 @@ async fn route(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("unknown");
     let manager = q
-        .get("fieldManager")
-        .map(str::to_owned)
-        .unwrap_or_else(|| user_agent.split('/').next().unwrap_or("unknown").to_owned());
+        .get("fieldManager").map_or_else(|| user_agent.split('/').next().unwrap_or("unknown").to_owned(), str::to_owned);
     if rt.namespaced && target.namespace.is_none() && target.name.is_some() {
         return Err(ApiError::no_route(path));
     }

@@ -116,7 +116,7 @@ impl Store {
     }
 }
 
-/// The 409 of a delete whose precondition (`what`: UID or ResourceVersion) does not hold.
+/// The 409 of a delete whose precondition (`what`: UID or `ResourceVersion`) does not hold.
 fn check_precondition(
     rt: &ResourceType,
     name: &str,

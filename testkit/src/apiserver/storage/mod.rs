@@ -108,44 +108,41 @@ impl Store {
             compacted: 0,
             window: window.max(1),
         };
-        match snapshot {
-            Some(s) => {
-                for (g, p, obj) in s.objects {
-                    if g == CRD_GROUP
-                        && p == CRD_PLURAL
-                        && let Ok(rt) = from_crd(&obj)
-                    {
-                        Arc::make_mut(&mut inner.registry).insert(rt);
-                    }
-                    let key = (
-                        object::namespace(&obj).to_owned(),
-                        object::name(&obj).to_owned(),
-                    );
-                    inner.objects.entry((g, p)).or_default().insert(key, obj);
+        if let Some(s) = snapshot {
+            for (g, p, obj) in s.objects {
+                if g == CRD_GROUP
+                    && p == CRD_PLURAL
+                    && let Ok(rt) = from_crd(&obj)
+                {
+                    Arc::make_mut(&mut inner.registry).insert(rt);
                 }
-                inner.rv = s.resource_version;
-                inner.compacted = s.resource_version;
+                let key = (
+                    object::namespace(&obj).to_owned(),
+                    object::name(&obj).to_owned(),
+                );
+                inner.objects.entry((g, p)).or_default().insert(key, obj);
             }
-            None => {
-                for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-                    inner.rv += 1;
-                    let obj = json!({
-                        "apiVersion": "v1", "kind": "Namespace",
-                        "metadata": {"name": ns, "uid": uuid::Uuid::new_v4().to_string(),
-                            "creationTimestamp": object::now(),
-                            "resourceVersion": inner.rv.to_string(),
-                            "labels": {"kubernetes.io/metadata.name": ns}},
-                        "spec": {"finalizers": ["kubernetes"]},
-                        "status": {"phase": "Active"},
-                    });
-                    inner
-                        .objects
-                        .entry(("".into(), "namespaces".into()))
-                        .or_default()
-                        .insert((String::new(), ns.to_owned()), obj);
-                }
-                inner.compacted = inner.rv;
+            inner.rv = s.resource_version;
+            inner.compacted = s.resource_version;
+        } else {
+            for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+                inner.rv += 1;
+                let obj = json!({
+                    "apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": ns, "uid": uuid::Uuid::new_v4().to_string(),
+                        "creationTimestamp": object::now(),
+                        "resourceVersion": inner.rv.to_string(),
+                        "labels": {"kubernetes.io/metadata.name": ns}},
+                    "spec": {"finalizers": ["kubernetes"]},
+                    "status": {"phase": "Active"},
+                });
+                inner
+                    .objects
+                    .entry((String::new(), "namespaces".into()))
+                    .or_default()
+                    .insert((String::new(), ns.to_owned()), obj);
             }
+            inner.compacted = inner.rv;
         }
         Arc::new(Self {
             inner: Mutex::new(inner),
@@ -156,7 +153,7 @@ impl Store {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The current resourceVersion.
@@ -256,7 +253,7 @@ impl Store {
         if rt.namespaced {
             let nsobj = inner
                 .objects
-                .get(&("".to_owned(), "namespaces".to_owned()))
+                .get(&(String::new(), "namespaces".to_owned()))
                 .and_then(|m| m.get(&(String::new(), ns.clone())));
             match nsobj {
                 None => return Err(ApiError::not_found("", "namespaces", &ns)),
