@@ -21,7 +21,7 @@ use knmstate_deploy::InstallSettings;
 use knmstate_testkit::apiserver::{ApiServer, Config as ServerConfig};
 use knmstate_testkit::builders;
 use knmstate_testkit::poll::eventually;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -65,10 +65,7 @@ impl Cluster {
     /// The stand-in with the nmstate.io CRDs, the missing built-in kinds, two Linux nodes, and
     /// the operator running with test timings.
     async fn start() -> Result<Self> {
-        let _ = knmstate_runtime::init_logging(
-            knmstate_runtime::LogFormat::Text,
-            "warn,knmstate_controller=info",
-        );
+        let _ = knmstate_runtime::init_logging(knmstate_runtime::LogFormat::Text, "warn");
         let server = ApiServer::start(ServerConfig {
             bookmark_interval: Duration::from_millis(500),
             ..ServerConfig::default()
@@ -201,7 +198,7 @@ impl Cluster {
     /// Report every workload rolled out, as the DaemonSet and Deployment controllers would.
     async fn roll_out(&self) -> Result<()> {
         let ds: Api<DaemonSet> = Api::namespaced(self.client.clone(), NS);
-        for d in ds.list(&Default::default()).await?.items {
+        for d in ds.list(&ListParams::default()).await?.items {
             let status = json!({"status": {"desiredNumberScheduled": 2, "currentNumberScheduled": 2,
                 "numberMisscheduled": 0, "numberReady": 2, "updatedNumberScheduled": 2,
                 "numberAvailable": 2, "observedGeneration": d.metadata.generation}});
@@ -213,7 +210,7 @@ impl Cluster {
             .await?;
         }
         let deps: Api<Deployment> = Api::namespaced(self.client.clone(), NS);
-        for d in deps.list(&Default::default()).await?.items {
+        for d in deps.list(&ListParams::default()).await?.items {
             let n = d.spec.replicas.unwrap_or(1);
             let status = json!({"status": {"replicas": n, "updatedReplicas": n, "readyReplicas": n,
                 "availableReplicas": n, "observedGeneration": d.metadata.generation}});
@@ -317,9 +314,9 @@ async fn nmstate_installs_reports_rolls_and_uninstalls() -> Result<()> {
     // Deleting the CR removes what it owns; CRDs and the Namespace stay.
     api.delete("nmstate", &DeleteParams::default()).await?;
     eventually("the workloads gone", WAIT, || async {
-        let left = ds.list(&Default::default()).await?.items.len()
-            + deps.list(&Default::default()).await?.items.len()
-            + hooks.list(&Default::default()).await?.items.len();
+        let left = ds.list(&ListParams::default()).await?.items.len()
+            + deps.list(&ListParams::default()).await?.items.len()
+            + hooks.list(&ListParams::default()).await?.items.len();
         Ok((left == 0).then_some(()))
     })
     .await?;
@@ -343,7 +340,7 @@ async fn an_nmstate_with_another_name_is_ignored_with_a_condition() -> Result<()
     );
     // Still exactly one installation, owned by the honoured resource only.
     let ds: Api<DaemonSet> = Api::namespaced(c.client.clone(), NS);
-    let all = ds.list(&Default::default()).await?.items;
+    let all = ds.list(&ListParams::default()).await?.items;
     assert_eq!(all.len(), 1);
     assert!(
         all[0]
@@ -353,6 +350,43 @@ async fn an_nmstate_with_another_name_is_ignored_with_a_condition() -> Result<()
     );
     let api: Api<NMState> = Api::all(c.client.clone());
     assert!(api.get_opt("other").await?.is_some(), "not deleted");
+    c.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_certificates_rotate_and_the_old_ca_stays_trusted() -> Result<()> {
+    let c = Cluster::start().await?;
+    let spec: NMStateSpec = serde_json::from_value(json!({"selfSignConfiguration": {
+        "caRotateInterval": "3s", "caOverlapInterval": "1h",
+        "certRotateInterval": "1s", "certOverlapInterval": "1h"}}))?;
+    c.create("nmstate", spec).await?;
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), NS);
+    let serving = |s: Secret| -> Option<Vec<u8>> { Some(s.data?.get("tls.crt")?.0.clone()) };
+    let first = eventually("a serving certificate", WAIT, || async {
+        Ok(secrets.get_opt("nmstate-webhook").await?.and_then(serving))
+    })
+    .await?;
+    eventually("a new serving certificate", WAIT, || async {
+        let now = secrets.get_opt("nmstate-webhook").await?.and_then(serving);
+        Ok(now.filter(|n| *n != first).map(|_| ()))
+    })
+    .await?;
+    // After the CA's rotation the webhooks trust both CAs until the old one expires.
+    let hooks: Api<MutatingWebhookConfiguration> = Api::all(c.client.clone());
+    eventually("a bundle of two CAs", WAIT, || async {
+        let m = hooks.get_opt("nmstate").await?;
+        let bundle = m
+            .and_then(|m| m.webhooks)
+            .and_then(|w| w.first().and_then(|w| w.client_config.ca_bundle.clone()))
+            .map(|b| {
+                String::from_utf8_lossy(&b.0)
+                    .matches("BEGIN CERTIFICATE")
+                    .count()
+            });
+        Ok((bundle == Some(2)).then_some(()))
+    })
+    .await?;
     c.shutdown().await;
     Ok(())
 }

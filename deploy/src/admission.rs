@@ -35,8 +35,8 @@ fn one<T: DeserializeOwned>(file: &'static str, text: &str) -> Result<T, RenderE
 /// Point a webhook's client at the Service in `namespace` and trust `ca`.
 fn client(config: &mut adm::WebhookClientConfig, s: &InstallSettings) {
     if let Some(svc) = config.service.as_mut() {
-        svc.namespace = s.namespace.clone();
-        svc.name = name::WEBHOOK.to_owned();
+        svc.namespace.clone_from(&s.namespace);
+        name::WEBHOOK.clone_into(&mut svc.name);
     }
     config.ca_bundle = s
         .webhook_ca_bundle

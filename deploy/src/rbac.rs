@@ -131,7 +131,7 @@ fn role_ref(kind: &str, name: &str) -> RoleRef {
     }
 }
 
-/// A ClusterRole and its binding to `subject`, both named `name`.
+/// A `ClusterRole` and its binding to `subject`, both named `name`.
 pub(crate) fn cluster_role(name: &str, rules: Vec<PolicyRule>, subject: Subject) -> [Object; 2] {
     [
         ClusterRole {
@@ -149,7 +149,7 @@ pub(crate) fn cluster_role(name: &str, rules: Vec<PolicyRule>, subject: Subject)
     ]
 }
 
-/// A Role in `namespace` and its binding to `subject`, both named `name`.
+/// A `Role` in `namespace` and its binding to `subject`, both named `name`.
 pub(crate) fn role(
     name: &str,
     namespace: &str,

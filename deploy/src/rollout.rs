@@ -96,7 +96,7 @@ fn with_skipped(message: String, skipped: &[String]) -> String {
 }
 
 /// `current` moved to the conditions of `verdict` (timestamps move only on a transition).
-pub fn conditions(current: &ConditionList, verdict: &Verdict, now: Time) -> ConditionList {
+pub fn conditions(current: &ConditionList, verdict: &Verdict, now: &Time) -> ConditionList {
     use ConditionStatus::{False, True};
     let (available, progressing, degraded, reason, message) = match verdict {
         Verdict::Deployed { skipped } => (

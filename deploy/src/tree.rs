@@ -18,8 +18,9 @@ renderer.\n# Do not edit.\n";
 /// The file of `config/default/` an object goes to; `None`: not in that tree.
 fn file_of(o: &Object) -> Option<&'static str> {
     Some(match o {
-        Object::CustomResourceDefinition(_) => return None,
-        Object::ServiceMonitor(_) | Object::PrometheusRule(_) => return None,
+        Object::CustomResourceDefinition(_)
+        | Object::ServiceMonitor(_)
+        | Object::PrometheusRule(_) => return None,
         Object::Namespace(_) => "namespace.yaml",
         Object::ServiceAccount(_)
         | Object::ClusterRole(_)

@@ -148,7 +148,7 @@ pub fn webhook_pdb(s: &InstallSettings) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: meta::meta(&name, Some(&s.namespace), Some(WEBHOOK_COMPONENT)),
         spec: Some(PodDisruptionBudgetSpec {
-            min_available: Some(IntOrString::Int(if s.infra_nodes > 1 { 1 } else { 0 })),
+            min_available: Some(IntOrString::Int(i32::from(s.infra_nodes > 1))),
             selector: Some(meta::select(WEBHOOK_COMPONENT)),
             ..PodDisruptionBudgetSpec::default()
         }),

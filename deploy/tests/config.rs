@@ -82,7 +82,7 @@ fn check_typed(doc: &Value, file: &Path) -> String {
         "ValidatingWebhookConfiguration" => typed::<adm::ValidatingWebhookConfiguration>(doc, file),
         "ValidatingAdmissionPolicy" => typed::<adm::ValidatingAdmissionPolicy>(doc, file),
         "ValidatingAdmissionPolicyBinding" => {
-            typed::<adm::ValidatingAdmissionPolicyBinding>(doc, file)
+            typed::<adm::ValidatingAdmissionPolicyBinding>(doc, file);
         }
         "Namespace" => typed::<core::Namespace>(doc, file),
         "ServiceAccount" => typed::<core::ServiceAccount>(doc, file),
@@ -172,14 +172,14 @@ fn rendered_kinds(dir: &str) -> Vec<String> {
 fn the_default_tree_renders_the_whole_installation() {
     let kinds = rendered_kinds("default");
     let installation = knmstate_deploy::render(
-        &Default::default(),
+        &knmstate_api::v1::NMStateSpec::default(),
         &knmstate_deploy::InstallSettings::default(),
     )
     .unwrap();
     let mut want: Vec<String> = installation
         .objects
         .iter()
-        .map(|o| o.kind())
+        .map(knmstate_deploy::Object::kind)
         .filter(|k| k != "ServiceMonitor" && k != "PrometheusRule")
         .collect();
     want.sort();

@@ -251,7 +251,7 @@ fn handler_pod_runs_on_the_host_with_the_bus_the_lock_and_its_node_name() {
 #[test]
 fn network_policies_deny_by_default_and_open_only_what_is_used() {
     let i = installation(&NMStateSpec::default(), |s| {
-        s.monitoring_namespace = "mon".into()
+        s.monitoring_namespace = "mon".into();
     });
     let names: Vec<String> = i
         .of::<NetworkPolicy>()
@@ -274,7 +274,10 @@ fn network_policies_deny_by_default_and_open_only_what_is_used() {
         .spec
         .clone()
         .unwrap();
-    assert_eq!(deny.pod_selector, Some(Default::default()));
+    assert_eq!(
+        deny.pod_selector,
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector::default())
+    );
     assert_eq!(
         deny.policy_types,
         Some(vec!["Ingress".into(), "Egress".into()])

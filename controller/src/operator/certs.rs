@@ -145,6 +145,49 @@ struct Ca {
     bundle: String,
 }
 
+/// Issue a new CA and store it; the replaced one (`old`) stays in the bundle until it expires.
+async fn issue_ca(
+    api: &Api<Secret>,
+    namespace: &str,
+    life: &Lifetime,
+    owner: &OwnerReference,
+    now: i64,
+    old: Option<Ca>,
+) -> Result<Ca, OperatorError> {
+    let key = KeyPair::generate().map_err(issue_err("CA"))?;
+    let mut params = ca_params(namespace);
+    validity(&mut params, now, life).map_err(issue_err("CA"))?;
+    let cert = params.self_signed(&key).map_err(issue_err("CA"))?.pem();
+    let key = key.serialize_pem();
+    let mut annotations = BTreeMap::from([(ISSUED.to_owned(), now.to_string())]);
+    let mut data = vec![("ca.crt", cert.as_str()), ("ca.key", key.as_str())];
+    let validity = i64::try_from(life.validity().as_secs()).unwrap_or(i64::MAX / 2);
+    let previous = old
+        .map(|o| (o.issued.saturating_add(validity), o.cert))
+        .filter(|(until, _)| *until > now);
+    if let Some((until, pem)) = &previous {
+        annotations.insert(PREVIOUS_UNTIL.to_owned(), until.to_string());
+        data.push(("previous-ca.crt", pem.as_str()));
+    }
+    let s = secret(
+        name::WEBHOOK_CA,
+        namespace,
+        "Opaque",
+        &data,
+        annotations,
+        owner,
+    );
+    store(api, &s).await?;
+    tracing::info!(secret = name::WEBHOOK_CA, "issued a new webhook CA");
+    let bundle = format!("{cert}{}", previous.map(|(_, pem)| pem).unwrap_or_default());
+    Ok(Ca {
+        cert,
+        key,
+        issued: now,
+        bundle,
+    })
+}
+
 /// The current CA, issuing a new one when there is none or it is due.
 async fn ensure_ca(
     api: &Api<Secret>,
@@ -162,59 +205,19 @@ async fn ensure_ca(
             bundle: String::new(),
         })
     });
-    let previous = stored
-        .as_ref()
-        .and_then(|s| Some((text(s, "previous-ca.crt")?, annotation(s, PREVIOUS_UNTIL)?)));
-    let mut ca = match current {
-        Some(ca) if !life.due_in(ca.issued, now).is_zero() => ca,
-        old => {
-            let key = KeyPair::generate().map_err(issue_err("CA"))?;
-            let mut params = ca_params(namespace);
-            validity(&mut params, now, life).map_err(issue_err("CA"))?;
-            let cert = params.self_signed(&key).map_err(issue_err("CA"))?;
-            let ca = Ca {
-                cert: cert.pem(),
-                key: key.serialize_pem(),
-                issued: now,
-                bundle: String::new(),
-            };
-            let mut annotations = BTreeMap::from([(ISSUED.to_owned(), now.to_string())]);
-            let mut data = vec![("ca.crt", ca.cert.as_str()), ("ca.key", ca.key.as_str())];
-            // The replaced CA stays trusted until it expires.
-            let until = old.as_ref().map(|o| {
-                let secs = i64::try_from(life.validity().as_secs()).unwrap_or(i64::MAX / 2);
-                o.issued.saturating_add(secs)
-            });
-            if let (Some(o), Some(until)) = (&old, until) {
-                annotations.insert(PREVIOUS_UNTIL.to_owned(), until.to_string());
-                data.push(("previous-ca.crt", o.cert.as_str()));
-            }
-            let s = secret(
-                name::WEBHOOK_CA,
-                namespace,
-                "Opaque",
-                &data,
-                annotations,
-                owner,
-            );
-            store(api, &s).await?;
-            tracing::info!(secret = name::WEBHOOK_CA, "issued a new webhook CA");
-            let mut ca = ca;
-            if let (Some(o), Some(until)) = (old, until) {
-                ca.bundle = if until > now { o.cert } else { String::new() };
-            }
-            return Ok(Ca {
-                bundle: format!("{}{}", ca.cert, ca.bundle),
-                ..ca
-            });
+    match current {
+        Some(mut ca) if !life.due_in(ca.issued, now).is_zero() => {
+            let still_trusted = stored
+                .as_ref()
+                .and_then(|s| Some((text(s, "previous-ca.crt")?, annotation(s, PREVIOUS_UNTIL)?)))
+                .filter(|(_, until)| *until > now)
+                .map(|(pem, _)| pem)
+                .unwrap_or_default();
+            ca.bundle = format!("{}{still_trusted}", ca.cert);
+            Ok(ca)
         }
-    };
-    let still_trusted = previous
-        .filter(|(_, until)| *until > now)
-        .map(|(pem, _)| pem)
-        .unwrap_or_default();
-    ca.bundle = format!("{}{still_trusted}", ca.cert);
-    Ok(ca)
+        old => issue_ca(api, namespace, life, owner, now, old).await,
+    }
 }
 
 /// Make sure the webhook has a valid CA and serving certificate for the Service in
@@ -253,9 +256,9 @@ pub async fn ensure(
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             validity(&mut params, now, &cert_life).map_err(&err)?;
             let ca_key = KeyPair::from_pem(&ca.key).map_err(&err)?;
-            let issuer = Issuer::new(ca_params(namespace), ca_key);
+            let ca_issuer = Issuer::new(ca_params(namespace), ca_key);
             let key = KeyPair::generate().map_err(&err)?;
-            let cert = params.signed_by(&key, &issuer).map_err(&err)?;
+            let cert = params.signed_by(&key, &ca_issuer).map_err(&err)?;
             let annotations = BTreeMap::from([
                 (ISSUED.to_owned(), now.to_string()),
                 (SIGNED_BY.to_owned(), ca.issued.to_string()),

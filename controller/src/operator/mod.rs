@@ -98,7 +98,7 @@ impl OperatorContext {
             client,
             settings,
             progress_interval: Duration::from_secs(10),
-            resync: Duration::from_secs(300),
+            resync: Duration::from_mins(5),
         }
     }
 }

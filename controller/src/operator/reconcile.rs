@@ -69,7 +69,7 @@ pub async fn reconcile(
     let foundation = render(&cr.spec, &settings)?.objects;
     let split = foundation
         .iter()
-        .position(|o| o.owned_by_cr())
+        .position(knmstate_deploy::Object::owned_by_cr)
         .unwrap_or(foundation.len());
     let mut skipped = apply::apply_all(&ctx.client, &foundation[..split], &owner).await?;
     let now = Timestamp::now().as_second();
@@ -83,13 +83,13 @@ pub async fn reconcile(
     .await?;
     settings.webhook_ca_bundle = Some(issued.bundle);
     let installation = render(&cr.spec, &settings)?;
-    let owned: Vec<_> = installation
+    let rest: Vec<_> = installation
         .objects
         .iter()
         .filter(|o| o.owned_by_cr())
         .cloned()
         .collect();
-    skipped.extend(apply::apply_all(&ctx.client, &owned, &owner).await?);
+    skipped.extend(apply::apply_all(&ctx.client, &rest, &owner).await?);
     let pending = status::pending(&ctx.client, &installation).await?;
     let (verdict, next) = if pending.is_empty() {
         (Verdict::Deployed { skipped }, ctx.resync)

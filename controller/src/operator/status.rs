@@ -60,7 +60,7 @@ struct StatusApply {
 /// Move the resource's conditions to `verdict`; written only when their meaning changes.
 pub async fn write(client: &Client, cr: &NMState, verdict: &Verdict) -> Result<(), OperatorError> {
     let current = cr.status.clone().unwrap_or_default().conditions;
-    let next = conditions(&current, verdict, Time(Timestamp::now()));
+    let next = conditions(&current, verdict, &Time(Timestamp::now()));
     if next.same_meaning(&current) {
         return Ok(());
     }
