@@ -3,7 +3,6 @@
 //! metric. Messages say what failed, not why: the cause is the [`source`](std::error::Error::source),
 //! and [`Error::report`] writes the whole chain.
 
-use std::error::Error as _;
 use std::net::SocketAddr;
 
 /// Something the controller could not do.
@@ -122,15 +121,21 @@ impl Error {
     /// assert!(e.report().starts_with("failed to build a Kubernetes client: "));
     /// ```
     pub fn report(&self) -> String {
-        let mut out = self.to_string();
-        let mut cause = self.source();
-        while let Some(c) = cause {
-            out.push_str(": ");
-            out.push_str(&c.to_string());
-            cause = c.source();
-        }
-        out
+        report_chain(self)
     }
+}
+
+/// An error's message and every cause after it, `": "`-separated (the operator's errors use it
+/// too).
+pub fn report_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// Parse a Go-style listen address: `:8089` means every interface, `host:port` as given.

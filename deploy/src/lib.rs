@@ -50,8 +50,6 @@ pub mod topology;
 pub mod tree;
 pub mod workloads;
 
-use k8s_openapi::api::core::v1::Namespace;
-
 pub use object::{Installation, Object};
 pub use settings::{InstallSettings, Knobs};
 
@@ -107,13 +105,7 @@ pub fn render(
         .into_iter()
         .map(|(_, crd)| crd.into())
         .collect();
-    objects.push(
-        Namespace {
-            metadata: meta::meta(&s.namespace, None, None),
-            ..Namespace::default()
-        }
-        .into(),
-    );
+    objects.push(meta::namespace(&s.namespace).into());
     objects.extend(rbac::objects(s));
     objects.extend(netpol::objects(&knobs, s).into_iter().map(Object::from));
     objects.push(handler::daemon_set(&knobs, s).into());

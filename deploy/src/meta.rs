@@ -66,6 +66,14 @@ pub fn meta(name: &str, namespace: Option<&str>, component: Option<&str>) -> Obj
     }
 }
 
+/// The installation's Namespace.
+pub fn namespace(name: &str) -> k8s_openapi::api::core::v1::Namespace {
+    k8s_openapi::api::core::v1::Namespace {
+        metadata: meta(name, None, None),
+        ..Default::default()
+    }
+}
+
 /// A selector on `component`.
 pub fn select(component: &str) -> LabelSelector {
     LabelSelector {

@@ -4,7 +4,7 @@
 //! creates grant (the API server refuses to let it grant more than it has).
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStrategy};
-use k8s_openapi::api::core::v1::{ContainerPort, Namespace, PodSpec};
+use k8s_openapi::api::core::v1::{ContainerPort, PodSpec};
 use k8s_openapi::api::rbac::v1::PolicyRule as RbacRule;
 
 use crate::InstallSettings;
@@ -121,13 +121,7 @@ pub fn bundle(installation: &Installation, s: &InstallSettings) -> Installation 
         .filter(|o| matches!(o, Object::CustomResourceDefinition(_)))
         .cloned()
         .collect();
-    objects.push(
-        Namespace {
-            metadata: meta::meta(&s.namespace, None, None),
-            ..Namespace::default()
-        }
-        .into(),
-    );
+    objects.push(meta::namespace(&s.namespace).into());
     objects.push(rbac::operator_account(s).into());
     objects.extend(rbac::cluster_role(
         &name,

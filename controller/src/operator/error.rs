@@ -1,8 +1,6 @@
 //! Errors of the operator, each named for the action that failed, with a stable kebab-case
 //! [`OperatorError::category`] (log field and the `InternalError` condition's message).
 
-use std::error::Error as _;
-
 /// Something the operator could not do.
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
@@ -93,13 +91,6 @@ impl OperatorError {
 
     /// The message and every cause after it, `": "`-separated.
     pub fn report(&self) -> String {
-        let mut out = self.to_string();
-        let mut cause = self.source();
-        while let Some(c) = cause {
-            out.push_str(": ");
-            out.push_str(&c.to_string());
-            cause = c.source();
-        }
-        out
+        crate::error::report_chain(self)
     }
 }

@@ -2,19 +2,16 @@
 //! server-side apply (field manager `knmstate-operator`, forced, as upstream) when their
 //! meaning changes.
 
-use std::borrow::Cow;
-
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use knmstate_api::names::field_manager;
 use knmstate_api::shared::NMStateStatus;
-use knmstate_api::v1::NMState;
+use knmstate_api::v1::{NMState, NMStateSpec};
 use knmstate_deploy::rollout::{Verdict, conditions, daemon_set_pending, deployment_pending};
 use knmstate_deploy::{Installation, Object};
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
+use kube::{Client, ResourceExt};
 
 use super::error::OperatorError;
 
@@ -47,16 +44,6 @@ pub async fn pending(
     Ok(out)
 }
 
-/// The server-side apply body: identity and status only.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StatusApply {
-    api_version: Cow<'static, str>,
-    kind: Cow<'static, str>,
-    metadata: ObjectMeta,
-    status: NMStateStatus,
-}
-
 /// Move the resource's conditions to `verdict`; written only when their meaning changes.
 pub async fn write(client: &Client, cr: &NMState, verdict: &Verdict) -> Result<(), OperatorError> {
     let current = cr.status.clone().unwrap_or_default().conditions;
@@ -65,15 +52,9 @@ pub async fn write(client: &Client, cr: &NMState, verdict: &Verdict) -> Result<(
         return Ok(());
     }
     let name = cr.name_any();
-    let body = StatusApply {
-        api_version: NMState::api_version(&()),
-        kind: NMState::kind(&()),
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            ..ObjectMeta::default()
-        },
-        status: NMStateStatus { conditions: next },
-    };
+    // Identity and status: on the status subresource the (empty) spec is not applied.
+    let mut body = NMState::new(&name, NMStateSpec::default());
+    body.status = Some(NMStateStatus { conditions: next });
     let api: Api<NMState> = Api::all(client.clone());
     let params = PatchParams::apply(field_manager::OPERATOR).force();
     match api.patch_status(&name, &params, &Patch::Apply(&body)).await {
