@@ -5,6 +5,8 @@
 # the harness nodes run them, inside their own namespaces.
 set -euo pipefail
 pkgs=(network-manager dbus dnsmasq-base iproute2 iputils-ping util-linux procps socat openssl)
+# `--image`: also podman, for hack/image.sh (hack/test.sh never needs it).
+[[ "${1:-}" == --image ]] && pkgs+=(podman)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
