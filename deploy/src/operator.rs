@@ -20,19 +20,13 @@ pub const OPERATOR_HEALTH_PORT: i32 = 8081;
 /// What the operator calls itself, cluster-wide.
 fn own_cluster_rules() -> Vec<RbacRule> {
     vec![
-        // operator/mod.rs watches NMState resources, deletes every one but the honoured one,
-        // and adds or removes its finalizer (a patch).
-        rule(
-            "nmstate.io",
-            &["nmstates"],
-            &["get", "list", "watch", "patch", "delete"],
-        ),
+        // controller/src/operator/mod.rs watches NMState resources (it never deletes or
+        // changes one: other names get a condition, uninstall is the garbage collector's).
+        rule("nmstate.io", &["nmstates"], &["get", "list", "watch"]),
         // operator/status.rs writes the status with server-side apply.
         rule("nmstate.io", &["nmstates/status"], &["patch"]),
-        // operator/mod.rs lists Nodes for the webhook's topology.
+        // operator/reconcile.rs lists Nodes for the webhook's topology.
         rule("", &["nodes"], &["list"]),
-        // The events of the operator's own recorder.
-        rule("events.k8s.io", &["events"], &["create", "patch"]),
     ]
 }
 
