@@ -1,7 +1,10 @@
-//! Start-up of the `knmstate-controller` binary: flags in, a running controller until SIGTERM
-//! or SIGINT.
+//! Start-up of the `knmstate-controller` binary: flags in, a running controller (or operator)
+//! until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
 
 use knmstate_runtime::{Admin, shutdown_signal};
+use tokio::net::TcpListener;
 
 use crate::Error;
 use crate::cli::{Args, Command};
@@ -23,13 +26,7 @@ pub async fn main_with(args: Args) -> Result<(), Error> {
     if let Some(Command::Operator(op)) = &args.command {
         return operator(op).await;
     }
-    let addr = parse_bind_address(&args.metrics_bind_address)?;
-    let listener = Admin::bind(addr)
-        .await
-        .map_err(|source| Error::ServeMetrics { source })?;
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|source| Error::BuildClient { source })?;
+    let (addr, listener, client) = listen_and_connect(&args.metrics_bind_address).await?;
     let config = args.config();
     tracing::info!(identity = %config.lease.identity, %addr, "starting");
     crate::run(client, config, Some(listener), shutdown_signal()).await;
@@ -39,15 +36,24 @@ pub async fn main_with(args: Args) -> Result<(), Error> {
 /// The `operator` subcommand: health endpoint, client, the operator until a termination
 /// signal.
 async fn operator(args: &OperatorArgs) -> Result<(), Error> {
-    let addr = parse_bind_address(&args.health_bind_address)?;
+    let (addr, listener, client) = listen_and_connect(&args.health_bind_address).await?;
+    tracing::info!(%addr, namespace = %args.namespace, "starting the NMState operator");
+    let ctx = OperatorContext::new(client.clone(), args.settings());
+    crate::operator::run(client, ctx, Some(listener), shutdown_signal()).await;
+    Ok(())
+}
+
+/// Bind the HTTP endpoint at a Go-style address and connect to the cluster as kube-rs finds
+/// it (`KUBECONFIG`, `~/.kube/config`, in-cluster).
+async fn listen_and_connect(
+    bind_address: &str,
+) -> Result<(SocketAddr, TcpListener, kube::Client), Error> {
+    let addr = parse_bind_address(bind_address)?;
     let listener = Admin::bind(addr)
         .await
         .map_err(|source| Error::ServeMetrics { source })?;
     let client = kube::Client::try_default()
         .await
         .map_err(|source| Error::BuildClient { source })?;
-    tracing::info!(%addr, namespace = %args.namespace, "starting the NMState operator");
-    let ctx = OperatorContext::new(client.clone(), args.settings());
-    crate::operator::run(client, ctx, Some(listener), shutdown_signal()).await;
-    Ok(())
+    Ok((addr, listener, client))
 }
