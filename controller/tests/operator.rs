@@ -291,8 +291,27 @@ async fn nmstate_installs_reports_rolls_and_uninstalls() -> Result<()> {
         "{message}"
     );
 
-    // A nodeSelector change renders a new pod template: the DaemonSet rolls.
+    // Status is written with server-side apply under the operator's own field manager.
     let api: Api<NMState> = Api::all(c.client.clone());
+    let managers: Vec<(String, String, String)> = api
+        .get("nmstate")
+        .await?
+        .managed_fields()
+        .iter()
+        .map(|m| {
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.operation.clone().unwrap_or_default(),
+                m.subresource.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        managers.contains(&("knmstate-operator".into(), "Apply".into(), "status".into())),
+        "{managers:?}"
+    );
+
+    // A nodeSelector change renders a new pod template: the DaemonSet rolls.
     let selector = BTreeMap::from([("role".to_owned(), "net".to_owned())]);
     api.patch(
         "nmstate",
