@@ -47,6 +47,10 @@ for b in "${bins[@]}"; do
 done
 chroot "$root" /usr/bin/knmstate-controller operator --help >/dev/null
 echo "ok: chroot /usr/bin/knmstate-controller operator --help"
+# The handler's readiness probe, as the kubelet runs it once the handler wrote its file.
+touch "$root/tmp/healthy"
+chroot "$root" /usr/bin/cat /tmp/healthy
+echo "ok: chroot /usr/bin/cat /tmp/healthy (the handler's readiness probe)"
 
 echo "image $tag: $(podman image inspect --format '{{.Size}}' "$tag") bytes"
 for b in "${bins[@]}"; do

@@ -67,7 +67,10 @@ fn examples_dir_holds_exactly_the_documented_set() {
         })
         .collect();
     found.sort();
-    let mut want: Vec<String> = EXAMPLES.iter().map(std::string::ToString::to_string).collect();
+    let mut want: Vec<String> = EXAMPLES
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect();
     want.sort();
     assert_eq!(found, want);
 }

@@ -133,15 +133,17 @@ impl LeaderElector {
     }
 
     /// Count failed Lease calls in `metrics` (`knmstate_controller_errors_total`).
+    #[must_use]
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
     fn report(&self, e: &Error) {
-        match &self.metrics {
-            Some(m) => m.failed(e),
-            None => tracing::warn!(category = e.category(), "{}", e.report()),
+        if let Some(m) = &self.metrics {
+            m.failed(e);
+        } else {
+            tracing::warn!(category = e.category(), "{}", e.report());
         }
     }
 
@@ -234,8 +236,9 @@ impl LeaderElector {
         }
         let their_duration = spec
             .lease_duration_seconds
-            .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)))
-            .unwrap_or(self.config.lease_duration);
+            .map_or(self.config.lease_duration, |s| {
+                Duration::from_secs(u64::try_from(s).unwrap_or(0))
+            });
         let expired = self
             .observed
             .as_ref()

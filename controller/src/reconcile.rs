@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -83,7 +83,7 @@ impl Context {
     }
 
     fn written(&self) -> std::sync::MutexGuard<'_, HashMap<String, Written>> {
-        self.written.lock().unwrap_or_else(|e| e.into_inner())
+        self.written.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Forget what was written for a deleted policy.
@@ -195,7 +195,7 @@ pub async fn reconcile(
         Some(w) => (stored, Some(w.at)),
         None => (stored, None),
     };
-    let Some(next) = next_conditions(&current, &verdict, Time(Timestamp::now())) else {
+    let Some(next) = next_conditions(&current, &verdict, &Time(Timestamp::now())) else {
         return Ok(Action::requeue(ctx.resync));
     };
     // During a rollout every finished node changes the message: write at most once per
@@ -203,8 +203,8 @@ pub async fn reconcile(
     if active_condition(&current) == active_condition(&next)
         && let Some(wait) = last_write
             .map(|at| at.elapsed())
-            .filter(|e| *e < ctx.status_interval)
-            .map(|e| ctx.status_interval - e)
+            .and_then(|e| ctx.status_interval.checked_sub(e))
+            .filter(|wait| !wait.is_zero())
     {
         return Ok(Action::requeue(wait));
     }

@@ -58,9 +58,9 @@ impl Config {
         Self {
             instance: lease.identity.clone(),
             lease,
-            sweep_interval: Duration::from_secs(60),
+            sweep_interval: Duration::from_mins(1),
             orphan_grace: Duration::from_secs(30),
-            resync: Duration::from_secs(300),
+            resync: Duration::from_mins(5),
             debounce: Duration::ZERO,
             status_interval: Duration::from_secs(1),
         }
@@ -189,7 +189,7 @@ pub async fn run(
         })
         .reconcile_all_on(node_stream)
         .reconcile_all_on(state_stream)
-        .reconcile_all_on(leadership_gained(leadership.clone(), ctx.sweep.clone()))
+        .reconcile_all_on(leadership_gained(&leadership, ctx.sweep.clone()))
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|r| {

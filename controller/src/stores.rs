@@ -147,7 +147,13 @@ mod tests {
         });
         trim_node(&mut n);
         assert!(knmstate_state_engine::node::is_ready(&n));
-        assert_eq!(n.metadata.labels.as_ref().map(|l| l.len()), Some(1));
+        assert_eq!(
+            n.metadata
+                .labels
+                .as_ref()
+                .map(std::collections::BTreeMap::len),
+            Some(1)
+        );
         let status = n.status.unwrap_or_default();
         assert!(status.images.is_none());
         assert_eq!(status.conditions.map(|c| c.len()), Some(1));

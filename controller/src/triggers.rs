@@ -118,7 +118,10 @@ pub fn state_triggers(
 }
 
 /// One `()` each time this process becomes the leader.
-pub fn leadership_gained(leadership: Leadership, sweep: Arc<Notify>) -> impl Stream<Item = ()> {
+pub fn leadership_gained(
+    leadership: &Leadership,
+    sweep: Arc<Notify>,
+) -> impl Stream<Item = ()> + use<> {
     futures::stream::unfold(leadership.subscribe(), |mut rx| async move {
         rx.changed().await.ok()?;
         let leader = *rx.borrow_and_update();

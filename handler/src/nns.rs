@@ -30,6 +30,8 @@ use crate::objects;
 use knmstate_state_engine::secrets;
 
 /// The controller's error policy: log and try again soon.
+// kube's `Controller::run` hands the object and the context over by value.
+#[allow(clippy::needless_pass_by_value)]
 pub fn error_policy<B: Backend>(node: Arc<Node>, err: &Error, _ctx: Arc<Context<B>>) -> Action {
     tracing::warn!(node = %node.name_any(), category = err.category(), error = %err.report(), "failed to refresh the NodeNetworkState");
     Action::requeue(Duration::from_secs(2))
@@ -74,7 +76,10 @@ pub async fn refresh<B: Backend>(ctx: &Context<B>, node: &Node) -> Result<bool> 
         return Ok(false);
     }
     {
-        let last = ctx.nns_last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last = ctx
+            .nns_last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if last.as_ref().is_some_and(|(u, s)| *u == uid && *s == state) {
             // Written already; the cache has not seen it yet.
             return Ok(false);
@@ -105,7 +110,9 @@ pub async fn refresh<B: Backend>(ctx: &Context<B>, node: &Node) -> Result<bool> 
 }
 
 fn remember<B: Backend>(ctx: &Context<B>, uid: &str, state: &Value) {
-    *ctx.nns_last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((uid.to_owned(), state.clone()));
+    *ctx.nns_last
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((uid.to_owned(), state.clone()));
 }
 
 async fn create<B: Backend>(ctx: &Context<B>, node: &Node) -> Result<NodeNetworkState> {

@@ -42,11 +42,11 @@ pub struct Handler<B: Backend> {
     pub probes: Arc<dyn ProbeFactory>,
 }
 
-fn hash_uid(n: &Node) -> Option<u64> {
+fn hash_uid(n: &Node) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     n.metadata.uid.hash(&mut h);
-    Some(h.finish())
+    h.finish()
 }
 
 impl<B: Backend + Clone + 'static> Handler<B> {
@@ -68,7 +68,7 @@ impl<B: Backend + Clone + 'static> Handler<B> {
         .default_backoff()
         .reflect(node_writer)
         .applied_objects()
-        .predicate_filter(hash_uid, Default::default());
+        .predicate_filter(|n: &Node| Some(hash_uid(n)), Default::default());
         // Its label changes re-run every policy.
         let label_changes = watcher(
             Api::<Node>::all(client.clone()),

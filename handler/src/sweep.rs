@@ -51,6 +51,8 @@ pub async fn reconcile<B: Backend>(
 }
 
 /// Log and try again soon.
+// kube's `Controller::run` hands the object and the context over by value.
+#[allow(clippy::needless_pass_by_value)]
 pub fn error_policy<B: Backend>(
     enactment: Arc<NodeNetworkConfigurationEnactment>,
     err: &Error,

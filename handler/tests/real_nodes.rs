@@ -24,7 +24,7 @@ use knmstate_testkit::nodes::Cluster as Nodes;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
-use support::{Cluster, eventually, iface, example, wait_condition};
+use support::{Cluster, eventually, example, iface, wait_condition};
 
 const PREFIX: &str = "knmh";
 const PHASE_ENV: &str = "KNMSTATE_HANDLER_TEST_PHASE";
@@ -418,14 +418,10 @@ async fn run_all(
     }))
     .await?;
     // The readiness probe waits for the node to be Ready: the checkpoint is held meanwhile.
-    eventually(
-        "node2 holding a checkpoint",
-        Duration::from_mins(1),
-        || {
-            let n = h.get("node2").clone();
-            async move { has_checkpoint(&n).ok()?.then_some(()) }
-        },
-    )
+    eventually("node2 holding a checkpoint", Duration::from_mins(1), || {
+        let n = h.get("node2").clone();
+        async move { has_checkpoint(&n).ok()?.then_some(()) }
+    })
     .await?;
     let killed = handlers.remove(1);
     killed.kill()?;
@@ -459,14 +455,10 @@ async fn run_all(
                 {"name": "eth2", "type": "ethernet", "state": "up", "mtu": 1300}]}}})),
         )
         .await?;
-    eventually(
-        "node2 holding a checkpoint",
-        Duration::from_mins(1),
-        || {
-            let n = h.get("node2").clone();
-            async move { has_checkpoint(&n).ok()?.then_some(()) }
-        },
-    )
+    eventually("node2 holding a checkpoint", Duration::from_mins(1), || {
+        let n = h.get("node2").clone();
+        async move { has_checkpoint(&n).ok()?.then_some(()) }
+    })
     .await?;
     let stopping = handlers.remove(1);
     stopping.stop()?;

@@ -93,7 +93,10 @@ mod tests {
     fn entry(interface: Option<&str>, servers: &[&str]) -> DnsEntry {
         DnsEntry {
             interface: interface.map(str::to_string),
-            nameservers: servers.iter().map(std::string::ToString::to_string).collect(),
+            nameservers: servers
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         }
     }
 

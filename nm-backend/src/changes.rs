@@ -147,8 +147,11 @@ fn classify(msg: &zbus::Message) -> Option<ChangeKind> {
         ("org.freedesktop.NetworkManager.Connection.Active", "StateChanged") => {
             Some(ChangeKind::ActiveConnections)
         }
-        ("org.freedesktop.NetworkManager.Settings.Connection" |
-"org.freedesktop.NetworkManager.Settings", _) => Some(ChangeKind::Other),
+        (
+            "org.freedesktop.NetworkManager.Settings.Connection"
+            | "org.freedesktop.NetworkManager.Settings",
+            _,
+        ) => Some(ChangeKind::Other),
         (_, "CheckPermissions") => None,
         _ => Some(ChangeKind::Other),
     }

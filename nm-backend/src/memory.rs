@@ -262,7 +262,9 @@ impl MemoryBackend {
                     return Err(invalid(format!("interface {name}: invalid mtu {mtu}")));
                 }
             }
-            if let Some(pos) = pos { merge(&mut ifaces[pos], want) } else {
+            if let Some(pos) = pos {
+                merge(&mut ifaces[pos], want);
+            } else {
                 let iface_type = want
                     .get("type")
                     .and_then(Value::as_str)
@@ -278,8 +280,7 @@ impl MemoryBackend {
                         interface_type: iface_type.to_string(),
                     });
                 }
-                let mut new =
-                    json!({"name": name, "type": iface_type, "state": "up", "mtu": 1500});
+                let mut new = json!({"name": name, "type": iface_type, "state": "up", "mtu": 1500});
                 merge(&mut new, want);
                 ifaces.push(new);
             }

@@ -107,24 +107,28 @@ impl Admin {
 
     /// `/readyz` answers 200 only while `check` returns true (it is called on every request,
     /// so read a flag, an atomic or a `watch` channel, never do I/O).
+    #[must_use]
     pub fn ready_when(mut self, check: impl Fn() -> bool + Send + Sync + 'static) -> Self {
         self.ready = Arc::new(check);
         self
     }
 
     /// The body of a 503 from `/readyz`.
+    #[must_use]
     pub fn not_ready_message(mut self, message: &str) -> Self {
         self.not_ready = Arc::from(message);
         self
     }
 
     /// `/metrics` renders `registry`.
+    #[must_use]
     pub fn registry(self, registry: Arc<Registry>) -> Self {
         self.metrics_with(move || encode(&registry))
     }
 
     /// `/metrics` serves what `render` returns, for binaries that recompute gauges on each
     /// scrape before encoding (use [`encode`] at the end).
+    #[must_use]
     pub fn metrics_with(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
         self.metrics = Some(Arc::new(render));
         self

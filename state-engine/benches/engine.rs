@@ -19,13 +19,13 @@ fn enactments(n: usize) -> Vec<NodeNetworkConfigurationEnactment> {
     let now = Time(Timestamp::from_second(1_000).unwrap());
     (0..n)
         .map(|i| {
-            let mut conditions = initial_enactment_conditions(now.clone());
+            let mut conditions = initial_enactment_conditions(&now);
             let tr = match i % 10 {
                 0 => EnactmentTransition::Progressing,
                 1 => EnactmentTransition::Pending,
                 _ => EnactmentTransition::Success,
             };
-            tr.apply(&mut conditions, now.clone());
+            tr.apply(&mut conditions, &now);
             let mut e = NodeNetworkConfigurationEnactment::new(
                 &format!("node{i:05}.br1"),
                 Default::default(),

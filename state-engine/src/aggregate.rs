@@ -257,13 +257,13 @@ pub fn policy_verdict(
 ///
 /// let t = |s| Time(Timestamp::from_second(s).unwrap());
 /// let v = PolicyVerdict { kind: PolicyConditionKind::Success, message: "1/1 nodes successfully configured".into() };
-/// let first = next_conditions(&ConditionList::default(), &v, t(1)).unwrap();
-/// assert!(next_conditions(&first, &v, t(2)).is_none()); // nothing new: no write
+/// let first = next_conditions(&ConditionList::default(), &v, &t(1)).unwrap();
+/// assert!(next_conditions(&first, &v, &t(2)).is_none()); // nothing new: no write
 /// ```
 pub fn next_conditions(
     current: &ConditionList,
     verdict: &PolicyVerdict,
-    now: Time,
+    now: &Time,
 ) -> Option<ConditionList> {
     let mut next = current.clone();
     verdict.apply(&mut next, now);
@@ -417,9 +417,9 @@ mod tests {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
         use k8s_openapi::jiff::Timestamp;
         let now = Time(Timestamp::from_second(0).unwrap());
-        let mut conditions = crate::conditions::initial_enactment_conditions(now.clone());
+        let mut conditions = crate::conditions::initial_enactment_conditions(&now);
         if let Some(tr) = tr {
-            tr.apply(&mut conditions, now);
+            tr.apply(&mut conditions, &now);
         }
         let mut n =
             NodeNetworkConfigurationEnactment::new(&format!("{node}.p"), Default::default());
@@ -434,7 +434,11 @@ mod tests {
     #[test]
     fn other_generations_and_unmatched_nodes_do_not_count() {
         use crate::conditions::EnactmentTransition as T;
-        let set = |v: &[&str]| v.iter().map(std::string::ToString::to_string).collect::<BTreeSet<_>>();
+        let set = |v: &[&str]| {
+            v.iter()
+                .map(std::string::ToString::to_string)
+                .collect::<BTreeSet<_>>()
+        };
         let es = vec![
             nnce("a", 2, Some(T::Success)),
             nnce(
@@ -467,7 +471,7 @@ mod tests {
         }
         .apply(
             &mut l,
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 k8s_openapi::jiff::Timestamp::from_second(0).unwrap(),
             ),
         );
@@ -590,11 +594,11 @@ mod tests {
             kind: PolicyConditionKind::Progressing,
             message: format!("Policy is progressing {k}/3 nodes finished"),
         };
-        let first = next_conditions(&ConditionList::default(), &progressing(0), t(1)).unwrap();
-        let second = next_conditions(&first, &progressing(1), t(2)).unwrap();
+        let first = next_conditions(&ConditionList::default(), &progressing(0), &t(1)).unwrap();
+        let second = next_conditions(&first, &progressing(1), &t(2)).unwrap();
         let c = second.find("Progressing").unwrap();
         assert_eq!(c.last_transition_time, Some(t(1)));
         assert_eq!(c.message, "Policy is progressing 1/3 nodes finished");
-        assert!(next_conditions(&second, &progressing(1), t(3)).is_none());
+        assert!(next_conditions(&second, &progressing(1), &t(3)).is_none());
     }
 }

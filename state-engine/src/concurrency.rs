@@ -491,7 +491,10 @@ mod tests {
     fn ledger(gen_: i64, holders: &[&str]) -> SlotLedger {
         SlotLedger {
             generation: gen_,
-            holders: holders.iter().map(std::string::ToString::to_string).collect(),
+            holders: holders
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         }
     }
 
@@ -583,8 +586,8 @@ mod tests {
         use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
         let now = Time(Timestamp::from_second(0).unwrap());
         let nnce = |name: &str, tr: T| {
-            let mut conditions = crate::conditions::initial_enactment_conditions(now.clone());
-            tr.apply(&mut conditions, now.clone());
+            let mut conditions = crate::conditions::initial_enactment_conditions(&now);
+            tr.apply(&mut conditions, &now);
             let mut e = NodeNetworkConfigurationEnactment::new(name, Default::default());
             e.status = Some(NodeNetworkConfigurationEnactmentStatus {
                 policy_generation: Some(1),
@@ -608,9 +611,9 @@ mod tests {
         use k8s_openapi::jiff::Timestamp;
         let now = Time(Timestamp::from_second(0).unwrap());
         let of = |tr: Option<T>, g: i64| {
-            let mut conditions = crate::conditions::initial_enactment_conditions(now.clone());
+            let mut conditions = crate::conditions::initial_enactment_conditions(&now);
             if let Some(tr) = tr {
-                tr.apply(&mut conditions, now.clone());
+                tr.apply(&mut conditions, &now);
             }
             let s = NodeNetworkConfigurationEnactmentStatus {
                 policy_generation: Some(g),

@@ -11,12 +11,14 @@
 //!
 //! let now = Time(Timestamp::from_second(1_000).unwrap());
 //! let mut list = ConditionList::default();
-//! EnactmentTransition::Progressing.apply(&mut list, now.clone());
+//! EnactmentTransition::Progressing.apply(&mut list, &now);
 //! assert!(list.is_true("Progressing"));
 //! assert_eq!(list.find("Progressing").unwrap().message, "Applying desired state");
-//! EnactmentTransition::Success.apply(&mut list, now);
+//! EnactmentTransition::Success.apply(&mut list, &now);
 //! assert_eq!(list.first_true().unwrap().type_, "Available");
 //! ```
+
+use std::fmt::Write as _;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use knmstate_api::condition::{ConditionList, ConditionStatus};
@@ -76,7 +78,7 @@ pub enum EnactmentTransition {
 
 impl EnactmentTransition {
     /// Write this transition's full condition set into `list` at `now`.
-    pub fn apply(&self, list: &mut ConditionList, now: Time) {
+    pub fn apply(&self, list: &mut ConditionList, now: &Time) {
         let mut set = |t: &str, s: ConditionStatus, r: &str, m: &str| {
             list.set(t, s, r, m, now.clone());
         };
@@ -142,7 +144,7 @@ fn failed(set: &mut impl FnMut(&str, ConditionStatus, &str, &str), message: &str
 
 /// The conditions of a freshly created enactment: all five types `Unknown`, no reason, no
 /// message (upstream's `NewEnactment`).
-pub fn initial_enactment_conditions(now: Time) -> ConditionList {
+pub fn initial_enactment_conditions(now: &Time) -> ConditionList {
     let mut list = ConditionList::default();
     for t in e::TYPES {
         list.set(t, Unknown, "", "", now.clone());
@@ -165,7 +167,7 @@ pub fn initial_enactment_conditions(now: Time) -> ConditionList {
 ///
 /// let mut s = NodeNetworkConfigurationEnactmentStatus {
 ///     policy_generation: Some(1),
-///     conditions: initial_enactment_conditions(Time(Timestamp::from_second(0).unwrap())),
+///     conditions: initial_enactment_conditions(&Time(Timestamp::from_second(0).unwrap())),
 ///     ..Default::default()
 /// };
 /// assert!(!enter_generation(&mut s, 1));
@@ -244,7 +246,7 @@ pub fn probe_rollback_message(probe_error: &str, rollback_error: Option<&str>) -
         "rolling back desired state configuration: failed running probes after network changes: {probe_error}"
     );
     if let Some(rollback_error) = rollback_error {
-        msg.push_str(&format!("\nrollback failed too: {rollback_error}"));
+        let _ = write!(msg, "\nrollback failed too: {rollback_error}");
     }
     msg
 }
@@ -333,10 +335,10 @@ impl PolicyVerdict {
     ///
     /// let mut list = ConditionList::default();
     /// let v = PolicyVerdict { kind: PolicyConditionKind::Success, message: "2/2 nodes successfully configured".into() };
-    /// v.apply(&mut list, Time(Timestamp::from_second(0).unwrap()));
+    /// v.apply(&mut list, &Time(Timestamp::from_second(0).unwrap()));
     /// assert_eq!(list.first_true().unwrap().reason, "SuccessfullyConfigured");
     /// ```
-    pub fn apply(&self, list: &mut ConditionList, now: Time) {
+    pub fn apply(&self, list: &mut ConditionList, now: &Time) {
         let mut set = |t: &str, s: ConditionStatus, r: &str, m: &str| {
             list.set(t, s, r, m, now.clone());
         };
@@ -474,15 +476,15 @@ mod tests {
         #[case] tr: EnactmentTransition,
         #[case] rows: &[(&str, &str, &str, &str)],
     ) {
-        let mut l = initial_enactment_conditions(t(0));
-        tr.apply(&mut l, t(1));
+        let mut l = initial_enactment_conditions(&t(0));
+        tr.apply(&mut l, &t(1));
         assert_eq!(triples(&l), expect(rows));
         assert_eq!(l.0.len(), 5);
     }
 
     #[test]
     fn initial_enactment_is_all_unknown_without_reason() {
-        let l = initial_enactment_conditions(t(0));
+        let l = initial_enactment_conditions(&t(0));
         assert_eq!(l.0.len(), 5);
         assert!(
             l.0.iter()
@@ -492,12 +494,12 @@ mod tests {
 
     #[test]
     fn transition_time_moves_only_for_changed_statuses() {
-        let mut l = initial_enactment_conditions(t(0));
-        EnactmentTransition::Progressing.apply(&mut l, t(10));
+        let mut l = initial_enactment_conditions(&t(0));
+        EnactmentTransition::Progressing.apply(&mut l, &t(10));
         EnactmentTransition::Retrying {
             message: "x".into(),
         }
-        .apply(&mut l, t(20));
+        .apply(&mut l, &t(20));
         let prog = l.find("Progressing").unwrap();
         assert_eq!(prog.last_transition_time, Some(t(10)), "True → True");
         assert_eq!(prog.last_heartbeat_time, Some(t(20)));
@@ -529,7 +531,7 @@ mod tests {
             kind,
             message: "M".into(),
         }
-        .apply(&mut l, t(0));
+        .apply(&mut l, &t(0));
         assert_eq!(triples(&l), expect(rows));
     }
 
@@ -540,12 +542,12 @@ mod tests {
             kind: PolicyConditionKind::Success,
             message: "M".into(),
         }
-        .apply(&mut l, t(0));
+        .apply(&mut l, &t(0));
         PolicyVerdict {
             kind: PolicyConditionKind::Unknown,
             message: String::new(),
         }
-        .apply(&mut l, t(1));
+        .apply(&mut l, &t(1));
         assert!(
             l.0.iter()
                 .all(|c| c.status == Unknown && c.reason.is_empty() && c.message.is_empty())
@@ -581,7 +583,7 @@ mod tests {
         let t0 = Time(k8s_openapi::jiff::Timestamp::from_second(0).expect("time"));
         let mut s = knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus {
             policy_generation: Some(2),
-            conditions: initial_enactment_conditions(t0),
+            conditions: initial_enactment_conditions(&t0),
             retry_count: [("2".to_owned(), 3), ("3".to_owned(), 1)].into(),
             ..Default::default()
         };

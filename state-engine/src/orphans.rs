@@ -196,8 +196,8 @@ mod tests {
     use pretty_assertions::assert_eq;
     use rstest::rstest;
 
-    fn at(s: i64) -> Option<Time> {
-        Some(Time(Timestamp::from_second(s).unwrap()))
+    fn at(s: i64) -> Time {
+        Time(Timestamp::from_second(s).unwrap())
     }
 
     fn node(name: &str, role: &str) -> Node {
@@ -223,13 +223,13 @@ mod tests {
             ]
             .into(),
         );
-        e.metadata.creation_timestamp = at(created);
+        e.metadata.creation_timestamp = Some(at(created));
         e
     }
 
     fn nns(name: &str, created: i64) -> NodeNetworkState {
         let mut s = NodeNetworkState::new(name, Default::default());
-        s.metadata.creation_timestamp = at(created);
+        s.metadata.creation_timestamp = Some(at(created));
         s
     }
 

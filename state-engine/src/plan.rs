@@ -77,6 +77,8 @@ pub struct DnsChange {
 /// What a desired state changes on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+// A plain report of independent facts, serialised as-is into golden files: no state machine.
+#[allow(clippy::struct_excessive_bools)]
 pub struct Plan {
     /// Interfaces created, changed or removed, sorted by name.
     pub interfaces: Vec<InterfaceChange>,

@@ -584,19 +584,19 @@ mod tests {
     fn status(
         tr: Option<T>,
         generation: i64,
-        retries: i64,
+        retries: u32,
     ) -> NodeNetworkConfigurationEnactmentStatus {
         let now = Time(Timestamp::from_second(0).unwrap());
-        let mut conditions = crate::conditions::initial_enactment_conditions(now.clone());
+        let mut conditions = crate::conditions::initial_enactment_conditions(&now);
         if let Some(tr) = tr {
-            tr.apply(&mut conditions, now);
+            tr.apply(&mut conditions, &now);
         }
         let mut s = NodeNetworkConfigurationEnactmentStatus {
             policy_generation: Some(generation),
             conditions,
             ..Default::default()
         };
-        record_retry_count(&mut s.retry_count, generation, retries as u32);
+        record_retry_count(&mut s.retry_count, generation, retries);
         s
     }
 
@@ -615,7 +615,7 @@ mod tests {
     fn apply_decisions(
         #[case] tr: Option<T>,
         #[case] status_gen: i64,
-        #[case] retries: i64,
+        #[case] retries: u32,
         #[case] satisfies: Option<bool>,
         #[case] want: ApplyDecision,
     ) {

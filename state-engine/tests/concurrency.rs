@@ -79,7 +79,7 @@ impl World {
             enactments: (0..n)
                 .map(|_| NodeNetworkConfigurationEnactmentStatus {
                     policy_generation: Some(GENERATION),
-                    conditions: initial_enactment_conditions(now.clone()),
+                    conditions: initial_enactment_conditions(&now),
                     ..Default::default()
                 })
                 .collect(),
@@ -88,10 +88,10 @@ impl World {
         }
     }
 
-    fn write(&mut self, i: usize, tr: EnactmentTransition) {
+    fn write(&mut self, i: usize, tr: &EnactmentTransition) {
         self.clock += 1;
         let now = Time(Timestamp::from_second(self.clock).unwrap());
-        tr.apply(&mut self.enactments[i].conditions, now);
+        tr.apply(&mut self.enactments[i].conditions, &now);
     }
 
     fn retries(&self, i: usize) -> u32 {
@@ -135,18 +135,18 @@ impl World {
                     }
                     SlotDecision::Claim(ledger) => Local::Claimed { ledger, version },
                     SlotDecision::Wait => {
-                        self.write(i, EnactmentTransition::Pending);
+                        self.write(i, &EnactmentTransition::Pending);
                         Local::Idle
                     }
                     SlotDecision::Abort => {
                         let message = aborted_message(&me, "p");
-                        self.write(i, EnactmentTransition::Aborted { message });
+                        self.write(i, &EnactmentTransition::Aborted { message });
                         Local::Done
                     }
                 }
             }
             Local::Claimed { ledger, version } => {
-                self.write(i, EnactmentTransition::Progressing);
+                self.write(i, &EnactmentTransition::Progressing);
                 Local::Intent { ledger, version }
             }
             Local::Intent { ledger, version } => {
@@ -159,7 +159,7 @@ impl World {
                 }
             }
             Local::Applying if ok => {
-                self.write(i, EnactmentTransition::Success);
+                self.write(i, &EnactmentTransition::Success);
                 Local::Done
             }
             Local::Applying => {
@@ -177,12 +177,12 @@ impl World {
                 match decision {
                     RetryDecision::Retry { failures, .. } => {
                         let message = retrying_message(&me, failures, self.retry.max_retries);
-                        self.write(i, EnactmentTransition::Retrying { message });
+                        self.write(i, &EnactmentTransition::Retrying { message });
                         Local::Applying
                     }
                     RetryDecision::GiveUp { .. } => {
                         let message = "boom".to_owned();
-                        self.write(i, EnactmentTransition::FailedToConfigure { message });
+                        self.write(i, &EnactmentTransition::FailedToConfigure { message });
                         Local::Done
                     }
                 }

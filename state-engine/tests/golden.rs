@@ -25,7 +25,8 @@ fn run(c: &Case) -> Value {
     } else if case.starts_with("filter-") {
         let mut opts = FilterOptions::default();
         if let Some(o) = c.read("options.yml") {
-            opts.max_bytes = o["max-bytes"].as_u64().expect("max-bytes") as usize;
+            opts.max_bytes = usize::try_from(o["max-bytes"].as_u64().expect("max-bytes"))
+                .expect("max-bytes fits in usize");
         }
         let state = filter_state(&c.need("current.yml"), &opts).state;
         let size = serde_json::to_vec(&state).unwrap().len();

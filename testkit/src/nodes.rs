@@ -101,7 +101,10 @@ pub struct Node {
 impl Cluster {
     /// Path of `hack/nodes.sh` (or `$KNMSTATE_NODES_SCRIPT`).
     pub fn script() -> PathBuf {
-        std::env::var_os("KNMSTATE_NODES_SCRIPT").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hack/nodes.sh"), PathBuf::from)
+        std::env::var_os("KNMSTATE_NODES_SCRIPT").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hack/nodes.sh"),
+            PathBuf::from,
+        )
     }
 
     /// Why harness nodes cannot run here (not root, script missing, opted out), if so.

@@ -78,7 +78,7 @@ use serde_json::json;
     patch(&format!("{W}/a"), MERGE, json!({"metadata": {"resourceVersion": "1"}, "spec": {"size": 2}})).code(409),
 ])]
 #[case::strategic_merge_on_builtins_and_custom(vec![
-    post(CM, cm("c", json!({}))),
+    post(CM, cm("c", &json!({}))),
     patch(&format!("{CM}/c"), SMP, json!({"data": {"b": "2"}})).has("/data/a", json!("1")).has("/data/b", json!("2")),
     post(W, widget("a", json!({"size": 1}))),
     patch(&format!("{W}/a"), SMP, json!({"spec": {"size": 6}})).has("/spec/size", json!(6)),
@@ -114,9 +114,9 @@ use serde_json::json;
         .has("/status/conditions/0/type", json!("Degraded")).lacks("/status/conditions/1"),
 ])]
 #[case::list_with_selectors_and_pages(vec![
-    post(CM, cm("x", json!({"metadata": {"labels": {"app": "web", "tier": "front"}}}))),
-    post(CM, cm("y", json!({"metadata": {"labels": {"app": "db"}}}))),
-    post(CM, cm("z", json!({}))),
+    post(CM, cm("x", &json!({"metadata": {"labels": {"app": "web", "tier": "front"}}}))),
+    post(CM, cm("y", &json!({"metadata": {"labels": {"app": "db"}}}))),
+    post(CM, cm("z", &json!({}))),
     get(&format!("{CM}?labelSelector=app%3Dweb")).has("/items/0/metadata/name", json!("x")).lacks("/items/1"),
     get(&format!("{CM}?labelSelector=app%20in%20(web,db),tier!%3Dfront")).has("/items/0/metadata/name", json!("y")).lacks("/items/1"),
     get(&format!("{CM}?labelSelector=!app")).has("/items/0/metadata/name", json!("z")).lacks("/items/1"),
@@ -130,9 +130,9 @@ use serde_json::json;
         .has("/rows/0/cells/0", json!("a")).has("/rows/0/cells/1", json!(1)),
 ])]
 #[case::delete_collection_with_a_selector(vec![
-    post(CM, cm("x", json!({"metadata": {"labels": {"app": "web"}}}))),
-    post(CM, cm("y", json!({"metadata": {"labels": {"app": "web"}}}))),
-    post(CM, cm("z", json!({}))),
+    post(CM, cm("x", &json!({"metadata": {"labels": {"app": "web"}}}))),
+    post(CM, cm("y", &json!({"metadata": {"labels": {"app": "web"}}}))),
+    post(CM, cm("z", &json!({}))),
     delete(&format!("{CM}?labelSelector=app%3Dweb")).has("/items/1/metadata/name", json!("y")),
     get(CM).has("/items/0/metadata/name", json!("z")).lacks("/items/1"),
 ])]
@@ -159,8 +159,8 @@ use serde_json::json;
     delete(&format!("{W}/a")).code(404),
 ])]
 #[case::owner_reference_cascade(vec![
-    post(CM, cm("owner", json!({}))),
-    post(CM, cm("other", json!({}))),
+    post(CM, cm("owner", &json!({}))),
+    post(CM, cm("other", &json!({}))),
     post(W, json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"size": 1}, "metadata": {"name": "child",
         "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": "$uid0"}]}})),
     post(W, json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"size": 1}, "metadata": {"name": "two-owners",
@@ -171,7 +171,7 @@ use serde_json::json;
     get(&format!("{W}/two-owners")),
 ])]
 #[case::foreground_deletion_waits_for_dependents(vec![
-    post(CM, cm("owner", json!({}))),
+    post(CM, cm("owner", &json!({}))),
     post(W, json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"size": 1}, "metadata": {"name": "child",
         "finalizers": ["example.com/hold"],
         "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": "$uid0", "blockOwnerDeletion": true}]}})),
@@ -183,7 +183,7 @@ use serde_json::json;
     get(&format!("{CM}/owner")).code(404).eventually(),
 ])]
 #[case::orphan_propagation_keeps_dependents(vec![
-    post(CM, cm("owner", json!({}))),
+    post(CM, cm("owner", &json!({}))),
     post(W, json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"size": 1}, "metadata": {"name": "child",
         "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": "$uid0"}]}})),
     step("DELETE", &format!("{CM}/owner"), Some(json!({"propagationPolicy": "Orphan"}))),
@@ -191,7 +191,7 @@ use serde_json::json;
 ])]
 #[case::namespace_deletion_removes_its_content(vec![
     post("/api/v1/namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gone"}})),
-    post("/api/v1/namespaces/gone/configmaps", cm("c", json!({}))),
+    post("/api/v1/namespaces/gone/configmaps", cm("c", &json!({}))),
     delete("/api/v1/namespaces/gone").has("/status/phase", json!("Terminating")),
     get("/api/v1/namespaces/gone/configmaps/c").code(404).eventually(),
     get("/api/v1/namespaces/gone").code(404).eventually(),
@@ -231,14 +231,14 @@ use serde_json::json;
     get("/apis/example.com/v1beta1").code(404),
 ])]
 #[case::watch_from_a_version(vec![
-    post(CM, cm("a", json!({}))),
+    post(CM, cm("a", &json!({}))),
     patch(&format!("{CM}/a"), MERGE, json!({"data": {"a": "2"}})),
     watch(&format!("{CM}?watch=true&resourceVersion=$rv0")).has("/type", json!("MODIFIED")).has("/object/data/a", json!("2")),
     watch(&format!("{CM}?watch=true")).has("/type", json!("ADDED")),
     watch(&format!("{CM}?watch=true&resourceVersion=$rv1&allowWatchBookmarks=true")).has("/type", json!("BOOKMARK")),
 ])]
 #[case::watch_from_an_expired_version_is_gone(
-    (0..(WINDOW + 2)).map(|i| post(CM, cm(&format!("c{i}"), json!({})))).chain([
+    (0..(WINDOW + 2)).map(|i| post(CM, cm(&format!("c{i}"), &json!({})))).chain([
         watch(&format!("{CM}?watch=true&resourceVersion=$rv0")).has("/type", json!("ERROR"))
             .has("/object/code", json!(410)).has("/object/reason", json!("Expired")),
     ]).collect()
@@ -281,7 +281,7 @@ async fn request_counters() {
     let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
         kube::Api::namespaced(client.clone(), "default");
     for name in ["a", "b"] {
-        let obj = serde_json::from_value(cm(name, json!({}))).unwrap();
+        let obj = serde_json::from_value(cm(name, &json!({}))).unwrap();
         api.create(&Default::default(), &obj).await.unwrap();
     }
     api.get("a").await.unwrap();
@@ -346,7 +346,7 @@ async fn concurrent_replaces_lose_no_update() {
     let obj = serde_json::from_value(json!({"metadata": {"name": "counter"}, "data": {"n": "0"}}))
         .unwrap();
     api.create(&Default::default(), &obj).await.unwrap();
-    let (tasks, each) = (4, 15);
+    let (tasks, each) = (4_u64, 15_u64);
     let mut handles = Vec::new();
     for _ in 0..tasks {
         let api = api.clone();
@@ -380,7 +380,7 @@ async fn concurrent_replaces_lose_no_update() {
     );
     assert_eq!(
         server.metrics().count("update", "configmaps"),
-        (tasks * each + conflicts) as u64
+        tasks * each + conflicts
     );
     server.shutdown().await;
 }

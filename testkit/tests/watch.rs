@@ -72,10 +72,9 @@ impl Lines {
 }
 
 fn cm(name: &str, labels: Value) -> ConfigMap {
-    serde_json::from_value(
-        json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}),
-    )
-    .unwrap()
+    let mut v = json!({"metadata": {"name": name}, "data": {"k": "v"}});
+    v["metadata"]["labels"] = labels;
+    serde_json::from_value(v).unwrap()
 }
 
 async fn start(window: usize) -> (ApiServer, kube::Client, Api<ConfigMap>) {

@@ -93,16 +93,18 @@ fn answer(path: &str, req: &Value) -> Value {
 }
 
 fn hook(name: &str, client_config: Value, resources: Value, ops: Value, policy: &str) -> Value {
-    json!({
+    let mut h = json!({
         "name": name,
-        "clientConfig": client_config,
-        "rules": [{"apiGroups": ["example.com"], "apiVersions": ["v1"], "operations": ops,
-                   "resources": resources, "scope": "Namespaced"}],
+        "rules": [{"apiGroups": ["example.com"], "apiVersions": ["v1"], "scope": "Namespaced"}],
         "failurePolicy": policy,
         "sideEffects": "None",
         "admissionReviewVersions": ["v1"],
         "timeoutSeconds": 2,
-    })
+    });
+    h["clientConfig"] = client_config;
+    h["rules"][0]["operations"] = ops;
+    h["rules"][0]["resources"] = resources;
+    h
 }
 
 async fn create_config(client: &kube::Client, kind: &str, name: &str, hooks: Vec<Value>) {

@@ -94,7 +94,7 @@ impl Admission {
             }
         };
         let response = match path {
-            MUTATE_PATH => self.mutate_main(&req),
+            MUTATE_PATH => mutate_main(&req),
             STATUS_MUTATE_PATH => self.mutate_status(&req),
             TIMESTAMP_MUTATE_PATH => self.mutate_timestamp(&req),
             VALIDATE_PATH => validate(&req),
@@ -107,17 +107,6 @@ impl Admission {
         span.record("allowed", response.allowed);
         tracing::debug!("reviewed");
         response.into_review()
-    }
-
-    fn mutate_main(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
-        let object = object_value(req.object.as_ref());
-        let mut ops = Vec::new();
-        if object.pointer("/status/conditions").is_some() {
-            ops.push(PatchOperation::Remove(RemoveOperation {
-                path: pointer(&["status", "conditions"]),
-            }));
-        }
-        with_patch(req, ops)
     }
 
     fn mutate_status(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
@@ -199,6 +188,18 @@ impl Admission {
     }
 }
 
+/// Drops conditions a client sent with the policy: only the controllers write them.
+fn mutate_main(req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+    let object = object_value(req.object.as_ref());
+    let mut ops = Vec::new();
+    if object.pointer("/status/conditions").is_some() {
+        ops.push(PatchOperation::Remove(RemoveOperation {
+            path: pointer(&["status", "conditions"]),
+        }));
+    }
+    with_patch(req, ops)
+}
+
 fn validate(req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
     let new = object_value(req.object.as_ref());
     let old = req.old_object.as_ref().map(|o| object_value(Some(o)));
@@ -218,7 +219,7 @@ fn validate(req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
         Ok(()) => AdmissionResponse::from(req),
         Err(rejection) => {
             let mut resp = AdmissionResponse::from(req).deny(rejection.message());
-            resp.result.reason = rejection.reason().to_owned();
+            rejection.reason().clone_into(&mut resp.result.reason);
             resp.result.code = rejection.code();
             resp
         }

@@ -91,20 +91,23 @@ fn undecodable_body_gets_an_admission_error_not_a_crash() {
 }
 
 fn review_of(op: &str, object: Value, old: Option<Value>) -> Value {
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+    let mut review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "u1",
         "kind": {"group": "nmstate.io", "version": "v1", "kind": "NodeNetworkConfigurationPolicy"},
         "resource": {"group": "nmstate.io", "version": "v1", "resource": "nodenetworkconfigurationpolicies"},
         "name": "br1", "operation": op, "userInfo": {"username": "admin"},
-        "object": object, "oldObject": old, "dryRun": false
-    }})
+        "dryRun": false
+    }});
+    review["request"]["object"] = object;
+    review["request"]["oldObject"] = old.unwrap_or_default();
+    review
 }
 
 fn patch_of(resp: &Value) -> Vec<Value> {
+    use base64::Engine as _;
     assert_eq!(resp["response"]["allowed"], true, "{resp}");
     assert_eq!(resp["response"]["patchType"], "JSONPatch");
     let raw = resp["response"]["patch"].as_str().unwrap();
-    use base64::Engine as _;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(raw)
         .unwrap();

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -92,7 +92,7 @@ where
 
     /// Set exactly the series of `desired`; every other series is removed.
     pub fn sync(&self, desired: impl IntoIterator<Item = (L, i64)>) {
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         let mut next = HashSet::new();
         for (l, v) in desired {
             self.family.get_or_create(&l).set(v);

@@ -19,7 +19,7 @@ mod reports;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use k8s_openapi::jiff::Timestamp;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
@@ -126,7 +126,7 @@ impl Metrics {
         self.observe_reports(enactments.iter().copied());
         self.ledger
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .retain(enactments.iter().filter_map(|e| e.metadata.name.as_deref()));
     }
 
@@ -146,7 +146,7 @@ impl Metrics {
         &self,
         enactments: impl IntoIterator<Item = &'a NodeNetworkConfigurationEnactment>,
     ) -> usize {
-        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
         let new = ledger.take_new(enactments);
         for report in &new {
             self.reports.observe(report);

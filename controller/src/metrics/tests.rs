@@ -15,8 +15,8 @@ fn t(s: i64) -> Time {
 fn nnce(node: &str, features: &[&str]) -> NodeNetworkConfigurationEnactment {
     let mut e = builders::enactment(node, "p");
     let mut status = knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus::default();
-    EnactmentTransition::Success.apply(&mut status.conditions, t(0));
-    status.features = features.iter().map(|s| s.to_string()).collect();
+    EnactmentTransition::Success.apply(&mut status.conditions, &t(0));
+    status.features = features.iter().map(ToString::to_string).collect();
     e.status = Some(status);
     e
 }
@@ -28,7 +28,7 @@ fn available_policy() -> NodeNetworkConfigurationPolicy {
         kind: PolicyConditionKind::Success,
         message: "m".into(),
     }
-    .apply(&mut conditions, t(0));
+    .apply(&mut conditions, &t(0));
     p.status = Some(NodeNetworkConfigurationPolicyStatus {
         conditions,
         ..Default::default()

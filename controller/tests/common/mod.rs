@@ -1,6 +1,6 @@
 //! A simulated cluster for the controller's integration tests: the API stand-in with the
-//! nmstate.io CRDs, Nodes, and "handlers" that write NodeNetworkStates and enactments
-//! directly through kube::Api, exactly as the real handler does.
+//! `nmstate.io` CRDs, Nodes, and "handlers" that write NodeNetworkStates and enactments
+//! directly through `kube::Api`, exactly as the real handler does.
 
 #![allow(dead_code)]
 
@@ -140,7 +140,7 @@ impl Cluster {
         let mut config = Config::new(lease);
         config.sweep_interval = Duration::from_secs(1);
         config.orphan_grace = Duration::ZERO;
-        config.resync = Duration::from_secs(60);
+        config.resync = Duration::from_mins(1);
         edit(&mut config);
         let identity = config.lease.identity.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -284,7 +284,7 @@ impl Cluster {
         let name = e.name_any();
         self.count(1);
         let status = NodeNetworkConfigurationEnactmentStatus {
-            conditions: initial_enactment_conditions(now()),
+            conditions: initial_enactment_conditions(&now()),
             ..Default::default()
         };
         self.write_enactment(&name, status).await
@@ -306,7 +306,7 @@ impl Cluster {
         self.count(1);
         let mut status = current.status.unwrap_or_default();
         status.policy_generation = Some(generation);
-        transition.apply(&mut status.conditions, now());
+        transition.apply(&mut status.conditions, &now());
         edit(&mut status);
         self.write_enactment(&name, status).await
     }
@@ -338,7 +338,7 @@ impl Cluster {
             .await?
             .items
             .iter()
-            .map(|e| e.name_any())
+            .map(ResourceExt::name_any)
             .collect())
     }
 

@@ -28,7 +28,7 @@ impl<B: Backend> Run<B> {
         let _apply = ctx.apply_lock.lock().await;
         // Every attempt is announced once its slot is held (a retry flips Retrying back to
         // Progressing, as upstream).
-        self.transition(EnactmentTransition::Progressing);
+        self.transition(&EnactmentTransition::Progressing);
         self.write_status().await?;
         let p = plan::plan(&before, &self.desired);
         let probe_plan = rollback::select_probes(
@@ -46,7 +46,7 @@ impl<B: Backend> Run<B> {
         match failure {
             None => {
                 tracing::info!(policy = %self.name, "applied and committed");
-                self.transition(EnactmentTransition::Success);
+                self.transition(&EnactmentTransition::Success);
                 self.write_status().await?;
                 Ok(Action::await_change())
             }
@@ -135,7 +135,7 @@ impl<B: Backend> Run<B> {
         let failure = match transaction.outcome {
             TransactionOutcome::Committed => None,
             TransactionOutcome::ApplyFailed(e) => {
-                report.rollback_reason = e.category().to_owned();
+                e.category().clone_into(&mut report.rollback_reason);
                 Some(apply_failed_message(&e))
             }
             TransactionOutcome::RolledBack {
@@ -143,7 +143,7 @@ impl<B: Backend> Run<B> {
                 rollback_error,
             } => {
                 report.rolled_back = true;
-                report.rollback_reason = cause.category().to_owned();
+                cause.category().clone_into(&mut report.rollback_reason);
                 Some(match cause {
                     RollbackCause::Cancelled => return Err(Error::ShuttingDown),
                     RollbackCause::CommitFailed(e) => e.to_string(),

@@ -68,6 +68,8 @@ fn now() -> Time {
 }
 
 /// The controller's error policy: log, and try again after the initial backoff.
+// kube's `Controller::run` hands the object and the context over by value.
+#[allow(clippy::needless_pass_by_value)]
 pub fn error_policy<B: Backend>(
     policy: Arc<NodeNetworkConfigurationPolicy>,
     err: &Error,
@@ -169,12 +171,16 @@ impl<B: Backend> Run<B> {
     async fn decide(&mut self) -> Result<Step<Value>> {
         let ctx = self.ctx.clone();
         let retry = &ctx.config.defaults.retry;
-        if self.desired.as_object().is_none_or(serde_json::Map::is_empty) {
+        if self
+            .desired
+            .as_object()
+            .is_none_or(serde_json::Map::is_empty)
+        {
             tracing::info!(policy = %self.name, "ignoring empty desired state");
             if rollback::apply_decision(Some(&self.status), self.generation, retry, None)
                 == ApplyDecision::Apply
             {
-                self.transition(EnactmentTransition::Success);
+                self.transition(&EnactmentTransition::Success);
             }
             self.write_status().await?;
             return Ok(ControlFlow::Break(Action::await_change()));

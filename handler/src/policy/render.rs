@@ -129,7 +129,7 @@ impl<B: Backend> Run<B> {
     /// upstream does when rendering fails.
     async fn fail_for_good(&mut self, msg: String) -> Result<Step> {
         self.status.policy_generation = Some(self.generation);
-        self.transition(EnactmentTransition::GenerateFailure { error: msg.clone() });
+        self.transition(&EnactmentTransition::GenerateFailure { error: msg.clone() });
         self.write_status().await?;
         self.event(&cond::generate_failure_message(&msg)).await;
         Ok(ControlFlow::Break(Action::await_change()))

@@ -28,7 +28,7 @@ impl<B: Backend> Run<B> {
                     failures,
                 );
                 let message = cond::retrying_message(self.node(), failures, retry.max_retries);
-                self.transition(EnactmentTransition::Retrying { message });
+                self.transition(&EnactmentTransition::Retrying { message });
                 self.write_status().await?;
                 ctx.not_before
                     .lock()
@@ -46,7 +46,7 @@ impl<B: Backend> Run<B> {
                     &cond::failed_to_configure_message_of(self.node(), &scrubbed),
                     MAX_MESSAGE_BYTES,
                 );
-                self.transition(EnactmentTransition::FailedToConfigure { message });
+                self.transition(&EnactmentTransition::FailedToConfigure { message });
                 self.write_status().await?;
                 self.event(&cond::failed_event_message(
                     self.node(),

@@ -36,7 +36,7 @@ impl<B: Backend> Run<B> {
         let leases: Api<Lease> =
             Api::namespaced(self.ctx.client.clone(), &self.ctx.config.namespace);
         if SlotState::of(Some(&self.status), self.generation).is_final() {
-            self.transition(EnactmentTransition::Pending);
+            self.transition(&EnactmentTransition::Pending);
             self.write_status().await?;
         }
         for _ in 0..LEDGER_ATTEMPTS {
@@ -70,7 +70,7 @@ impl<B: Backend> Run<B> {
                 }
                 SlotDecision::Claim(next) => next,
                 SlotDecision::Wait => {
-                    self.transition(EnactmentTransition::Pending);
+                    self.transition(&EnactmentTransition::Pending);
                     self.write_status().await?;
                     let wait = self
                         .ctx
@@ -83,7 +83,7 @@ impl<B: Backend> Run<B> {
                 }
                 SlotDecision::Abort => {
                     let message = cond::aborted_message(self.node(), &self.name);
-                    self.transition(EnactmentTransition::Aborted {
+                    self.transition(&EnactmentTransition::Aborted {
                         message: message.clone(),
                     });
                     self.write_status().await?;
@@ -98,7 +98,7 @@ impl<B: Backend> Run<B> {
             }
             tracing::debug!(policy = %self.name, "slot ledger conflict; reading again");
         }
-        self.transition(EnactmentTransition::Pending);
+        self.transition(&EnactmentTransition::Pending);
         self.write_status().await?;
         Ok(ControlFlow::Break(Action::requeue(Duration::from_millis(
             500,

@@ -15,8 +15,8 @@ use crate::objects;
 use knmstate_state_engine::secrets;
 
 impl<B: Backend> Run<B> {
-    pub(super) fn transition(&mut self, t: EnactmentTransition) {
-        t.apply(&mut self.status.conditions, now());
+    pub(super) fn transition(&mut self, t: &EnactmentTransition) {
+        t.apply(&mut self.status.conditions, &now());
     }
 
     /// Server-side apply the status when its meaning changed.

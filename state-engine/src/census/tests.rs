@@ -28,14 +28,17 @@ fn nnce(
 ) -> NodeNetworkConfigurationEnactment {
     let mut conditions = ConditionList::default();
     if let Some(tr) = tr {
-        tr.apply(&mut conditions, t(0));
+        tr.apply(&mut conditions, &t(0));
     }
     let mut e =
         NodeNetworkConfigurationEnactment::new(&format!("{node}.{policy}"), Default::default());
     e.metadata.labels = Some([(NODE_LABEL.to_string(), node.to_string())].into());
     e.status = Some(NodeNetworkConfigurationEnactmentStatus {
         conditions,
-        features: features.iter().map(std::string::ToString::to_string).collect(),
+        features: features
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect(),
         ..Default::default()
     });
     e
@@ -53,7 +56,7 @@ fn policy(
             kind,
             message: "m".into(),
         }
-        .apply(&mut conditions, t(since));
+        .apply(&mut conditions, &t(since));
     }
     p.status = Some(NodeNetworkConfigurationPolicyStatus {
         conditions,

@@ -29,6 +29,7 @@ impl ApiError {
     }
 
     /// Attaches a `details` object.
+    #[must_use]
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = Some(Box::new(details));
         self
@@ -78,7 +79,7 @@ impl ApiError {
     }
 
     /// 422 with field causes.
-    pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<(String, String)>) -> Self {
+    pub fn invalid(kind: &str, group: &str, name: &str, causes: &[(String, String)]) -> Self {
         let qk = if group.is_empty() {
             kind.to_owned()
         } else {

@@ -148,7 +148,9 @@ pub fn strategic(base: &mut Value, patch: &Value) {
                         .iter()
                         .all(|i| i.get(*key).is_some_and(Value::is_string))
                 });
-                let merged = if let Some(key) = key { merge_list(current, items, key) } else {
+                let merged = if let Some(key) = key {
+                    merge_list(current, items, key)
+                } else {
                     let mut v = v.clone();
                     strip_directives(&mut v);
                     v

@@ -190,7 +190,7 @@ pub fn from_crd(crd: &Value) -> ApiResult<ResourceType> {
             "CustomResourceDefinition",
             "apiextensions.k8s.io",
             name,
-            vec![("spec".into(), m.to_owned())],
+            &[("spec".into(), m.to_owned())],
         )
     };
     let group = spec["group"]
@@ -264,14 +264,16 @@ pub fn from_crd(crd: &Value) -> ApiResult<ResourceType> {
         columns.insert(vname, cols);
     }
     let list_kind = names["listKind"]
-        .as_str().map_or_else(|| format!("{kind}List"), str::to_owned);
+        .as_str()
+        .map_or_else(|| format!("{kind}List"), str::to_owned);
     Ok(ResourceType {
         group: group.to_owned(),
         versions,
         storage_version,
         plural: plural.to_owned(),
         singular: names["singular"]
-            .as_str().map_or_else(|| kind.to_lowercase(), str::to_owned),
+            .as_str()
+            .map_or_else(|| kind.to_lowercase(), str::to_owned),
         kind: kind.to_owned(),
         list_kind,
         namespaced,

@@ -270,6 +270,7 @@ fn tls_acceptor(
     addr: SocketAddr,
     data_file: Option<&Path>,
 ) -> Result<(tokio_rustls::TlsAcceptor, String), StartError> {
+    use rustls::pki_types::pem::PemObject;
     let err = |e: &dyn std::fmt::Display| StartError::Tls(e.to_string());
     let files = data_file.map(|d| (d.with_extension("crt"), d.with_extension("key")));
     let existing = files.as_ref().and_then(|(c, k)| {
@@ -278,7 +279,9 @@ fn tls_acceptor(
             std::fs::read_to_string(k).ok()?,
         ))
     });
-    let (cert_pem, key_pem) = if let Some(pair) = existing { pair } else {
+    let (cert_pem, key_pem) = if let Some(pair) = existing {
+        pair
+    } else {
         let mut names = vec![
             "localhost".to_owned(),
             "127.0.0.1".to_owned(),
@@ -296,7 +299,6 @@ fn tls_acceptor(
         }
         pair
     };
-    use rustls::pki_types::pem::PemObject;
     let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| err(&e))?;

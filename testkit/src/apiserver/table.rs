@@ -137,7 +137,7 @@ fn cell(col_type: &str, values: &[Value]) -> Value {
 }
 
 /// Renders objects (served at `version`) as a Table.
-pub fn render(rt: &ResourceType, version: &str, objects: &[Value], list_meta: Value) -> Value {
+pub fn render(rt: &ResourceType, version: &str, objects: &[Value], list_meta: &Value) -> Value {
     let cols = rt.columns.get(version).cloned().unwrap_or_default();
     let mut defs = vec![json!({"name": "Name", "type": "string", "format": "name",
         "description": "Name must be unique within a namespace.", "priority": 0})];

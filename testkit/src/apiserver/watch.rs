@@ -59,7 +59,7 @@ impl WatchRequest {
             Shape::Metadata => partial_metadata(&o),
             Shape::Table => {
                 let meta = json!({"resourceVersion": object::resource_version(&o)});
-                super::table::render(&self.rt, &self.version, &[o], meta)
+                super::table::render(&self.rt, &self.version, &[o], &meta)
             }
         }
     }
@@ -74,7 +74,6 @@ impl WatchRequest {
         let ty = match (ev.kind, now, before) {
             (EventType::Modified, true, false) => "ADDED",
             (EventType::Modified, false, true) => "DELETED",
-            (EventType::Modified, false, false) => return None,
             (_, false, _) => return None,
             (k, true, _) => k.as_str(),
         };
@@ -113,11 +112,15 @@ pub fn start(
     let since = match req.resource_version.as_deref() {
         None | Some("" | "0") => None,
         Some(_) if req.send_initial_events => None,
-        Some(s) => if let Ok(n) = s.parse::<u64>() { Some(n) } else {
-            let e = ApiError::bad_request(format!("invalid resource version {s}"));
-            let _ = tx.try_send(line(&json!({"type": "ERROR", "object": e.status()})));
-            return out;
-        },
+        Some(s) => {
+            if let Ok(n) = s.parse::<u64>() {
+                Some(n)
+            } else {
+                let e = ApiError::bad_request(format!("invalid resource version {s}"));
+                let _ = tx.try_send(line(&json!({"type": "ERROR", "object": e.status()})));
+                return out;
+            }
+        }
     };
     let initial = since.is_none();
     tokio::spawn(async move {

@@ -8,7 +8,7 @@ use super::nncp_resource;
 /// A policy object: `spec` as given.
 pub fn policy(name: &str, spec: Value) -> DynamicObject {
     let mut p = DynamicObject::new(name, &nncp_resource());
-    p.data = json!({ "spec": spec });
+    p.data = Value::Object([("spec".to_owned(), spec)].into_iter().collect());
     p
 }
 

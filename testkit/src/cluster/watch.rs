@@ -27,7 +27,8 @@ impl EnactmentLog {
             .get("nmstate.io/node")
             .cloned()
             .unwrap_or_else(|| e.name_any());
-        let active = active_condition(&e).map_or_else(|| "None".into(), |(t, r, _)| format!("{t}/{r}"));
+        let active =
+            active_condition(&e).map_or_else(|| "None".into(), |(t, r, _)| format!("{t}/{r}"));
         let seq = self.sequences.entry(node.clone()).or_default();
         if seq.last() != Some(&active) {
             seq.push(active);

@@ -95,12 +95,15 @@ impl Step {
 }
 
 pub fn widget(name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec})
+    let mut w =
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name}});
+    w["spec"] = spec;
+    w
 }
 
-pub fn cm(name: &str, extra: Value) -> Value {
+pub fn cm(name: &str, extra: &Value) -> Value {
     let mut v = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "1"}});
-    json_patch::merge(&mut v, &extra);
+    json_patch::merge(&mut v, extra);
     v
 }
 
@@ -122,7 +125,9 @@ pub fn gadget_crd() -> Value {
 }
 
 pub fn gadget(version: &str, port: Value) -> Value {
-    json!({"apiVersion": format!("example.com/{version}"), "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"port": port}})
+    let mut g = json!({"apiVersion": format!("example.com/{version}"), "kind": "Gadget", "metadata": {"name": "g"}, "spec": {}});
+    g["spec"]["port"] = port;
+    g
 }
 
 /// Replaces `$uidN` and `$rvN` with the uid / resourceVersion answered at step N.

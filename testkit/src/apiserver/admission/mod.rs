@@ -232,7 +232,11 @@ async fn call(
 
 fn denied(name: &str, resp: &Value) -> ApiError {
     let st = &resp["status"];
-    let code = st["code"].as_u64().map_or(400, |c| c.max(400)) as u16;
+    // A code no HTTP status can carry counts as no code.
+    let code = st["code"]
+        .as_u64()
+        .and_then(|c| u16::try_from(c.max(400)).ok())
+        .unwrap_or(400);
     let msg = st["message"].as_str().unwrap_or_default();
     let text = if msg.is_empty() {
         format!("admission webhook \"{name}\" denied the request without explanation")

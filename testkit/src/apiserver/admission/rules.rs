@@ -90,10 +90,10 @@ pub(super) fn conditions_match(
     a: &Attributes<'_>,
     obj: Option<&Value>,
 ) -> Result<bool, String> {
+    const FALSE: &str = "\u{0}false";
     let Some(conds) = hook["matchConditions"].as_array().filter(|c| !c.is_empty()) else {
         return Ok(true);
     };
-    const FALSE: &str = "\u{0}false";
     let exprs: Vec<kube_cel::VapExpression> = conds
         .iter()
         .map(|c| kube_cel::VapExpression {

@@ -82,7 +82,9 @@ pub(super) fn upsert<'a>(
     sub: &str,
     api_version: &str,
 ) -> &'a mut Entry {
-    let idx = if let Some(i) = list.iter().position(|e| e.same(manager, op, sub)) { i } else {
+    let idx = if let Some(i) = list.iter().position(|e| e.same(manager, op, sub)) {
+        i
+    } else {
         list.push(Entry {
             manager: manager.to_owned(),
             operation: op.to_owned(),
@@ -94,7 +96,7 @@ pub(super) fn upsert<'a>(
         list.len() - 1
     };
     let e = &mut list[idx];
-    e.api_version = api_version.to_owned();
+    api_version.clone_into(&mut e.api_version);
     e.time = object::now();
     e
 }

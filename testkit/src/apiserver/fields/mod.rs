@@ -15,12 +15,16 @@ mod entries;
 mod paths;
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
 
 use entries::upsert;
 pub use entries::{Entry, entries, write_entries};
-use paths::{is_item, overlap, child_schema, list_keys, item_component, item_matches, touches, NULL, is_key_field, remove_path};
+use paths::{
+    NULL, child_schema, is_item, is_key_field, item_component, item_matches, list_keys, overlap,
+    remove_path, touches,
+};
 pub use paths::{Path, from_fields_v1, get_path, leaf_paths, to_fields_v1};
 
 /// Who writes, and how the object's fields are laid out.
@@ -126,9 +130,9 @@ fn display(path: &[String]) -> String {
         } else if let Some(k) = c.strip_prefix("k:") {
             let keys: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
             let parts: Vec<String> = keys.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            s.push_str(&format!("[{}]", parts.join(",")));
+            let _ = write!(s, "[{}]", parts.join(","));
         } else if let Some(v) = c.strip_prefix("v:") {
-            s.push_str(&format!("[{v}]"));
+            let _ = write!(s, "[{v}]");
         }
     }
     s

@@ -107,10 +107,10 @@ pub(super) fn collect(v: &Value, schema: &Value, prefix: Path, out: &mut BTreeSe
                 };
                 let mut p = prefix.clone();
                 p.push(c);
-                out.insert(p.clone());
                 if !keys.is_empty() {
-                    collect_children(item, item_schema, p, out);
+                    collect_children(item, item_schema, &p, out);
                 }
+                out.insert(p);
             }
         }
         _ => {
@@ -119,9 +119,14 @@ pub(super) fn collect(v: &Value, schema: &Value, prefix: Path, out: &mut BTreeSe
     }
 }
 
-pub(super) fn collect_children(v: &Value, schema: &Value, prefix: Path, out: &mut BTreeSet<Path>) {
+pub(super) fn collect_children(
+    v: &Value,
+    schema: &Value,
+    prefix: &[String],
+    out: &mut BTreeSet<Path>,
+) {
     for (k, c) in v.as_object().into_iter().flatten() {
-        let mut p = prefix.clone();
+        let mut p = prefix.to_vec();
         p.push(format!("f:{k}"));
         collect(c, child_schema(schema, k), p, out);
     }

@@ -104,7 +104,7 @@ impl Req {
                     &self.rt.kind,
                     &self.rt.group,
                     object::name(obj),
-                    errs,
+                    &errs,
                 ));
             }
         }
@@ -173,7 +173,7 @@ impl Req {
                         &self.rt.kind,
                         &self.rt.group,
                         "",
-                        vec![(
+                        &[(
                             "metadata.name".into(),
                             "Required value: name or generateName is required".into(),
                         )],

@@ -212,8 +212,10 @@ async fn route(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("unknown");
-    let manager = q
-        .get("fieldManager").map_or_else(|| user_agent.split('/').next().unwrap_or("unknown").to_owned(), str::to_owned);
+    let manager = q.get("fieldManager").map_or_else(
+        || user_agent.split('/').next().unwrap_or("unknown").to_owned(),
+        str::to_owned,
+    );
     if rt.namespaced && target.namespace.is_none() && target.name.is_some() {
         return Err(ApiError::no_route(path));
     }

@@ -103,7 +103,7 @@ impl Req {
             Shape::Table => {
                 return Ok(json_response(
                     200,
-                    &table::render(&self.rt, &self.t.version, &items, meta),
+                    &table::render(&self.rt, &self.t.version, &items, &meta),
                 ));
             }
             Shape::Metadata => {
@@ -128,7 +128,7 @@ impl Req {
                 let meta = json!({"resourceVersion": object::resource_version(&obj)});
                 Ok(json_response(
                     200,
-                    &table::render(&self.rt, &self.t.version, &[obj], meta),
+                    &table::render(&self.rt, &self.t.version, &[obj], &meta),
                 ))
             }
             Shape::Metadata => Ok(json_response(200, &partial_metadata(&obj))),

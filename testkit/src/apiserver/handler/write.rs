@@ -30,9 +30,8 @@ impl Req {
                 return Err(self.stale());
             }
             match self.finish_update(&current, body.clone(), true).await {
-                Err(e) if e.code == 409 && e.reason == "Conflict" && precondition.is_empty() => {
-                    continue;
-                }
+                // A conflict without a precondition: read again and retry.
+                Err(e) if e.code == 409 && e.reason == "Conflict" && precondition.is_empty() => {}
                 r => return Ok(json_response(200, &self.served(r?))),
             }
         }
@@ -57,7 +56,7 @@ impl Req {
                     .ok()
                     .is_some_and(|b| b["metadata"]["resourceVersion"].is_string());
             match self.finish_update(&current, proposed, true).await {
-                Err(e) if e.code == 409 && e.reason == "Conflict" && !explicit => continue,
+                Err(e) if e.code == 409 && e.reason == "Conflict" && !explicit => {}
                 r => return Ok(json_response(200, &self.served(r?))),
             }
         }
@@ -125,7 +124,7 @@ impl Req {
                 }
             };
             match self.finish_update(&current, merged, false).await {
-                Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
+                Err(e) if e.code == 409 && e.reason == "Conflict" => {}
                 r => return Ok(json_response(200, &self.served(r?))),
             }
         }
