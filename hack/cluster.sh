@@ -158,7 +158,7 @@ apply_config() {
     for ns in default nmstate kube-system; do
         kc get namespace "$ns" >/dev/null 2>&1 || kc create namespace "$ns" >/dev/null
     done
-    kc apply -f "$REPO/config/crd/" >/dev/null
+    for f in "$REPO"/config/crd/nmstate.io_*.yaml; do kc apply -f "$f" >/dev/null; done
     # The webhook Service: the stand-in sends a service clientConfig to the Service's clusterIP
     # (127.0.0.1 when unset) on the targetPort, with TLS server name <name>.<namespace>.svc.
     kc apply -f - >/dev/null <<EOF
