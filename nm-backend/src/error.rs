@@ -91,6 +91,15 @@ pub enum BackendError {
     /// A worker thread could not start, or died.
     #[error("failed to run the backend worker: {0}")]
     Worker(String),
+    /// nmstate panicked while computing something from states (capture resolution, feature
+    /// statistics); the panic was caught so that it does not take the process down.
+    #[error("failed to {operation}: nmstate panicked: {message}")]
+    NmstatePanic {
+        /// What was being computed ("resolve the policy captures", ...).
+        operation: &'static str,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 // Not `#[from]`: that would make the D-Bus error a source as well as part of the message.
@@ -119,6 +128,7 @@ impl BackendError {
             Self::WatchChanges(_) => "watch-changes-failed",
             Self::Probe { .. } => "probe-failed",
             Self::Worker(_) => "backend-worker-failed",
+            Self::NmstatePanic { .. } => "nmstate-panicked",
         }
     }
 
@@ -140,7 +150,8 @@ impl BackendError {
             Self::InvalidDesiredState(_)
             | Self::UnsupportedInterfaceType { .. }
             | Self::ResolvePolicy(_)
-            | Self::FeatureStatistics(_) => false,
+            | Self::FeatureStatistics(_)
+            | Self::NmstatePanic { .. } => false,
         }
     }
 

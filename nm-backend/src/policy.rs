@@ -1,6 +1,10 @@
 //! nmpolicy capture resolution and nmstate feature statistics: pure functions over states.
+//!
+//! They run nmstate's code in the caller's task, so a panic in it is caught and returned as
+//! [`BackendError::NmstatePanic`] instead of unwinding through the caller (a reconcile task).
 
 use std::collections::{BTreeMap, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use nmstate::{NetworkPolicy, NetworkState};
 use serde_json::Value;
@@ -15,12 +19,41 @@ fn parse_state(value: &Value, what: &str) -> Result<NetworkState> {
         .map_err(|e| BackendError::ResolvePolicy(format!("{what} is not an nmstate state: {e}")))
 }
 
+/// Run `job` (nmstate code over values it owns or only reads), turning a panic into
+/// [`BackendError::NmstatePanic`] for `operation`.
+///
+/// Unwind safety holds: `job` shares no state with the caller that a panic could leave broken
+/// (its inputs are only read, its output is dropped with the panic).
+fn catch_panic<T>(operation: &'static str, job: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(job)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        tracing::error!(operation, %message, "nmstate panicked");
+        Err(BackendError::NmstatePanic { operation, message })
+    })
+}
+
 /// Resolve an nmpolicy (`{capture: {name: expr}, desiredState: template}`) against `current`.
 ///
 /// Captures whose names are in `cache` are taken from it unchanged (as upstream reuses the
 /// `capturedStates` of an enactment); the others are captured from `current`. A policy without
 /// captures passes its `desiredState` through untouched.
+///
+/// A panic in nmstate's nmpolicy code is returned as [`BackendError::NmstatePanic`].
 pub fn resolve_policy(
+    policy: &Value,
+    current: &Value,
+    cache: &BTreeMap<String, Value>,
+) -> Result<ResolvedPolicy> {
+    catch_panic("resolve the policy captures", || {
+        resolve_unguarded(policy, current, cache)
+    })
+}
+
+fn resolve_unguarded(
     policy: &Value,
     current: &Value,
     cache: &BTreeMap<String, Value>,
@@ -86,7 +119,15 @@ pub fn resolve_policy(
 }
 
 /// nmstate's feature statistics (topology and features) of `desired` applied over `current`.
+///
+/// A panic in nmstate's statistics code is returned as [`BackendError::NmstatePanic`].
 pub fn feature_statistics(desired: &Value, current: &Value) -> Result<FeatureStatistics> {
+    catch_panic("compute the nmstate feature statistics", || {
+        statistics_unguarded(desired, current)
+    })
+}
+
+fn statistics_unguarded(desired: &Value, current: &Value) -> Result<FeatureStatistics> {
     let err = |e: String| BackendError::FeatureStatistics(e);
     let desired: NetworkState =
         serde_json::from_value(desired.clone()).map_err(|e| err(e.to_string()))?;
@@ -183,6 +224,20 @@ mod tests {
         let out = resolve_policy(&p, &current(), &BTreeMap::new()).expect("resolved");
         assert_eq!(out.desired_state, p["desiredState"]);
         assert!(out.captured_states.is_empty());
+    }
+
+    #[test]
+    fn a_panic_becomes_a_typed_error() {
+        let out: Result<()> = catch_panic("compute something", || panic!("index out of bounds"));
+        let err = out.expect_err("the panic is an error");
+        assert_eq!(err.category(), "nmstate-panicked");
+        assert_eq!(
+            err.to_string(),
+            "failed to compute something: nmstate panicked: index out of bounds"
+        );
+        let formatted: Result<()> = catch_panic("compute", || panic!("value {}", 7));
+        assert!(formatted.is_err_and(|e| e.to_string().ends_with("nmstate panicked: value 7")));
+        assert_eq!(catch_panic("compute", || Ok(3)).ok(), Some(3));
     }
 
     #[test]
