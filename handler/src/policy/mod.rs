@@ -5,7 +5,8 @@
 //! |---|---|
 //! | selector match → create or delete this node's enactment | `enactment.rs` |
 //! | wait for the retry backoff and for earlier policies (name order) | `ordering.rs` |
-//! | render (captures resolved by the backend, reusing `status.capturedStates`; default linux-bridge VLAN trunk; features) | `render.rs` |
+//! | render (captures resolved by the backend, reusing `status.capturedStates`; default linux-bridge VLAN trunk) | `render.rs` |
+//! | nmstate's feature statistics (logged, never failing the policy) | `features.rs` |
 //! | apply decision (a generation that succeeded, and that the node still satisfies, or whose retries are exhausted, is not applied again) | this file |
 //! | slot (state-engine's ledger protocol: Pending, Aborted, or Progressing) | `slot.rs` |
 //! | the apply transaction (apply without commit → probes → commit, or roll back) | `apply.rs` |
@@ -55,6 +56,7 @@ macro_rules! step {
 
 mod apply;
 mod enactment;
+mod features;
 mod ordering;
 mod render;
 mod retry;
@@ -177,6 +179,7 @@ impl<B: Backend> Run<B> {
             .is_none_or(serde_json::Map::is_empty)
         {
             tracing::info!(policy = %self.name, "ignoring empty desired state");
+            self.status.features = Vec::new();
             if rollback::apply_decision(Some(&self.status), self.generation, retry, None)
                 == ApplyDecision::Apply
             {
@@ -190,6 +193,7 @@ impl<B: Backend> Run<B> {
             .current_state()
             .await
             .map_err(Error::ReadNetworkState)?;
+        self.record_features(&before.state);
         // Nothing to change (per interface, route and DNS; secrets hidden on both sides).
         let satisfied = plan::plan(
             &secrets::hidden(&before.state),

@@ -1,6 +1,7 @@
 //! Render the desired state of this node: captures resolved by the backend (reusing
-//! `status.capturedStates`), the default linux-bridge VLAN trunk, nmstate's features; a
-//! rendering that cannot work on this node fails for good (until the policy changes).
+//! `status.capturedStates`), the default linux-bridge VLAN trunk; a rendering that cannot work
+//! on this node fails for good (until the policy changes). nmstate's feature statistics are
+//! not computed here: they never fail a policy (see `features.rs`).
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -48,14 +49,6 @@ impl<B: Backend> Run<B> {
         if self.ctx.inject_bridge_vlan().await {
             render::inject_default_bridge_vlan(&mut desired);
         }
-        let features = if desired.as_object().is_some_and(|m| !m.is_empty()) {
-            match self.ctx.backend.feature_statistics(&desired).await {
-                Ok(f) => f.features,
-                Err(e) => return self.render_failed(e).await,
-            }
-        } else {
-            Vec::new()
-        };
         let meta = NodeNetworkConfigurationEnactmentMetaInfo {
             version: knmstate_nm_backend::NMSTATE_VERSION.to_owned(),
             time: Some(now()),
@@ -76,7 +69,6 @@ impl<B: Backend> Run<B> {
         }
         self.status.desired_state = State::try_from(secrets::hidden(&desired)).ok();
         self.status.captured_states = captured;
-        self.status.features = features;
         self.status.policy_generation = Some(self.generation);
         self.desired = desired;
         Ok(ControlFlow::Continue(()))
@@ -86,7 +78,7 @@ impl<B: Backend> Run<B> {
         let final_failure = matches!(
             e,
             BackendError::ResolvePolicy(_)
-                | BackendError::FeatureStatistics(_)
+                | BackendError::NmstatePanic { .. }
                 | BackendError::InvalidDesiredState(_)
         );
         if !final_failure {

@@ -6,6 +6,7 @@ mod support;
 mod concurrency;
 mod failures;
 mod ordering;
+mod rejected;
 mod state;
 
 use std::sync::Arc;
