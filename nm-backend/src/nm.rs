@@ -453,6 +453,14 @@ impl Backend for NmBackend {
             }
             self.take_pending(cp);
         }
+        // A record left without its checkpoint: NetworkManager's checkpoint timeout rolled the
+        // interfaces back (it never restores the global DNS), or the process died before its
+        // checkpoint existed. Either way the saved global DNS is the one to put back.
+        if let Some((recorded, dns)) = self.read_record() {
+            tracing::warn!(checkpoint = %recorded, "restoring the global DNS saved by an apply that did not finish");
+            restore_global_dns_logged(&conn, Some(&dns)).await;
+            self.remove_record();
+        }
         Ok(stale)
     }
 

@@ -67,6 +67,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("stale_checkpoint_of_killed_apply_is_recovered", |b| {
         Box::pin(stale_checkpoint_of_killed_apply_is_recovered(b))
     }),
+    (
+        "timed_out_checkpoint_of_killed_apply_has_its_dns_restored",
+        |b| Box::pin(timed_out_checkpoint_of_killed_apply_has_its_dns_restored(b)),
+    ),
     ("change_stream_reports_out_of_band_bridge_within_1s", |b| {
         Box::pin(change_stream_reports_out_of_band_bridge_within_1s(b))
     }),
@@ -187,26 +191,35 @@ fn inner(name: &str) -> ExitCode {
 fn helper(name: &str) -> ExitCode {
     let rt = runtime();
     match name {
-        // Apply with a long checkpoint and never commit: the scenario kills this process.
-        "apply-and-hang" => rt.block_on(async {
-            let backend = NmBackend::with_state_dir(RECORD_DIR);
-            let desired = json!({
-                "interfaces": [{"name": "eth1", "type": "ethernet", "state": "up", "mtu": 1300}],
-                "dns-resolver": {"config": {"server": ["198.18.0.99"]}}
-            });
-            let opts = ApplyOptions {
-                checkpoint_timeout: Duration::from_mins(5),
-                verify: true,
-            };
-            match backend.apply(&desired, &opts).await {
-                Ok(p) => println!("applied {}", p.checkpoint),
-                Err(e) => eprintln!("apply failed: {e}"),
-            }
-            tokio::time::sleep(Duration::from_mins(10)).await;
-            ExitCode::SUCCESS
-        }),
+        // Apply and never commit: the scenario kills this process (before its checkpoint
+        // times out, or after).
+        "apply-and-hang" => rt.block_on(apply_and_hang(Duration::from_mins(5))),
+        "apply-and-hang-short" => rt.block_on(apply_and_hang(SHORT_CHECKPOINT)),
         _ => ExitCode::from(2),
     }
+}
+
+/// The checkpoint timeout of the helper whose checkpoint NetworkManager rolls back by itself.
+const SHORT_CHECKPOINT: Duration = Duration::from_secs(10);
+
+/// Apply an MTU and a wrong global name server holding a checkpoint of `checkpoint_timeout`,
+/// recording the pending apply in [`RECORD_DIR`], then wait to be killed.
+async fn apply_and_hang(checkpoint_timeout: Duration) -> ExitCode {
+    let backend = NmBackend::with_state_dir(RECORD_DIR);
+    let desired = json!({
+        "interfaces": [{"name": "eth1", "type": "ethernet", "state": "up", "mtu": 1300}],
+        "dns-resolver": {"config": {"server": ["198.18.0.99"]}}
+    });
+    let opts = ApplyOptions {
+        checkpoint_timeout,
+        verify: true,
+    };
+    match backend.apply(&desired, &opts).await {
+        Ok(p) => println!("applied {}", p.checkpoint),
+        Err(e) => eprintln!("apply failed: {e}"),
+    }
+    tokio::time::sleep(Duration::from_mins(10)).await;
+    ExitCode::SUCCESS
 }
 
 // ---------------------------------------------------------------- helpers
@@ -887,6 +900,69 @@ async fn stale_checkpoint_of_killed_apply_is_recovered(_: NmBackend) -> anyhow::
     println!(
         "  state identical to before the crashed apply {:.1}s after rollback",
         took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A crashed apply whose checkpoint NetworkManager rolled back by itself (timeout): the
+/// interfaces are back but the global DNS is not (checkpoints do not cover it); start-up
+/// recovery restores the DNS the crashed process recorded.
+async fn timed_out_checkpoint_of_killed_apply_has_its_dns_restored(
+    _: NmBackend,
+) -> anyhow::Result<()> {
+    let b = NmBackend::with_state_dir(RECORD_DIR);
+    let before = state(&b).await?;
+    let want = fingerprint(&before);
+    let exe = std::env::current_exe()?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["--helper", "apply-and-hang-short"])
+        .kill_on_drop(true)
+        .spawn()?;
+    let started = Instant::now();
+    loop {
+        let held = !b.checkpoints().await?.is_empty();
+        let dns = state(&b).await?["dns-resolver"]["config"]["server"].clone();
+        if held && dns == json!(["198.18.0.99"]) {
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "the helper never got its state into NetworkManager"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // NetworkManager rolls the checkpoint back once it times out.
+    while !b.checkpoints().await?.is_empty() {
+        ensure!(
+            started.elapsed() < SHORT_CHECKPOINT + Duration::from_secs(40),
+            "the checkpoint did not time out"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    child.start_kill()?;
+    child.wait().await?;
+    let dns = state(&b).await?["dns-resolver"]["config"]["server"].clone();
+    ensure!(
+        dns == json!(["198.18.0.99"]),
+        "the timeout was expected to leave the wrong DNS behind: {dns}"
+    );
+    println!(
+        "  checkpoint timed out {:.1}s in, wrong DNS left behind",
+        started.elapsed().as_secs_f64()
+    );
+    // Start-up recovery of the next process: no checkpoint to roll back, the DNS restored.
+    let stale = b.roll_back_stale_checkpoints().await?;
+    ensure!(stale.is_empty(), "stale {stale:?}");
+    let took = wait_fingerprint(&b, &want, Duration::from_secs(30)).await?;
+    println!(
+        "  state identical to before the crashed apply {:.1}s after recovery",
+        took.as_secs_f64()
+    );
+    ensure!(
+        !std::path::Path::new(RECORD_DIR)
+            .join("pending-apply")
+            .exists(),
+        "the record was not removed"
     );
     Ok(())
 }
