@@ -46,13 +46,21 @@ pub struct Cli {
     #[arg(long, env = "PROBE_DNS_HOST", default_value = "root-servers.net")]
     pub probe_dns_host: String,
     /// Apply attempts per policy generation.
-    #[arg(long, env = "NNCP_MAX_RETRIES", default_value_t = 5)]
+    #[arg(long, env = "NNCP_MAX_RETRIES", default_value_t = knmstate_state_engine::rollback::DEFAULT_MAX_RETRIES)]
     pub max_retries: u32,
     /// First backoff between attempts, in seconds.
-    #[arg(long, env = "NNCP_INITIAL_BACKOFF_SECONDS", default_value_t = 1)]
+    #[arg(
+        long,
+        env = "NNCP_INITIAL_BACKOFF_SECONDS",
+        default_value_t = knmstate_state_engine::rollback::DEFAULT_INITIAL_BACKOFF.as_secs()
+    )]
     pub initial_backoff_seconds: u64,
     /// Backoff cap, in seconds.
-    #[arg(long, env = "NNCP_MAX_BACKOFF_SECONDS", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "NNCP_MAX_BACKOFF_SECONDS",
+        default_value_t = knmstate_state_engine::rollback::DEFAULT_MAX_BACKOFF.as_secs()
+    )]
     pub max_backoff_seconds: u64,
     /// Budget of each connectivity probe, in seconds.
     #[arg(long, env = "PROBE_TIMEOUT_SECONDS", default_value_t = 120)]
@@ -148,7 +156,20 @@ impl HandlerConfig {
             bridge_vlan_filtering: None,
         }
     }
+
+    /// Where the backend keeps what a crashed apply needs for its recovery (the global DNS
+    /// saved before the apply): `knmstate-handler-state/` beside the node lock, on the host,
+    /// so that it outlives the handler's process and pod.
+    pub fn backend_state_dir(&self) -> PathBuf {
+        self.lock_file
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new("/"))
+            .join(BACKEND_STATE_DIR)
+    }
 }
+
+/// Name of the backend's state directory beside the node lock.
+const BACKEND_STATE_DIR: &str = "knmstate-handler-state";
 
 impl TryFrom<Cli> for HandlerConfig {
     type Error = Error;
@@ -242,6 +263,10 @@ mod tests {
         assert_eq!(c.defaults.retry.max_backoff, Duration::from_secs(5));
         assert_eq!(c.defaults.probe_timeout, Duration::from_secs(7));
         assert_eq!(c.defaults.dns_host, "root-servers.net");
+        assert_eq!(
+            c.backend_state_dir(),
+            PathBuf::from("/var/k8s_nmstate/knmstate-handler-state")
+        );
     }
 
     #[test]

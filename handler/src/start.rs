@@ -1,5 +1,6 @@
 //! Start-up of the `handler` binary on a real node: logging, the node lock, NetworkManager
-//! reachable, checkpoints of a dead handler rolled back, the API client, then the handler until
+//! reachable, checkpoints of a dead handler rolled back (with the global DNS it saved, kept in
+//! [`HandlerConfig::backend_state_dir`]), the API client, then the handler until
 //! SIGTERM or SIGINT.
 
 use std::sync::Arc;
@@ -24,7 +25,7 @@ pub async fn start(config: HandlerConfig) -> Result<()> {
     }
     // One handler per node: a second one waits here (the previous pod is still stopping).
     let _lock = NodeLock::acquire(&config.lock_file, config.lock_poll).await?;
-    let backend = NmBackend::new();
+    let backend = NmBackend::with_state_dir(config.backend_state_dir());
     let state = backend
         .current_state()
         .await

@@ -11,6 +11,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod killed_probing_dns;
 mod scenarios;
 
 use std::net::SocketAddr;
@@ -101,9 +102,11 @@ impl HandlerProcess {
             ])
             .env("NODE_NAME", node)
             .env("KUBECONFIG", kubeconfig)
+            // A directory of its own per node, as on a real host: the backend keeps its
+            // recovery record beside the lock.
             .env(
                 "NMSTATE_INSTANCE_NODE_LOCK_FILE",
-                dir.join(format!("{node}.lock")),
+                dir.join(node).join("handler_lock"),
             )
             .env("READINESS_FILE", dir.join(format!("{node}.healthy")))
             .env("NNCP_MAX_RETRIES", "2")

@@ -14,7 +14,7 @@ use super::{
     iface, set_ready, wait_condition,
 };
 
-fn step(name: &str, started: Instant) {
+pub(crate) fn step(name: &str, started: Instant) {
     println!("  {name}: ok ({:.1} s)", started.elapsed().as_secs_f64());
 }
 
@@ -242,5 +242,6 @@ pub(crate) async fn run_all(
         bail!("node2: eth2 did not converge: {link}");
     }
     step("SIGTERM mid-apply rolled back, restarted and converged", t);
-    Ok(())
+
+    super::killed_probing_dns::run(c, h, kubeconfig, dir, handlers).await
 }
