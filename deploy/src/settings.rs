@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
 };
 use knmstate_api::shared::LogLevel;
 use knmstate_api::v1::NMStateSpec;
+use knmstate_state_engine::rollback;
 
 /// The node label every default node selector uses.
 pub const OS_LABEL: &str = "kubernetes.io/os";
@@ -59,9 +60,9 @@ impl Default for InstallSettings {
             prometheus_service_account: "prometheus-k8s".into(),
             infra_nodes: 1,
             webhook_ca_bundle: None,
-            max_retries: 5,
-            initial_backoff_seconds: 1,
-            max_backoff_seconds: 30,
+            max_retries: rollback::DEFAULT_MAX_RETRIES,
+            initial_backoff_seconds: rollback::DEFAULT_INITIAL_BACKOFF.as_secs(),
+            max_backoff_seconds: rollback::DEFAULT_MAX_BACKOFF.as_secs(),
         }
     }
 }

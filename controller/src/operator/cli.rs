@@ -30,13 +30,21 @@ pub struct OperatorArgs {
     #[arg(long, env = "MONITORING_NAMESPACE", default_value = "monitoring")]
     pub monitoring_namespace: String,
     /// `NNCP_MAX_RETRIES` of the handlers.
-    #[arg(long, env = "NNCP_MAX_RETRIES", default_value_t = 5)]
+    #[arg(long, env = "NNCP_MAX_RETRIES", default_value_t = knmstate_state_engine::rollback::DEFAULT_MAX_RETRIES)]
     pub max_retries: u32,
     /// `NNCP_INITIAL_BACKOFF_SECONDS` of the handlers.
-    #[arg(long, env = "NNCP_INITIAL_BACKOFF_SECONDS", default_value_t = 1)]
+    #[arg(
+        long,
+        env = "NNCP_INITIAL_BACKOFF_SECONDS",
+        default_value_t = knmstate_state_engine::rollback::DEFAULT_INITIAL_BACKOFF.as_secs()
+    )]
     pub initial_backoff_seconds: u64,
     /// `NNCP_MAX_BACKOFF_SECONDS` of the handlers.
-    #[arg(long, env = "NNCP_MAX_BACKOFF_SECONDS", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "NNCP_MAX_BACKOFF_SECONDS",
+        default_value_t = knmstate_state_engine::rollback::DEFAULT_MAX_BACKOFF.as_secs()
+    )]
     pub max_backoff_seconds: u64,
     /// Address of `/healthz` and `/readyz` (`:port` means every interface).
     #[arg(long, env = "HEALTH_BIND_ADDRESS", default_value = ":8081")]
