@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use knmstate_api::names::{NODE_LABEL, POLICY_LABEL, enactment_name};
-use knmstate_api::shared::NodeNetworkStateStatus;
+use knmstate_api::shared::{NodeNetworkConfigurationEnactmentStatus, NodeNetworkStateStatus};
 use knmstate_api::state::State;
 use knmstate_api::v1::{NodeNetworkConfigurationPolicy, NodeNetworkConfigurationPolicySpec};
 use knmstate_api::v1beta1::{NodeNetworkConfigurationEnactment, NodeNetworkState};
@@ -27,6 +27,18 @@ pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 /// The current time as an API timestamp.
 pub fn now() -> Time {
     Time(Timestamp::now())
+}
+
+/// The API timestamp `seconds` after the Unix epoch: a fixed time for tests that compare
+/// condition times, creation timestamps or ages against a clock they pass in.
+///
+/// ```
+/// use knmstate_testkit::builders::at;
+/// assert!(at(1) < at(2));
+/// assert_eq!(at(60).0.as_second(), 60);
+/// ```
+pub fn at(seconds: i64) -> Time {
+    Time(Timestamp::from_second(seconds).expect("a timestamp within range"))
 }
 
 /// A label map from pairs.
@@ -105,6 +117,29 @@ pub fn enactment(node: &str, policy: &str) -> NodeNetworkConfigurationEnactment 
     let mut e =
         NodeNetworkConfigurationEnactment::new(&enactment_name(node, policy), Default::default());
     e.metadata.labels = Some(labels(&[(POLICY_LABEL, policy), (NODE_LABEL, node)]));
+    e
+}
+
+/// The [`enactment`] of `policy` on `node` with a status reporting the nmstate `features` its
+/// apply used, and no condition yet.
+///
+/// ```
+/// use knmstate_testkit::builders;
+/// let e = builders::enactment_with_features("n1", "p", &["static_route"]);
+/// let status = e.status.unwrap();
+/// assert_eq!(status.features, ["static_route"]);
+/// assert!(status.conditions.0.is_empty());
+/// ```
+pub fn enactment_with_features(
+    node: &str,
+    policy: &str,
+    features: &[&str],
+) -> NodeNetworkConfigurationEnactment {
+    let mut e = enactment(node, policy);
+    e.status = Some(NodeNetworkConfigurationEnactmentStatus {
+        features: features.iter().map(|f| (*f).to_owned()).collect(),
+        ..NodeNetworkConfigurationEnactmentStatus::default()
+    });
     e
 }
 
