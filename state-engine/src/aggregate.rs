@@ -273,6 +273,7 @@ pub fn next_conditions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use knmstate_testkit::builders::{self, at};
     use pretty_assertions::assert_eq;
     use rstest::rstest;
 
@@ -414,21 +415,15 @@ mod tests {
         generation: i64,
         tr: Option<crate::conditions::EnactmentTransition>,
     ) -> NodeNetworkConfigurationEnactment {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-        use k8s_openapi::jiff::Timestamp;
-        let now = Time(Timestamp::from_second(0).unwrap());
-        let mut conditions = crate::conditions::initial_enactment_conditions(&now);
+        let now = at(0);
+        let mut e = builders::enactment(node, "p");
+        let status = e.status.get_or_insert_default();
+        status.policy_generation = Some(generation);
+        status.conditions = crate::conditions::initial_enactment_conditions(&now);
         if let Some(tr) = tr {
-            tr.apply(&mut conditions, &now);
+            tr.apply(&mut status.conditions, &now);
         }
-        let mut n =
-            NodeNetworkConfigurationEnactment::new(&format!("{node}.p"), Default::default());
-        n.status = Some(NodeNetworkConfigurationEnactmentStatus {
-            policy_generation: Some(generation),
-            conditions,
-            ..Default::default()
-        });
-        n
+        e
     }
 
     #[test]
@@ -469,12 +464,7 @@ mod tests {
         crate::conditions::EnactmentTransition::Retrying {
             message: "m".into(),
         }
-        .apply(
-            &mut l,
-            &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::from_second(0).unwrap(),
-            ),
-        );
+        .apply(&mut l, &at(0));
         c.add_conditions(&l);
         assert_eq!((c.failing, c.progressing, c.failed_final), (1, 1, 0));
         assert_eq!(
@@ -483,42 +473,15 @@ mod tests {
         );
     }
 
-    fn t(s: i64) -> Time {
-        Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap())
-    }
-
     fn node(name: &str, labels: &[(&str, &str)], ready: bool) -> Node {
-        use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
-        let mut n = Node::default();
-        n.metadata.name = Some(name.into());
-        n.metadata.labels = Some(
-            labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        n.status = Some(NodeStatus {
-            conditions: Some(vec![NodeCondition {
-                type_: "Ready".into(),
-                status: if ready { "True" } else { "False" }.into(),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        });
+        let mut n = builders::node(name, labels);
+        n.status = Some(builders::node_status(ready));
         n
     }
 
     fn policy(selector: &[(&str, &str)], generation: i64) -> NodeNetworkConfigurationPolicy {
-        let mut p = NodeNetworkConfigurationPolicy::new("p", Default::default());
+        let mut p = builders::policy("p", selector, serde_json::json!({}));
         p.metadata.generation = Some(generation);
-        if !selector.is_empty() {
-            p.spec.node_selector = Some(
-                selector
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            );
-        }
         p
     }
 
@@ -594,11 +557,11 @@ mod tests {
             kind: PolicyConditionKind::Progressing,
             message: format!("Policy is progressing {k}/3 nodes finished"),
         };
-        let first = next_conditions(&ConditionList::default(), &progressing(0), &t(1)).unwrap();
-        let second = next_conditions(&first, &progressing(1), &t(2)).unwrap();
+        let first = next_conditions(&ConditionList::default(), &progressing(0), &at(1)).unwrap();
+        let second = next_conditions(&first, &progressing(1), &at(2)).unwrap();
         let c = second.find("Progressing").unwrap();
-        assert_eq!(c.last_transition_time, Some(t(1)));
+        assert_eq!(c.last_transition_time, Some(at(1)));
         assert_eq!(c.message, "Policy is progressing 1/3 nodes finished");
-        assert!(next_conditions(&second, &progressing(1), &t(3)).is_none());
+        assert!(next_conditions(&second, &progressing(1), &at(3)).is_none());
     }
 }

@@ -192,43 +192,26 @@ pub fn still_orphan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use knmstate_api::names::{NODE_LABEL, POLICY_LABEL};
+    use knmstate_testkit::builders::{self, at};
     use pretty_assertions::assert_eq;
     use rstest::rstest;
 
-    fn at(s: i64) -> Time {
-        Time(Timestamp::from_second(s).unwrap())
-    }
-
     fn node(name: &str, role: &str) -> Node {
-        let mut n = Node::default();
-        n.metadata.name = Some(name.into());
-        n.metadata.labels = Some([("role".to_string(), role.to_string())].into());
-        n
+        builders::node(name, &[("role", role)])
     }
 
     fn workers() -> NodeNetworkConfigurationPolicy {
-        let mut p = NodeNetworkConfigurationPolicy::new("workers", Default::default());
-        p.spec.node_selector = Some([("role".to_string(), "w".to_string())].into());
-        p
+        builders::policy("workers", &[("role", "w")], serde_json::json!({}))
     }
 
     fn nnce(node: &str, policy: &str, created: i64) -> NodeNetworkConfigurationEnactment {
-        let mut e =
-            NodeNetworkConfigurationEnactment::new(&format!("{node}.{policy}"), Default::default());
-        e.metadata.labels = Some(
-            [
-                (NODE_LABEL.to_string(), node.to_string()),
-                (POLICY_LABEL.to_string(), policy.to_string()),
-            ]
-            .into(),
-        );
+        let mut e = builders::enactment(node, policy);
         e.metadata.creation_timestamp = Some(at(created));
         e
     }
 
     fn nns(name: &str, created: i64) -> NodeNetworkState {
-        let mut s = NodeNetworkState::new(name, Default::default());
+        let mut s = builders::node_network_state(name, serde_json::json!({}));
         s.metadata.creation_timestamp = Some(at(created));
         s
     }

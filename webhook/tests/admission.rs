@@ -2,7 +2,9 @@
 //! `fixtures/fail` is denied with exactly the message in its `.message` file.
 //! `UPDATE_FIXTURES=1` rewrites the `.message` files (review the diff before committing).
 
-use knmstate_testkit::golden;
+use knmstate_api::shared::NodeNetworkConfigurationPolicyStatus;
+use knmstate_api::{ConditionList, ConditionStatus};
+use knmstate_testkit::{builders, golden};
 use knmstate_webhook::admission::{
     Admission, MUTATE_PATH, STATUS_MUTATE_PATH, TIMESTAMP_MUTATE_PATH, VALIDATE_PATH,
 };
@@ -114,16 +116,23 @@ fn patch_of(resp: &Value) -> Vec<Value> {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-fn policy(annotations: Option<Value>, status: Option<Value>) -> Value {
-    let mut p = json!({"apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
-        "metadata": {"name": "br1"}, "spec": {}});
-    if let Some(a) = annotations {
-        p["metadata"]["annotations"] = a;
-    }
-    if let Some(s) = status {
-        p["status"] = s;
-    }
-    p
+/// The policy `br1` as the webhook receives it, with `annotations` and, when given, a status
+/// holding `conditions`.
+fn policy(annotations: &[(&str, &str)], conditions: Option<ConditionList>) -> Value {
+    let mut p = builders::policy("br1", &[], json!({}));
+    p.metadata.annotations = (!annotations.is_empty()).then(|| builders::labels(annotations));
+    p.status = conditions.map(|conditions| NodeNetworkConfigurationPolicyStatus {
+        conditions,
+        ..Default::default()
+    });
+    serde_json::to_value(p).unwrap()
+}
+
+/// A condition list whose only condition is `Available: True`.
+fn available() -> ConditionList {
+    let mut c = ConditionList::default();
+    c.set("Available", ConditionStatus::True, "", "", builders::at(0));
+    c
 }
 
 #[test]
@@ -133,7 +142,7 @@ fn timestamp_is_strictly_increasing_even_with_a_stuck_clock() {
     for _ in 0..3 {
         let out = admission.review(
             TIMESTAMP_MUTATE_PATH,
-            &serde_json::to_vec(&review_of("CREATE", policy(None, None), None)).unwrap(),
+            &serde_json::to_vec(&review_of("CREATE", policy(&[], None), None)).unwrap(),
         );
         let ops = patch_of(&serde_json::to_value(out).unwrap());
         assert_eq!(ops[0]["op"], "add");
@@ -148,10 +157,10 @@ fn timestamp_is_strictly_increasing_even_with_a_stuck_clock() {
     }
     // and later than the stamp already on the object (another replica, a skewed clock)
     let old = policy(
-        Some(json!({"nmstate.io/webhook-mutating-timestamp": "5000000"})),
+        &[("nmstate.io/webhook-mutating-timestamp", "5000000")],
         None,
     );
-    let new = policy(Some(json!({"team": "net"})), None);
+    let new = policy(&[("team", "net")], None);
     let out = admission.review(
         TIMESTAMP_MUTATE_PATH,
         &serde_json::to_vec(&review_of("UPDATE", new, Some(old))).unwrap(),
@@ -169,7 +178,7 @@ fn timestamps_from_concurrent_requests_are_unique() {
     let clock = Arc::new(AtomicI64::new(0));
     let c = clock.clone();
     let admission = Arc::new(Admission::with_clock(move || c.load(Ordering::SeqCst)));
-    let body = serde_json::to_vec(&review_of("CREATE", policy(None, None), None)).unwrap();
+    let body = serde_json::to_vec(&review_of("CREATE", policy(&[], None), None)).unwrap();
     let stamps: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
             .map(|_| {
@@ -206,8 +215,8 @@ fn status_mutation_initialises_four_unknown_conditions_only_when_empty() {
         STATUS_MUTATE_PATH,
         &serde_json::to_vec(&review_of(
             "UPDATE",
-            policy(None, None),
-            Some(policy(None, None)),
+            policy(&[], None),
+            Some(policy(&[], None)),
         ))
         .unwrap(),
     );
@@ -234,10 +243,7 @@ fn status_mutation_initialises_four_unknown_conditions_only_when_empty() {
         ]
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
     );
-    let with = policy(
-        None,
-        Some(json!({"conditions": [{"type": "Available", "status": "True"}]})),
-    );
+    let with = policy(&[], Some(available()));
     let out = serde_json::to_value(Admission::default().review(
         STATUS_MUTATE_PATH,
         &serde_json::to_vec(&review_of("UPDATE", with.clone(), Some(with))).unwrap(),
@@ -249,10 +255,7 @@ fn status_mutation_initialises_four_unknown_conditions_only_when_empty() {
 
 #[test]
 fn main_mutation_clears_status_conditions() {
-    let with = policy(
-        None,
-        Some(json!({"conditions": [{"type": "Available", "status": "True"}]})),
-    );
+    let with = policy(&[], Some(available()));
     let out = Admission::default().review(
         MUTATE_PATH,
         &serde_json::to_vec(&review_of("CREATE", with, None)).unwrap(),
@@ -268,7 +271,7 @@ fn main_mutation_clears_status_conditions() {
 fn unknown_path_is_denied_by_name() {
     let out = serde_json::to_value(Admission::default().review(
         "/nope",
-        &serde_json::to_vec(&review_of("CREATE", policy(None, None), None)).unwrap(),
+        &serde_json::to_vec(&review_of("CREATE", policy(&[], None), None)).unwrap(),
     ))
     .unwrap();
     assert_eq!(out["response"]["allowed"], false);

@@ -2,43 +2,29 @@
 //! with their objects. The counts themselves are tested in state-engine's census.
 
 use super::*;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use knmstate_api::ConditionList;
-use knmstate_api::shared::{ApplyReport, NodeNetworkConfigurationPolicyStatus, ProbeReport};
+use knmstate_api::shared::{ApplyReport, ProbeReport};
 use knmstate_state_engine::conditions::{EnactmentTransition, PolicyConditionKind, PolicyVerdict};
-use knmstate_testkit::builders;
-
-fn t(s: i64) -> Time {
-    Time(Timestamp::from_second(s).unwrap())
-}
+use knmstate_testkit::builders::{self, at};
 
 fn nnce(node: &str, features: &[&str]) -> NodeNetworkConfigurationEnactment {
-    let mut e = builders::enactment(node, "p");
-    let mut status = knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus::default();
-    EnactmentTransition::Success.apply(&mut status.conditions, &t(0));
-    status.features = features.iter().map(ToString::to_string).collect();
-    e.status = Some(status);
+    let mut e = builders::enactment_with_features(node, "p", features);
+    EnactmentTransition::Success.apply(&mut e.status.get_or_insert_default().conditions, &at(0));
     e
 }
 
 fn available_policy() -> NodeNetworkConfigurationPolicy {
-    let mut p = NodeNetworkConfigurationPolicy::new("p", Default::default());
-    let mut conditions = ConditionList::default();
+    let mut p = builders::policy("p", &[], serde_json::json!({}));
     PolicyVerdict {
         kind: PolicyConditionKind::Success,
         message: "m".into(),
     }
-    .apply(&mut conditions, &t(0));
-    p.status = Some(NodeNetworkConfigurationPolicyStatus {
-        conditions,
-        ..Default::default()
-    });
+    .apply(&mut p.status.get_or_insert_default().conditions, &at(0));
     p
 }
 
 fn report(start: i64, rolled_back: bool) -> ApplyReport {
     ApplyReport {
-        start_time: Some(t(start)),
+        start_time: Some(at(start)),
         duration_seconds: 1.5,
         rolled_back,
         rollback_reason: if rolled_back {

@@ -2,23 +2,9 @@
 
 use super::*;
 use crate::conditions::{EnactmentTransition, PolicyConditionKind, PolicyVerdict};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use knmstate_api::ConditionList;
-use knmstate_api::names::NODE_LABEL;
-use knmstate_api::shared::{
-    NodeNetworkConfigurationEnactmentStatus, NodeNetworkConfigurationPolicyStatus,
-    NodeNetworkStateStatus,
-};
+use knmstate_testkit::builders::{self, at};
 use pretty_assertions::assert_eq;
 use rstest::rstest;
-
-fn t(s: i64) -> Time {
-    Time(Timestamp::from_second(s).unwrap())
-}
-
-fn state(v: serde_json::Value) -> State {
-    State::try_from(v).unwrap()
-}
 
 fn nnce(
     node: &str,
@@ -26,21 +12,10 @@ fn nnce(
     tr: Option<EnactmentTransition>,
     features: &[&str],
 ) -> NodeNetworkConfigurationEnactment {
-    let mut conditions = ConditionList::default();
+    let mut e = builders::enactment_with_features(node, policy, features);
     if let Some(tr) = tr {
-        tr.apply(&mut conditions, &t(0));
+        tr.apply(&mut e.status.get_or_insert_default().conditions, &at(0));
     }
-    let mut e =
-        NodeNetworkConfigurationEnactment::new(&format!("{node}.{policy}"), Default::default());
-    e.metadata.labels = Some([(NODE_LABEL.to_string(), node.to_string())].into());
-    e.status = Some(NodeNetworkConfigurationEnactmentStatus {
-        conditions,
-        features: features
-            .iter()
-            .map(std::string::ToString::to_string)
-            .collect(),
-        ..Default::default()
-    });
     e
 }
 
@@ -49,25 +24,21 @@ fn policy(
     kind: Option<PolicyConditionKind>,
     since: i64,
 ) -> NodeNetworkConfigurationPolicy {
-    let mut p = NodeNetworkConfigurationPolicy::new(name, Default::default());
-    let mut conditions = ConditionList::default();
+    let mut p = builders::policy(name, &[], serde_json::json!({}));
+    let status = p.status.get_or_insert_default();
     if let Some(kind) = kind {
         PolicyVerdict {
             kind,
             message: "m".into(),
         }
-        .apply(&mut conditions, &t(since));
+        .apply(&mut status.conditions, &at(since));
     }
-    p.status = Some(NodeNetworkConfigurationPolicyStatus {
-        conditions,
-        ..Default::default()
-    });
     p
 }
 
 fn report(start: Option<i64>, rolled_back: bool, reason: &str) -> ApplyReport {
     ApplyReport {
-        start_time: start.map(t),
+        start_time: start.map(at),
         duration_seconds: 1.5,
         rolled_back,
         rollback_reason: reason.into(),
@@ -89,7 +60,7 @@ fn features_are_a_set_not_a_count() {
 
 #[test]
 fn interfaces_are_counted_by_type() {
-    let s = state(serde_json::json!({"interfaces": [
+    let s = builders::state(serde_json::json!({"interfaces": [
         {"name": "eth0", "type": "ethernet"}, {"name": "eth1", "type": "ethernet"},
         {"name": "br1", "type": "linux-bridge"}, {"name": "x"}
     ]}));
@@ -115,7 +86,7 @@ fn routes_by_stack_and_type(
     #[case] s: serde_json::Value,
     #[case] want: &[((&'static str, &'static str), i64)],
 ) {
-    let got: Vec<_> = routes_by_kind(&state(s)).into_iter().collect();
+    let got: Vec<_> = routes_by_kind(&builders::state(s)).into_iter().collect();
     assert_eq!(got, want.to_vec());
 }
 
@@ -189,14 +160,13 @@ fn condition_age_is_cumulative() {
 
 #[test]
 fn census_counts_states_per_node() {
-    let mut nns = NodeNetworkState::new("n1", Default::default());
-    nns.status = Some(NodeNetworkStateStatus {
-        current_state: Some(state(serde_json::json!({
+    let nns = builders::node_network_state(
+        "n1",
+        serde_json::json!({
             "interfaces": [{"name": "eth0", "type": "ethernet"}],
             "routes": {"running": [{"destination": "0.0.0.0/0"}]}
-        }))),
-        ..Default::default()
-    });
+        }),
+    );
     let no_state = NodeNetworkState::new("n2", Default::default());
     let e = nnce(
         "n1",
