@@ -7,25 +7,42 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use serde_json::json;
+use knmstate_api::v1beta1::NodeNetworkState;
+use kube::Api;
+use serde_json::{Value, json};
 
-use super::{Cluster, HandlerProcess, HarnessNodes, Node, T, eventually, has_checkpoint};
+use super::{
+    Cluster, HandlerProcess, HarnessNodes, Node, T, eventually, has_checkpoint, nm_property,
+};
 
 /// Nobody answers DNS there.
 const BOGUS_DNS: &str = "198.19.255.254";
 
 /// NetworkManager's `GlobalDnsConfiguration`, as dbus-send prints it.
 fn global_dns(node: &Node) -> Result<String> {
-    node.exec(&[
-        "dbus-send",
-        "--system",
-        "--print-reply",
-        "--dest=org.freedesktop.NetworkManager",
-        "/org/freedesktop/NetworkManager",
-        "org.freedesktop.DBus.Properties.Get",
-        "string:org.freedesktop.NetworkManager",
-        "string:GlobalDnsConfiguration",
-    ])
+    nm_property(node, "GlobalDnsConfiguration")
+}
+
+/// nmstate's view of node2's DNS (`dns-resolver`), as its NodeNetworkState reports it.
+async fn reported_dns(c: &Cluster) -> Option<Value> {
+    let nns: Api<NodeNetworkState> = Api::all(c.client.clone());
+    let state = nns
+        .get("node2")
+        .await
+        .ok()?
+        .status?
+        .current_state?
+        .to_value();
+    state.get("dns-resolver").cloned()
+}
+
+/// Wait until node2's NodeNetworkState reports `want` as its DNS.
+async fn wait_reported_dns(c: &Cluster, what: &str, want: &Value) -> Result<()> {
+    eventually(what, T, || async {
+        (reported_dns(c).await.as_ref() == Some(want)).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}: want {want}"))
 }
 
 pub(crate) async fn run(
@@ -41,6 +58,9 @@ pub(crate) async fn run(
     if original.contains(BOGUS_DNS) {
         bail!("node2 starts with the wrong name server: {original}");
     }
+    let Some(original_dns) = reported_dns(c).await else {
+        bail!("node2's NodeNetworkState reports no DNS");
+    };
     c.create_policy(json!({
         "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
         "metadata": {"name": "bogus-dns"},
@@ -68,12 +88,20 @@ pub(crate) async fn run(
         bail!("the wrong name server vanished before the restart");
     }
     handlers.push(HandlerProcess::start("node2", kubeconfig, dir)?);
-    eventually("node2's global DNS restored", T, || {
-        let n = node2.clone();
-        let original = original.clone();
-        async move { (global_dns(&n).ok()? == original).then_some(()) }
+    // Start-up recovery restored the saved DNS before the handler started reconciling.
+    let log = dir.join("node2.log");
+    let log = eventually("the restarted handler started", T, || {
+        let log = log.clone();
+        async move {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.contains("handler started").then_some(text)
+        }
     })
     .await?;
+    let started = log.find("handler started").unwrap_or(log.len());
+    if !log[..started].contains("restored NetworkManager's global DNS configuration") {
+        bail!("start-up recovery did not restore the global DNS:\n{log}");
+    }
     // The re-apply probes DNS again (it works before the apply), fails, rolls back: Failing
     // once its retries are spent, never Available.
     let e = eventually("node2.bogus-dns Failing for good", T, || {
@@ -100,9 +128,10 @@ pub(crate) async fn run(
     {
         bail!("the last apply was not rolled back by its DNS probe: {report:?}");
     }
+    wait_reported_dns(c, "node2's DNS as before after the rollback", &original_dns).await?;
     let now = global_dns(node2)?;
-    if now != original {
-        bail!("node2's global DNS is not the original after the rollback: {now}");
+    if now.contains(BOGUS_DNS) {
+        bail!("node2's global DNS after the rollback: {now}");
     }
     if has_checkpoint(node2)? {
         bail!("node2: a checkpoint was left");

@@ -148,7 +148,8 @@ impl HandlerProcess {
     }
 }
 
-fn checkpoints(node: &Node) -> Result<String> {
+/// A property of the node's NetworkManager, as dbus-send prints it.
+fn nm_property(node: &Node, name: &str) -> Result<String> {
     node.exec(&[
         "dbus-send",
         "--system",
@@ -157,8 +158,12 @@ fn checkpoints(node: &Node) -> Result<String> {
         "/org/freedesktop/NetworkManager",
         "org.freedesktop.DBus.Properties.Get",
         "string:org.freedesktop.NetworkManager",
-        "string:Checkpoints",
+        &format!("string:{name}"),
     ])
+}
+
+fn checkpoints(node: &Node) -> Result<String> {
+    nm_property(node, "Checkpoints")
 }
 
 fn has_checkpoint(node: &Node) -> Result<bool> {
