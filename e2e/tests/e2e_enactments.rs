@@ -1,14 +1,17 @@
 //! End-to-end: how a policy's enactments move, how many nodes apply at once, and what is left
 //! after a policy is deleted. Needs a cluster (`KUBECONFIG`); skips without one.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use knmstate_testkit::cluster::{
-    EnactmentWatch, absent, active_condition, bad_gateway_spec, bridge, connect, policy,
+    E2e, EnactmentLog, EnactmentWatch, absent, active_condition, bad_gateway_spec, bridge, connect,
+    policy,
 };
+use kube::api::DynamicObject;
 use serde_json::json;
 
-const ROLLOUT: Duration = Duration::from_secs(180);
+const ROLLOUT: Duration = Duration::from_mins(3);
 
 /// A good policy: every node goes (Pending →) Progressing → Available, nothing else; the policy
 /// ends Available with "N/N nodes successfully configured"; deleting it deletes its enactments.
@@ -133,32 +136,7 @@ async fn a_bad_policy_fails_on_max_unavailable_nodes_and_aborts_the_rest() -> an
     let mut spec = bad_gateway_spec();
     spec["maxUnavailable"] = json!(1);
     e2e.apply_policy(&policy(name, spec)).await?;
-    let enactments = e2e
-        .wait_until("every enactment to fail or abort", ROLLOUT, || async {
-            let es = e2e.enactments(name).await?;
-            let done = es.len() == nodes.len()
-                && es.values().all(|e| {
-                    matches!(
-                        active_condition(e).map(|c| c.0).as_deref(),
-                        Some("Failing" | "Aborted")
-                    ) && !knmstate_testkit::cluster::is_true(e, "Progressing")
-                });
-            Ok(done.then_some(es))
-        })
-        .await
-        .map_err(|e| e.context(format!("{:?}", watch.snapshot())))?;
-    let log = watch.stop();
-    let failing = enactments
-        .values()
-        .filter(|e| active_condition(e).is_some_and(|c| c.0 == "Failing"))
-        .count();
-    let aborted = enactments.len() - failing;
-    assert_eq!(failing, 1, "{log:?}");
-    assert_eq!(aborted, nodes.len() - 1, "{log:?}");
-    assert!(
-        log.peak.get("Progressing").copied().unwrap_or(0) <= 1,
-        "{log:?}"
-    );
+    let (enactments, log) = wait_one_failing_rest_aborted(&e2e, name, nodes.len(), watch).await?;
     for (node, e) in &enactments {
         let (t, _, message) = active_condition(e).expect("active");
         // Condition sequences: the failed node applied (Progressing, Retrying) and then failed
@@ -193,11 +171,103 @@ async fn a_bad_policy_fails_on_max_unavailable_nodes_and_aborts_the_rest() -> an
             );
         }
     }
-    // The policy status follows the enactments (the controller aggregates asynchronously).
+    let degraded = wait_degraded_one_failing(&e2e, name, nodes.len()).await;
+    e2e.delete_policy(name).await?;
+    assert_eq!(degraded?, "FailedToConfigure");
+    Ok(())
+}
+
+/// A desired state nmstate rejects (an ethernet interface no node has), maxUnavailable 1: only
+/// the apply finds the error, inside a slot, so exactly one node Failing and the others
+/// Aborted, and the policy Degraded with upstream's message (nmstate's feature statistics,
+/// which also fail on it, must not fail the policy on every node at once).
+#[tokio::test]
+async fn a_policy_nmstate_rejects_fails_on_max_unavailable_nodes_and_aborts_the_rest()
+-> anyhow::Result<()> {
+    let Some(e2e) = connect("maxUnavailable with a rejected policy").await else {
+        return Ok(());
+    };
+    let nodes = e2e.handler_nodes().await?;
+    let name = "e2e-rejected-max-unavailable";
+    e2e.delete_policy(name).await?;
+    let watch = EnactmentWatch::start(&e2e, name);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    e2e.apply_policy(&policy(
+        name,
+        json!({"maxUnavailable": 1, "desiredState": {"interfaces": [
+            {"name": "e2enic9", "type": "ethernet", "state": "up"}]}}),
+    ))
+    .await?;
+    let (enactments, log) = wait_one_failing_rest_aborted(&e2e, name, nodes.len(), watch).await?;
+    for (node, e) in &enactments {
+        let (t, _, message) = active_condition(e).expect("active");
+        let seq = log.sequences.get(node).cloned().unwrap_or_default();
+        if t == "Failing" {
+            assert!(
+                !message.contains("feature statistics"),
+                "the statistics failed the policy: {message}"
+            );
+            assert!(message.contains("e2enic9"), "{message}");
+            assert!(
+                seq.iter().any(|s| s.starts_with("Progressing/")),
+                "{node}: the failure came from an apply inside the slot: {seq:?}"
+            );
+        } else {
+            assert!(
+                !seq.iter().any(|s| s.starts_with("Failing/")),
+                "{node}: {seq:?}"
+            );
+        }
+    }
+    let degraded = wait_degraded_one_failing(&e2e, name, nodes.len()).await;
+    e2e.delete_policy(name).await?;
+    assert_eq!(degraded?, "FailedToConfigure");
+    Ok(())
+}
+
+/// Wait until every one of the `nodes` enactments of `name` failed or aborted; asserts exactly
+/// one Failing, the others Aborted, never more than one Progressing at once.
+async fn wait_one_failing_rest_aborted(
+    e2e: &E2e,
+    name: &str,
+    nodes: usize,
+    watch: EnactmentWatch,
+) -> anyhow::Result<(BTreeMap<String, DynamicObject>, EnactmentLog)> {
+    let enactments = e2e
+        .wait_until("every enactment to fail or abort", ROLLOUT, || async {
+            let es = e2e.enactments(name).await?;
+            let done = es.len() == nodes
+                && es.values().all(|e| {
+                    matches!(
+                        active_condition(e).map(|c| c.0).as_deref(),
+                        Some("Failing" | "Aborted")
+                    ) && !knmstate_testkit::cluster::is_true(e, "Progressing")
+                });
+            Ok(done.then_some(es))
+        })
+        .await
+        .map_err(|e| e.context(format!("{:?}", watch.snapshot())))?;
+    let log = watch.stop();
+    let failing = enactments
+        .values()
+        .filter(|e| active_condition(e).is_some_and(|c| c.0 == "Failing"))
+        .count();
+    let aborted = enactments.len() - failing;
+    assert_eq!(failing, 1, "{log:?}");
+    assert_eq!(aborted, nodes - 1, "{log:?}");
+    assert!(
+        log.peak.get("Progressing").copied().unwrap_or(0) <= 1,
+        "{log:?}"
+    );
+    Ok((enactments, log))
+}
+
+/// Wait for the policy `name` to be Degraded with one of `nodes` failed and the others
+/// aborted (the controller aggregates asynchronously); its reason.
+async fn wait_degraded_one_failing(e2e: &E2e, name: &str, nodes: usize) -> anyhow::Result<String> {
     let want = format!(
-        "1/{} nodes failed to configure, {} nodes aborted configuration",
-        nodes.len(),
-        nodes.len() - 1
+        "1/{nodes} nodes failed to configure, {} nodes aborted configuration",
+        nodes - 1
     );
     let seen = e2e
         .wait_until(
@@ -211,8 +281,6 @@ async fn a_bad_policy_fails_on_max_unavailable_nodes_and_aborts_the_rest() -> an
         )
         .await;
     let last = active_condition(&e2e.nncp.get(name).await?);
-    e2e.delete_policy(name).await?;
     let (_, reason, _) = seen.map_err(|e| e.context(format!("last seen: {last:?}")))?;
-    assert_eq!(reason, "FailedToConfigure");
-    Ok(())
+    Ok(reason)
 }
