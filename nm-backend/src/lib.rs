@@ -8,7 +8,9 @@
 //!   versions;
 //! - [`Backend::resolve_policy`]: nmpolicy capture resolution against the current state, reusing
 //!   cached captures, giving the node's desired state and `capturedStates`;
-//! - [`Backend::feature_statistics`]: nmstate's feature statistics of a desired state;
+//! - [`Backend::feature_statistics`]: nmstate's feature statistics of a desired state (a panic
+//!   in nmstate's nmpolicy or statistics code is caught and returned as
+//!   [`BackendError::NmstatePanic`]);
 //! - [`Backend::transaction`]: the apply transaction — apply without committing, holding a
 //!   NetworkManager checkpoint, run the caller's [`probe`]s, then commit, or roll back on a
 //!   failed probe, a cancellation or a failed commit; its steps [`Backend::apply`] →
@@ -16,7 +18,9 @@
 //!   themselves. Interface types the kernel cannot create are refused within seconds instead
 //!   of after nmstate's retries;
 //! - [`Backend::roll_back_stale_checkpoints`]: checkpoints left behind by a crashed process are
-//!   rolled back (which destroys them), at start-up and before every apply;
+//!   rolled back (which destroys them), at start-up and before every apply, and the global DNS
+//!   it recorded is restored (with [`NmBackend::with_state_dir`]), also when NetworkManager's
+//!   checkpoint timeout rolled the checkpoint back first;
 //! - [`Backend::supports_bridge_vlan_filtering`]: the kernel-support probe for linux-bridge
 //!   VLAN filtering (the same throw-away-link probe that checks interface types);
 //! - [`Backend::changes`]: a debounced stream of NetworkManager change signals.
