@@ -92,7 +92,11 @@ impl NmBackend {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
                 }
-                std::fs::write(&path, bytes).map_err(|e| e.to_string())
+                // Written aside, then renamed over: a kill mid-write leaves the previous
+                // record whole, never a truncated one that recovery could not read.
+                let partial = path.with_extension("partial");
+                std::fs::write(&partial, bytes).map_err(|e| e.to_string())?;
+                std::fs::rename(&partial, &path).map_err(|e| e.to_string())
             });
         if let Err(e) = written {
             tracing::warn!(path = %path.display(), error = %e, "failed to record the pending apply");
