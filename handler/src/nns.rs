@@ -13,6 +13,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use knmstate_api::names;
+use knmstate_api::shared::NodeNetworkStateStatus;
 use knmstate_api::v1beta1::NodeNetworkState;
 use knmstate_nm_backend::Backend;
 use knmstate_state_engine::filter::{FilterOptions, filter_state};
@@ -21,7 +22,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::context::Context;
@@ -87,12 +88,13 @@ pub async fn refresh<B: Backend>(ctx: &Context<B>, node: &Node) -> Result<bool> 
     }
     let body = objects::status_patch::<NodeNetworkState>(
         &name,
-        json!({
-            "currentState": state,
-            "lastSuccessfulUpdateTime": Time(k8s_openapi::jiff::Timestamp::now()),
-            "handlerNmstateVersion": current.nmstate_version,
-            "hostNetworkManagerVersion": current.nm_version,
-        }),
+        NodeNetworkStateStatus {
+            current_state: knmstate_api::State::try_from(state.clone()).ok(),
+            last_successful_update_time: Some(Time(k8s_openapi::jiff::Timestamp::now())),
+            handler_nmstate_version: current.nmstate_version,
+            host_network_manager_version: current.nm_version,
+            ..NodeNetworkStateStatus::default()
+        },
     );
     api.patch_status(
         &name,
@@ -204,6 +206,7 @@ pub async fn forward_network_changes<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn reported_state_hides_secrets_and_drops_unmanaged_veths() {
