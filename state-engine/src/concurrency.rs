@@ -126,7 +126,14 @@ impl MaxUnavailableSpec {
     pub fn scale(self, nodes: usize) -> usize {
         match self {
             Self::Count(n) => usize::try_from(n).unwrap_or(usize::MAX),
-            Self::Percent(p) => (usize::from(p) * nodes).div_ceil(100),
+            // ⌈p·n/100⌉ with n = 100q + r is p·q + ⌈p·r/100⌉: no product past n·p/100, so no
+            // overflow for any node count (`p·n` itself overflows beyond usize::MAX / 100).
+            Self::Percent(p) => {
+                let p = usize::from(p);
+                (nodes / 100)
+                    .saturating_mul(p)
+                    .saturating_add((nodes % 100 * p).div_ceil(100))
+            }
         }
     }
 }
@@ -406,6 +413,29 @@ pub fn decide_slot(
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[rstest]
+    #[case::none(MaxUnavailableSpec::Percent(50), 0, 0)]
+    #[case::round_up(MaxUnavailableSpec::Percent(1), 1, 1)]
+    #[case::exact(MaxUnavailableSpec::Percent(30), 200, 60)]
+    #[case::half_of_max(MaxUnavailableSpec::Percent(50), usize::MAX, usize::MAX / 2 + 1)]
+    #[case::all_of_max(MaxUnavailableSpec::Percent(100), usize::MAX, usize::MAX)]
+    #[case::one_percent_of_max(MaxUnavailableSpec::Percent(1), usize::MAX, usize::MAX / 100 + 1)]
+    #[case::over_full_saturates(MaxUnavailableSpec::Percent(255), usize::MAX, usize::MAX)]
+    #[case::count_of_max(MaxUnavailableSpec::Count(u32::MAX), usize::MAX, u32::MAX as usize)]
+    fn scale_does_not_overflow(
+        #[case] spec: MaxUnavailableSpec,
+        #[case] nodes: usize,
+        #[case] want: usize,
+    ) {
+        assert_eq!(spec.scale(nodes), want);
+    }
+
+    #[test]
+    fn max_unavailable_of_usize_max_nodes() {
+        let m = max_unavailable(Some(&IntOrString::String("50%".into())), usize::MAX);
+        assert_eq!((m.value, m.error.is_none()), (usize::MAX / 2 + 1, true));
+    }
 
     #[rstest]
     #[case(5, Some(IntOrString::String("50%".into())), 3, false)]

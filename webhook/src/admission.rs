@@ -176,7 +176,9 @@ impl Admission {
         let floor = after.unwrap_or(0);
         let mut prev = self.last_stamp.load(Ordering::SeqCst);
         loop {
-            let next = now.max(prev + 1).max(floor + 1);
+            // Saturating: an annotation of i64::MAX (set by anyone who can edit the policy)
+            // must not overflow; the stamp then stays at i64::MAX.
+            let next = now.max(prev.saturating_add(1)).max(floor.saturating_add(1));
             match self
                 .last_stamp
                 .compare_exchange(prev, next, Ordering::SeqCst, Ordering::SeqCst)

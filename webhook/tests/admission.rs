@@ -173,6 +173,32 @@ fn timestamp_is_strictly_increasing_even_with_a_stuck_clock() {
     assert_eq!(ops[0]["value"], "5000001");
 }
 
+/// The stamp after an UPDATE whose old object carries `annotation`, with the clock at
+/// `clock` and a fresh admission handler.
+#[rstest::rstest]
+#[case::i64_max(i64::MAX.to_string(), 1_000, i64::MAX.to_string())]
+#[case::just_below_max((i64::MAX - 1).to_string(), 1_000, i64::MAX.to_string())]
+#[case::u64_max_is_not_a_stamp(u64::MAX.to_string(), 1_000, "1000".to_owned())]
+#[case::past_u64_max("99999999999999999999999".to_owned(), 1_000, "1000".to_owned())]
+#[case::negative(i64::MIN.to_string(), 1_000, "1000".to_owned())]
+#[case::clock_at_max("7".to_owned(), i64::MAX, i64::MAX.to_string())]
+fn timestamp_at_the_integer_boundary_does_not_overflow(
+    #[case] annotation: String,
+    #[case] clock: i64,
+    #[case] want: String,
+) {
+    let admission = Admission::with_clock(move || clock);
+    let old = policy(
+        &[("nmstate.io/webhook-mutating-timestamp", annotation.as_str())],
+        None,
+    );
+    let new = policy(&[("team", "net")], None);
+    let body = serde_json::to_vec(&review_of("UPDATE", new, Some(old))).unwrap();
+    let out = admission.review(TIMESTAMP_MUTATE_PATH, &body);
+    let ops = patch_of(&serde_json::to_value(out).unwrap());
+    assert_eq!(ops[0]["value"], want.as_str());
+}
+
 #[test]
 fn timestamps_from_concurrent_requests_are_unique() {
     let clock = Arc::new(AtomicI64::new(0));
