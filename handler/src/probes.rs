@@ -14,7 +14,9 @@ use knmstate_nm_backend::probe::{
     DefaultGatewayProbe, DnsProbe, Probe, ProbeContext, ProbeFuture, ProbeOutcome, RecordType,
 };
 use knmstate_state_engine::rollback::{DEFAULT_DNS_HOST, ProbeKind, ProbeSpec};
+use knmstate_state_engine::secrets;
 use kube::Api;
+use serde_json::Value;
 
 #[cfg(any(test, feature = "testing"))]
 mod model;
@@ -34,6 +36,36 @@ pub struct ProbeEnv {
 pub trait ProbeFactory: Send + Sync {
     /// A probe for `spec`.
     fn build(&self, spec: &ProbeSpec, env: &ProbeEnv) -> Box<dyn Probe>;
+}
+
+/// A probe whose messages hold no secret of the desired state being applied: a probe may
+/// quote the state it read, and its messages reach the log (nm-backend's probe runner), the
+/// enactment (`status.lastApply`, the Failing message) and events.
+pub struct Scrubbed {
+    /// The probe.
+    pub inner: Box<dyn Probe>,
+    /// The desired state being applied (secrets in clear).
+    pub desired: Value,
+}
+
+impl Probe for Scrubbed {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
+        Box::pin(async move {
+            let scrub = |text: String| secrets::scrub(&text, &self.desired);
+            match self.inner.run(ctx).await {
+                Ok(ProbeOutcome::Passed(m)) => Ok(ProbeOutcome::Passed(scrub(m))),
+                Ok(ProbeOutcome::Skipped(m)) => Ok(ProbeOutcome::Skipped(scrub(m))),
+                Err(BackendError::Probe { probe, message }) => {
+                    Err(probe_failed(&probe, scrub(message)))
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
 }
 
 fn probe_failed(probe: &str, message: String) -> BackendError {

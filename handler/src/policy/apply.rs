@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::{Run, now};
 use crate::error::{Error, Result};
+use crate::probes::{ProbeEnv, Scrubbed};
 use knmstate_state_engine::secrets;
 
 /// Budget of an external probe's check before the apply.
@@ -72,19 +73,28 @@ impl<B: Backend> Run<B> {
                     timeout: spec.timeout.min(PRECHECK_TIMEOUT),
                     ..spec.clone()
                 };
-                let check = ctx.probes.build(&quick, &env);
+                let check = self.probe(&quick, &env);
                 let res = tokio::select! {
                     r = check.run(&pre) => r,
                     _ = shutdown.wait_for(|s| *s) => return Err(Error::ShuttingDown),
                 };
                 if let Err(e) = res {
-                    tracing::warn!(probe = check.name(), error = %e, "not selecting a probe that fails before the apply");
+                    let error = secrets::scrub(&e.to_string(), &self.desired);
+                    tracing::warn!(probe = check.name(), %error, "not selecting a probe that fails before the apply");
                     continue;
                 }
             }
-            selected.push(ctx.probes.build(spec, &env));
+            selected.push(self.probe(spec, &env));
         }
         Ok(selected)
+    }
+
+    /// The probe of `spec`, its messages scrubbed of the secrets of the desired state.
+    fn probe(&self, spec: &ProbeSpec, env: &ProbeEnv) -> Box<dyn Probe> {
+        Box::new(Scrubbed {
+            inner: self.ctx.probes.build(spec, env),
+            desired: self.desired.clone(),
+        })
     }
 
     /// One apply transaction: the report for `status.lastApply`, and the failure message when
@@ -129,7 +139,11 @@ impl<B: Backend> Run<B> {
         let mut report = ApplyReport {
             start_time: Some(start_time),
             duration_seconds: transaction.duration.as_secs_f64(),
-            probes: transaction.probes.iter().map(probe_report).collect(),
+            probes: transaction
+                .probes
+                .iter()
+                .map(|record| probe_report(record, &self.desired))
+                .collect(),
             ..Default::default()
         };
         let failure = match transaction.outcome {
@@ -158,15 +172,16 @@ impl<B: Backend> Run<B> {
     }
 }
 
-/// A probe's entry in `status.lastApply` (the message only when it failed).
-fn probe_report(record: &ProbeRecord) -> ProbeReport {
+/// A probe's entry in `status.lastApply` (the message only when it failed, scrubbed of the
+/// secrets of `desired`: a probe may quote the state it read).
+fn probe_report(record: &ProbeRecord, desired: &Value) -> ProbeReport {
     ProbeReport {
         name: record.name.clone(),
         succeeded: record.succeeded(),
         duration_seconds: record.duration.as_secs_f64(),
         message: match &record.outcome {
             Ok(_) => String::new(),
-            Err(message) => secrets::cap_message(message, 1024),
+            Err(message) => secrets::scrub_capped(message, desired, 1024),
         },
     }
 }

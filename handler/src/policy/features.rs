@@ -5,6 +5,7 @@
 //! only the apply can find is found by the apply, inside a slot.
 
 use knmstate_nm_backend::Backend;
+use knmstate_state_engine::secrets;
 use serde_json::Value;
 
 use super::Run;
@@ -17,7 +18,8 @@ impl<B: Backend> Run<B> {
         {
             Ok(stats) => stats.features,
             Err(e) => {
-                tracing::warn!(policy = %self.name, category = e.category(), error = %e,
+                let error = secrets::scrub(&e.to_string(), &self.desired);
+                tracing::warn!(policy = %self.name, category = e.category(), %error,
                     "failed to compute the feature statistics; status.features left empty");
                 Vec::new()
             }

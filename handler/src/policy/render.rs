@@ -91,10 +91,7 @@ impl<B: Backend> Run<B> {
             .as_ref()
             .map(State::to_value)
             .unwrap_or_default();
-        let msg = secrets::cap_message(
-            &secrets::scrub(&e.to_string(), &spec_state),
-            MAX_MESSAGE_BYTES,
-        );
+        let msg = secrets::scrub_capped(&e.to_string(), &spec_state, MAX_MESSAGE_BYTES);
         tracing::warn!(policy = %self.name, category = e.category(), error = %msg, "failed to render the desired state");
         self.fail_for_good(msg).await
     }

@@ -19,6 +19,7 @@ impl<B: Backend> Run<B> {
         let ctx = self.ctx.clone();
         let retry = ctx.config.defaults.retry;
         let scrubbed = secrets::scrub(error, &self.desired);
+        // Scrubbed before it is cut, so that no part of a secret survives the cut.
         tracing::warn!(policy = %self.name, error = %secrets::cap_message(&scrubbed, 4096), "failed to apply");
         match retry.after_failure(failures_before) {
             RetryDecision::Retry { failures, delay } => {

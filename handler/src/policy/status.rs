@@ -46,7 +46,7 @@ impl<B: Backend> Run<B> {
 
     /// A Warning event `ReconcileFailed` on the policy (errors are only logged).
     pub(super) async fn event(&self, note: &str) {
-        let note = secrets::cap_message(&secrets::scrub(note, &self.desired), 1024);
+        let note = secrets::scrub_capped(note, &self.desired, 1024);
         let ev = Event {
             type_: EventType::Warning,
             reason: names::event::REASON_RECONCILE_FAILED.to_owned(),

@@ -7,6 +7,7 @@ mod concurrency;
 mod failures;
 mod ordering;
 mod rejected;
+mod secrets;
 mod state;
 
 use std::sync::Arc;
