@@ -66,15 +66,18 @@ impl<B: Backend + Clone + 'static> Handler<B> {
             watcher::Config::default().fields(&by_name),
         )
         .default_backoff()
-        .reflect(node_writer)
         .applied_objects()
         .predicate_filter(|n: &Node| Some(hash_uid(n)), Default::default());
-        // Its label changes re-run every policy.
+        // Its label changes re-run every policy. This watch feeds the Node store the policy
+        // reconciles read, so a label change reaches the store before it triggers them (with
+        // the store fed by another watch, a reconcile could still see the old labels and the
+        // newly selected node stayed without its enactment).
         let label_changes = watcher(
             Api::<Node>::all(client.clone()),
             watcher::Config::default().fields(&by_name),
         )
         .default_backoff()
+        .reflect(node_writer)
         .applied_objects()
         .predicate_filter(predicates::labels, Default::default())
         .filter_map(|r| async move { r.ok().map(|_| ()) });
