@@ -6,7 +6,10 @@
 //! order-insensitive; MAC addresses case-insensitive), **created** when no current interface
 //! has its name, and **removed** when it says `state: absent` and exists. Routes are compared
 //! on `routes.config` (a route with `state: absent` removes every current route it matches),
-//! DNS on `dns-resolver.config`. The plan also says whether it touches the default route
+//! DNS on `dns-resolver.config`. Ports are compared on their controller: a port listed by a
+//! desired bridge or bond (or naming a `controller` itself) that is not its port now is
+//! **attached**; a current port of a desired bridge or bond that its full port list leaves out,
+//! or of one being removed, is **detached**. The plan also says whether it touches the default route
 //! (`0.0.0.0/0` or `::/0` in the main table) or the interface carrying it, which decides the
 //! probes in [`crate::rollback`].
 //!
@@ -33,7 +36,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What happens to one interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +77,20 @@ pub struct DnsChange {
     pub after: Value,
 }
 
+/// A port moving to another controller (bridge, OVS bridge, bond), or leaving one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PortChange {
+    /// The port's name.
+    pub port: String,
+    /// Its controller now (`None` when it has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Its controller after the apply (`None` when detached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
 /// What a desired state changes on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -82,6 +99,9 @@ pub struct DnsChange {
 pub struct Plan {
     /// Interfaces created, changed or removed, sorted by name.
     pub interfaces: Vec<InterfaceChange>,
+    /// Ports attached to, moved between or detached from controllers, sorted by port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortChange>,
     /// Routes added to `routes.config`.
     pub routes_added: Vec<Value>,
     /// Current `routes.config` entries removed.
@@ -106,6 +126,7 @@ impl Plan {
     /// Whether applying would change nothing.
     pub fn is_empty(&self) -> bool {
         self.interfaces.is_empty()
+            && self.ports.is_empty()
             && self.routes_added.is_empty()
             && self.routes_removed.is_empty()
             && self.dns.is_none()
@@ -208,6 +229,60 @@ fn ports_of(iface: &Value) -> Vec<String> {
     out
 }
 
+/// The controller of each current interface that has one.
+fn current_controllers(current: &Value) -> BTreeMap<String, String> {
+    list(current, &["interfaces"])
+        .iter()
+        .filter_map(|c| {
+            let controller = str_of(c, "controller").filter(|s| !s.is_empty())?;
+            Some((str_of(c, "name")?.to_owned(), controller.to_owned()))
+        })
+        .collect()
+}
+
+/// Whether a desired controller interface lists its ports in full (a `port` list is given).
+fn lists_ports(iface: &Value) -> bool {
+    iface
+        .get("bridge")
+        .and_then(|b| b.get("port"))
+        .or_else(|| iface.get("link-aggregation").and_then(|b| b.get("port")))
+        .is_some_and(Value::is_array)
+}
+
+fn diff_ports(current: &Value, desired: &Value) -> Vec<PortChange> {
+    let now = current_controllers(current);
+    let mut after: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for d in list(desired, &["interfaces"]) {
+        let Some(name) = str_of(d, "name") else {
+            continue;
+        };
+        if is_absent(d) || lists_ports(d) {
+            // Its current ports leave it unless it lists them again (below).
+            for (port, _) in now.iter().filter(|(_, c)| c.as_str() == name) {
+                after.entry(port.clone()).or_insert(None);
+            }
+        }
+        if !is_absent(d) {
+            for port in ports_of(d) {
+                after.insert(port, Some(name.to_owned()));
+            }
+        }
+    }
+    for d in list(desired, &["interfaces"]) {
+        if let (Some(name), Some(controller)) = (str_of(d, "name"), str_of(d, "controller")) {
+            let to = (!controller.is_empty()).then(|| controller.to_owned());
+            after.insert(name.to_owned(), to);
+        }
+    }
+    after
+        .into_iter()
+        .filter_map(|(port, to)| {
+            let from = now.get(&port).cloned();
+            (from != to).then_some(PortChange { port, from, to })
+        })
+        .collect()
+}
+
 fn diff_interfaces(current: &Value, desired: &Value) -> Vec<InterfaceChange> {
     let cur = list(current, &["interfaces"]);
     let mut out = Vec::new();
@@ -282,6 +357,7 @@ fn dns_config(v: &Value) -> Value {
 pub fn plan(current: &Value, desired: &Value) -> Plan {
     let mut p = Plan {
         interfaces: diff_interfaces(current, desired),
+        ports: diff_ports(current, desired),
         ..Default::default()
     };
 
@@ -410,6 +486,43 @@ mod tests {
         let p = plan(&base(), &desired);
         assert!(p.touches_default_route_interface);
         assert_eq!(p.default_route_interfaces, ["eth0"]);
+    }
+
+    #[test]
+    fn ports_attach_move_and_detach() {
+        let cur = json!({"interfaces": [
+            {"name": "eth1", "type": "ethernet", "state": "up", "controller": "br0"},
+            {"name": "eth2", "type": "ethernet", "state": "up", "controller": "br0"},
+            {"name": "eth3", "type": "ethernet", "state": "up", "controller": "bond0"},
+            {"name": "br0", "type": "linux-bridge", "state": "up",
+             "bridge": {"port": [{"name": "eth1"}, {"name": "eth2"}]}}
+        ]});
+        let desired = json!({"interfaces": [
+            {"name": "br0", "type": "linux-bridge", "state": "up", "bridge": {"port": [{"name": "eth2"}]}},
+            {"name": "br1", "type": "linux-bridge", "state": "up", "bridge": {"port": [{"name": "eth1"}]}},
+            {"name": "eth3", "controller": ""},
+            {"name": "eth4", "controller": "br1"}
+        ]});
+        let to = |port: &str, from: Option<&str>, to: Option<&str>| PortChange {
+            port: port.into(),
+            from: from.map(Into::into),
+            to: to.map(Into::into),
+        };
+        assert_eq!(
+            plan(&cur, &desired).ports,
+            [
+                to("eth1", Some("br0"), Some("br1")),
+                to("eth3", Some("bond0"), None),
+                to("eth4", None, Some("br1")),
+            ]
+        );
+        let removed = json!({"interfaces": [{"name": "br0", "state": "absent"}]});
+        assert_eq!(
+            plan(&cur, &removed).ports,
+            [to("eth1", Some("br0"), None), to("eth2", Some("br0"), None)]
+        );
+        let same = json!({"interfaces": [{"name": "br0", "bridge": {"port": [{"name": "eth1"}, {"name": "eth2"}]}}]});
+        assert!(plan(&cur, &same).ports.is_empty());
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Rendering of a desired state before it is applied: upstream's default linux-bridge VLAN
-//! trunk. Capture (nmpolicy) resolution needs the node's current state and happens on the
-//! node, in nm-backend; this module only does what is pure.
+//! trunk. Capture (nmpolicy) resolution runs nmstate's code in nm-backend
+//! (`knmstate_nm_backend::resolve_policy`); this module holds what is pure around it: its
+//! input ([`nmpolicy`]), the captures a rendering may reuse ([`reusable_captures`]) and the
+//! last touches to its output ([`finish`]), so the handler and `kubectl nmstate plan` render
+//! alike.
 //!
 //! Every `linux-bridge` interface with `state: up` gets, on each port **without** a `vlan` key,
 //! `vlan: {mode: trunk, trunk-tags: [{id-range: {min: 2, max: 4094}}]}`. A port that says
@@ -20,7 +23,54 @@
 //! assert_eq!(desired["interfaces"][0]["bridge"]["port"][1]["vlan"], json!({}));
 //! ```
 
+use std::collections::BTreeMap;
+
+use knmstate_api::State;
+use knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus;
+use knmstate_api::v1::NodeNetworkConfigurationPolicySpec;
 use serde_json::{Value, json};
+
+use crate::secrets;
+
+/// The input of capture resolution: `{capture, desiredState}` of a policy's spec (`{}` for
+/// each one the spec leaves out).
+pub fn nmpolicy(spec: &NodeNetworkConfigurationPolicySpec) -> Value {
+    json!({
+        "capture": spec.capture.clone().unwrap_or_default(),
+        "desiredState": spec.desired_state.as_ref().map(State::to_value).unwrap_or(json!({})),
+    })
+}
+
+/// The captured states of an enactment a new rendering reuses instead of capturing again (as
+/// upstream does): none before the enactment was rendered once, and never one that holds a
+/// secret (stored hidden, it would fill the desired state with the placeholder).
+pub fn reusable_captures(
+    stored: &NodeNetworkConfigurationEnactmentStatus,
+) -> BTreeMap<String, Value> {
+    if stored.policy_generation.is_none() {
+        return BTreeMap::new();
+    }
+    stored
+        .captured_states
+        .iter()
+        .filter_map(|(k, v)| v.state.as_ref().map(|s| (k.clone(), s.to_value())))
+        .filter(|(_, v)| secrets::secret_values(v).is_empty())
+        .collect()
+}
+
+/// The desired state to apply from the one capture resolution gave: `{}` for none, with the
+/// default bridge VLAN trunk injected when `inject_bridge_vlan`.
+pub fn finish(resolved: Value, inject_bridge_vlan: bool) -> Value {
+    let mut desired = if resolved.is_null() {
+        json!({})
+    } else {
+        resolved
+    };
+    if inject_bridge_vlan {
+        inject_default_bridge_vlan(&mut desired);
+    }
+    desired
+}
 
 /// The VLAN configuration injected on linux-bridge ports that do not say otherwise.
 pub fn default_bridge_port_vlan() -> Value {
@@ -148,6 +198,51 @@ mod tests {
         let mut want = before;
         want["interfaces"][3]["bridge"]["port"][0]["vlan"] = default_bridge_port_vlan();
         assert_eq!(d, want);
+    }
+
+    #[test]
+    fn captures_are_reused_only_once_rendered_and_without_secrets() {
+        use knmstate_api::shared::NodeNetworkConfigurationEnactmentCapturedState as Captured;
+        let captured = |v: Value| Captured {
+            state: State::try_from(v).ok(),
+            meta_info: None,
+        };
+        let mut stored = NodeNetworkConfigurationEnactmentStatus::default();
+        stored.captured_states.insert(
+            "gw".into(),
+            captured(json!({"routes": {"running": [{"destination": "0.0.0.0/0"}]}})),
+        );
+        stored.captured_states.insert(
+            "wifi".into(),
+            captured(json!({"interfaces": [{"name": "w", "802.1x": {"password": "x"}}]})),
+        );
+        assert!(reusable_captures(&stored).is_empty());
+        stored.policy_generation = Some(1);
+        let reused = reusable_captures(&stored);
+        assert_eq!(reused.keys().collect::<Vec<_>>(), ["gw"]);
+    }
+
+    #[test]
+    fn nmpolicy_and_finish_fill_what_is_left_out() {
+        let spec: NodeNetworkConfigurationPolicySpec = serde_json::from_value(json!({
+            "desiredState": {"interfaces": [{"name": "br1", "type": "linux-bridge", "state": "up",
+                "bridge": {"port": [{"name": "eth1"}]}}]}
+        }))
+        .unwrap();
+        let input = nmpolicy(&spec);
+        assert_eq!(input["capture"], json!({}));
+        let desired = finish(input["desiredState"].clone(), true);
+        assert_eq!(
+            desired["interfaces"][0]["bridge"]["port"][0]["vlan"],
+            default_bridge_port_vlan()
+        );
+        assert_eq!(
+            finish(input["desiredState"].clone(), false),
+            input["desiredState"]
+        );
+        assert_eq!(finish(Value::Null, true), json!({}));
+        let empty = NodeNetworkConfigurationPolicySpec::default();
+        assert_eq!(nmpolicy(&empty), json!({"capture": {}, "desiredState": {}}));
     }
 
     #[test]

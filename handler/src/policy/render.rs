@@ -14,7 +14,6 @@ use knmstate_nm_backend::{Backend, BackendError};
 use knmstate_state_engine::conditions::{self as cond, EnactmentTransition};
 use knmstate_state_engine::render;
 use kube::runtime::controller::Action;
-use serde_json::{Value, json};
 
 use super::{Run, Step, now};
 use crate::error::{Error, Result};
@@ -23,32 +22,13 @@ use knmstate_state_engine::secrets::{self, MAX_MESSAGE_BYTES};
 impl<B: Backend> Run<B> {
     /// Render the desired state into `self.desired` and the status.
     pub(super) async fn render(&mut self) -> Result<Step> {
-        let spec = &self.policy.spec;
-        let policy_value = json!({
-            "capture": spec.capture.clone().unwrap_or_default(),
-            "desiredState": spec.desired_state.as_ref().map(State::to_value).unwrap_or(json!({})),
-        });
-        let cache: BTreeMap<String, Value> = if self.stored.policy_generation.is_some() {
-            self.stored
-                .captured_states
-                .iter()
-                .filter_map(|(k, v)| v.state.as_ref().map(|s| (k.clone(), s.to_value())))
-                .filter(|(_, v)| secrets::secret_values(v).is_empty())
-                .collect()
-        } else {
-            BTreeMap::new()
-        };
+        let policy_value = render::nmpolicy(&self.policy.spec);
+        let cache = render::reusable_captures(&self.stored);
         let resolved = match self.ctx.backend.resolve_policy(&policy_value, &cache).await {
             Ok(r) => r,
             Err(e) => return self.render_failed(e).await,
         };
-        let mut desired = resolved.desired_state;
-        if desired.is_null() {
-            desired = json!({});
-        }
-        if self.ctx.inject_bridge_vlan().await {
-            render::inject_default_bridge_vlan(&mut desired);
-        }
+        let desired = render::finish(resolved.desired_state, self.ctx.inject_bridge_vlan().await);
         let meta = NodeNetworkConfigurationEnactmentMetaInfo {
             version: knmstate_nm_backend::NMSTATE_VERSION.to_owned(),
             time: Some(now()),
