@@ -52,6 +52,15 @@ pub fn split_enactment_name(name: &str) -> Option<(&str, &str)> {
     name.split_once('.')
 }
 
+/// Annotation on a policy: `"true"` makes every selected handler plan the policy without
+/// applying it (the plan goes to each enactment's `status.plan`). Removing it applies the
+/// policy. An annotation, not a spec field, so the CRD stays upstream's.
+pub const DRY_RUN_ANNOTATION: &str = "nmstate.io/dry-run";
+/// Annotation on a policy: `"true"` makes a handler re-apply the policy when its node drifts
+/// from it (through the same slot, probes and rollback as any apply); without it drift is only
+/// reported.
+pub const REAPPLY_ON_DRIFT_ANNOTATION: &str = "nmstate.io/reapply-on-drift";
+
 /// Annotation of a policy's slot-ledger Lease that holds the ledger (state-engine's
 /// `SlotLedger` as JSON).
 pub const SLOT_LEDGER_ANNOTATION: &str = "nmstate.io/slot-ledger";
@@ -136,6 +145,9 @@ pub mod enactment {
     pub const REASON_MAX_UNAVAILABLE: &str = "MaxUnavailableLimitReached";
     /// Reason when aborted.
     pub const REASON_ABORTED: &str = "ConfigurationAborted";
+    /// Reason on `Available` of a dry-run policy: planned (`status.plan`), not applied. Our
+    /// addition; no condition type is added.
+    pub const REASON_PLANNED: &str = "ConfigurationPlanned";
 }
 
 /// Condition types and reasons of NodeNetworkConfigurationPolicies.
@@ -159,6 +171,8 @@ pub mod policy {
     pub const REASON_FAILED: &str = "FailedToConfigure";
     /// Reason when no node matches.
     pub const REASON_NO_MATCHING_NODE: &str = "NoMatchingNode";
+    /// Reason on `Available` of a dry-run policy once every node planned it (our addition).
+    pub const REASON_PLANNED: &str = "ConfigurationPlanned";
 }
 
 /// Reasons and actions of Kubernetes events that are not condition reasons (the controller's
@@ -170,6 +184,10 @@ pub mod event {
     pub const ACTION_RECONCILE: &str = "Reconcile";
     /// The controller's action: aggregating a policy's status from its enactments.
     pub const ACTION_AGGREGATE: &str = "Aggregate";
+    /// A node no longer satisfies a policy it applied (Warning on the policy).
+    pub const REASON_DRIFTED: &str = "ConfigurationDrifted";
+    /// The handler's action: comparing its node with the policies it applied.
+    pub const ACTION_DETECT_DRIFT: &str = "DetectDrift";
 }
 
 /// Condition types and reasons of the NMState operator resource.

@@ -120,6 +120,54 @@ pub struct NodeNetworkConfigurationEnactmentStatus {
     /// What the last apply attempt did: duration, rollback, probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_apply: Option<ApplyReport>,
+    /// What applying the policy would change on this node, written instead of applying while
+    /// the policy carries `nmstate.io/dry-run: "true"` (our addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<EnactmentPlan>,
+    /// Set while the node no longer satisfies the desired state it applied (our addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftReport>,
+}
+
+/// A dry run's plan for one node: what applying the desired state would change, and the probes
+/// that would guard the apply.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnactmentPlan {
+    /// When the plan was computed, from the node's state at that time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// One line per change, e.g. `interface br1 (linux-bridge): create` or
+    /// `interface eth1 (ethernet): change controller`; empty when the node already satisfies
+    /// the policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub summary: Vec<String>,
+    /// The full plan (interfaces created, changed or removed; routes added and removed; the
+    /// DNS change; the default-route facts), as the handler computes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<State>,
+    /// The probes that would run after the apply, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<String>,
+    /// The probes that would be skipped, each as `<probe>: <why>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_probes: Vec<String>,
+}
+
+/// How the node departs from the desired state it applied.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftReport {
+    /// When the handler first saw this drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+    /// The paths of the desired state the node no longer satisfies, e.g.
+    /// `interfaces[br1].bridge.port`, `routes.config[198.19.0.0/24]`, `dns-resolver.config`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// Whether the handler re-applies the policy (`nmstate.io/reapply-on-drift: "true"`).
+    #[serde(default)]
+    pub reapply: bool,
 }
 
 /// Observed network state of one node, written by that node's handler.

@@ -13,7 +13,9 @@
 //! 3. finished (Available + Failing + Aborted) < ready → `Progressing`
 //!    ("Policy is progressing `<finished>/<ready>` nodes finished[, `<n>` nodes ignored due to NotReady state]");
 //! 4. any Pending → `Progressing` ("… nodes finished, `<pending>` pending[, … NotReady …]");
-//! 5. otherwise → `Available` ("`<available>/<matching>` nodes successfully configured[, … NotReady …]").
+//! 5. otherwise → `Available` ("`<available>/<matching>` nodes successfully configured[, … NotReady …]");
+//!    when some of them only planned a dry run, reason `ConfigurationPlanned` and
+//!    "`<planned>/<matching>` nodes planned, not applied (dry run)[, `<n>` nodes successfully configured][, … NotReady …]".
 //!
 //! Enactments of another generation count as Unknown (they count in none of the above).
 //! [`aggregate_policy`] also ignores enactments of nodes that no longer match, so a removed
@@ -58,6 +60,8 @@ pub struct EnactmentCounts {
     pub aborted: usize,
     /// `Failing=True ∧ Progressing≠True`: retries exhausted (or rendering failed).
     pub failed_final: usize,
+    /// `Available=True` with reason `ConfigurationPlanned` (a dry run; also in `available`).
+    pub planned: usize,
 }
 
 impl EnactmentCounts {
@@ -96,7 +100,10 @@ impl EnactmentCounts {
                 continue;
             }
             match c.type_.as_str() {
-                e::AVAILABLE => self.available += 1,
+                e::AVAILABLE => {
+                    self.available += 1;
+                    self.planned += usize::from(c.reason == e::REASON_PLANNED);
+                }
                 e::FAILING => failing = true,
                 e::PROGRESSING => progressing = true,
                 e::PENDING => self.pending += 1,
@@ -150,6 +157,17 @@ pub fn decide(c: &EnactmentCounts, matching: usize, ready: usize) -> PolicyVerdi
         );
         not_ready_suffix(&mut m);
         (PolicyConditionKind::Progressing, m)
+    } else if c.planned > 0 {
+        let mut m = format!(
+            "{}/{matching} nodes planned, not applied (dry run)",
+            c.planned
+        );
+        let applied = c.available - c.planned;
+        if applied > 0 {
+            let _ = write!(m, ", {applied} nodes successfully configured");
+        }
+        not_ready_suffix(&mut m);
+        (PolicyConditionKind::Planned, m)
     } else {
         let mut m = format!("{}/{matching} nodes successfully configured", c.available);
         not_ready_suffix(&mut m);
@@ -286,6 +304,7 @@ mod tests {
             pending,
             aborted,
             failed_final: failing,
+            planned: 0,
         }
     }
 
@@ -406,6 +425,78 @@ mod tests {
             PolicyVerdict {
                 kind,
                 message: message.to_owned()
+            }
+        );
+    }
+
+    /// `available` of them `Available`, `planned` of those by a dry run.
+    fn planned(available: usize, planned: usize) -> EnactmentCounts {
+        EnactmentCounts {
+            planned,
+            ..c(available, 0, 0, 0)
+        }
+    }
+
+    #[rstest]
+    #[case::all_planned(
+        planned(3, 3),
+        3,
+        3,
+        Planned,
+        "3/3 nodes planned, not applied (dry run)"
+    )]
+    #[case::leaving_the_dry_run(
+        planned(3, 1),
+        3,
+        3,
+        Planned,
+        "1/3 nodes planned, not applied (dry run), 2 nodes successfully configured"
+    )]
+    #[case::planned_while_others_progress(
+        planned(1, 1),
+        3,
+        3,
+        Progressing,
+        "Policy is progressing 1/3 nodes finished"
+    )]
+    #[case::not_ready(
+        planned(2, 2),
+        3,
+        2,
+        Planned,
+        "2/3 nodes planned, not applied (dry run), 1 nodes ignored due to NotReady state"
+    )]
+    fn dry_runs_are_reported_as_planned(
+        #[case] counts: EnactmentCounts,
+        #[case] matching: usize,
+        #[case] ready: usize,
+        #[case] kind: PolicyConditionKind,
+        #[case] message: &str,
+    ) {
+        assert_eq!(
+            decide(&counts, matching, ready),
+            PolicyVerdict {
+                kind,
+                message: message.to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn a_planned_enactment_counts_as_available_and_planned() {
+        let mut l = ConditionList::default();
+        crate::conditions::EnactmentTransition::Planned {
+            message: "m".into(),
+        }
+        .apply(&mut l, &at(0));
+        let mut counts = EnactmentCounts::default();
+        counts.add_conditions(&l);
+        assert_eq!(
+            counts,
+            EnactmentCounts {
+                available: 1,
+                planned: 1,
+                ..Default::default()
             }
         );
     }

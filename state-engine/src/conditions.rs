@@ -45,6 +45,7 @@ pub const MSG_NOT_MATCHING: &str = "Policy does not match any node";
 /// | `Retrying` | False | **True** | **True** | False | False `SuccessfullyConfigured` (sic) |
 /// | `Pending` | False | False | False (with the message) | **True** | False |
 /// | `Aborted` | False | False | False | False | **True** |
+/// | `Planned` (dry run; reason `ConfigurationPlanned`) | **True** | False | False | False | False |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnactmentTransition {
     /// About to apply (`NotifyProgressing`).
@@ -72,6 +73,11 @@ pub enum EnactmentTransition {
     /// Not applied because enough other nodes already failed; see [`aborted_message`].
     Aborted {
         /// The message, shown on `Aborted`.
+        message: String,
+    },
+    /// Planned, not applied: the policy is a dry run (our addition, no new condition type).
+    Planned {
+        /// The message, shown on `Available`.
         message: String,
     },
 }
@@ -127,6 +133,14 @@ impl EnactmentTransition {
                 set(e::PROGRESSING, False, r, "");
                 set(e::PENDING, False, r, "");
                 set(e::ABORTED, True, r, message);
+            }
+            Self::Planned { message } => {
+                let r = e::REASON_PLANNED;
+                set(e::AVAILABLE, True, r, message);
+                set(e::FAILING, False, r, "");
+                set(e::PROGRESSING, False, r, "");
+                set(e::PENDING, False, r, "");
+                set(e::ABORTED, False, r, "");
             }
         }
     }
@@ -303,6 +317,9 @@ pub enum PolicyConditionKind {
     Progressing,
     /// Every node succeeded: `Available=True`, reason `SuccessfullyConfigured`.
     Success,
+    /// Every node finished and some only planned it (a dry run): `Available=True`, reason
+    /// `ConfigurationPlanned` (our addition).
+    Planned,
     /// Nothing decided yet: all four `Unknown` with no reason.
     Unknown,
 }
@@ -323,6 +340,7 @@ impl PolicyVerdict {
     /// |---|---|---|---|---|
     /// | Progressing | Unknown | Unknown | **True** | False |
     /// | Success | **True** | False | False | False |
+    /// | Planned | **True** `ConfigurationPlanned` | False | False | False |
     /// | FailedToConfigure | False | **True** | False `ConfigurationProgressing` (sic) | False |
     /// | NotMatching | False | False | False | **True** |
     /// | Unknown | Unknown "" | Unknown "" | Unknown "" | Unknown "" |
@@ -351,8 +369,12 @@ impl PolicyVerdict {
                 set(p::PROGRESSING, True, r, m);
                 set(p::IGNORED, False, r, "");
             }
-            PolicyConditionKind::Success => {
-                let r = p::REASON_SUCCESS;
+            PolicyConditionKind::Success | PolicyConditionKind::Planned => {
+                let r = if self.kind == PolicyConditionKind::Planned {
+                    p::REASON_PLANNED
+                } else {
+                    p::REASON_SUCCESS
+                };
                 set(p::DEGRADED, False, r, "");
                 set(p::AVAILABLE, True, r, m);
                 set(p::PROGRESSING, False, r, "");
@@ -472,6 +494,10 @@ mod tests {
         ("Available", "False", "ConfigurationAborted", ""), ("Failing", "False", "ConfigurationAborted", ""),
         ("Progressing", "False", "ConfigurationAborted", ""), ("Pending", "False", "ConfigurationAborted", ""),
         ("Aborted", "True", "ConfigurationAborted", "reconciliation of enactment \"n1.p\" has aborted")])]
+    #[case::planned(EnactmentTransition::Planned { message: "planned".into() }, &[
+        ("Available", "True", "ConfigurationPlanned", "planned"), ("Failing", "False", "ConfigurationPlanned", ""),
+        ("Progressing", "False", "ConfigurationPlanned", ""), ("Pending", "False", "ConfigurationPlanned", ""),
+        ("Aborted", "False", "ConfigurationPlanned", "")])]
     fn enactment_sets_match_upstream(
         #[case] tr: EnactmentTransition,
         #[case] rows: &[(&str, &str, &str, &str)],
@@ -522,6 +548,9 @@ mod tests {
     #[case::not_matching(PolicyConditionKind::NotMatching, &[
         ("Available", "False", "NoMatchingNode", ""), ("Degraded", "False", "NoMatchingNode", ""),
         ("Progressing", "False", "NoMatchingNode", ""), ("Ignored", "True", "NoMatchingNode", "M")])]
+    #[case::planned(PolicyConditionKind::Planned, &[
+        ("Available", "True", "ConfigurationPlanned", "M"), ("Degraded", "False", "ConfigurationPlanned", ""),
+        ("Progressing", "False", "ConfigurationPlanned", ""), ("Ignored", "False", "ConfigurationPlanned", "")])]
     fn policy_sets_match_upstream(
         #[case] kind: PolicyConditionKind,
         #[case] rows: &[(&str, &str, &str, &str)],

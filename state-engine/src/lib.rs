@@ -20,6 +20,8 @@
 //! | [`filter`] | what of a node's current state is reported in its NodeNetworkState |
 //! | [`plan`] | what a desired state changes on a node (interfaces, routes, DNS, default route) |
 //! | [`rollback`] | which probes guard an apply, their timeouts, commit or rollback, retries |
+//! | [`drift`] | whether a node still satisfies what a policy applied, and the paths where it departs |
+//! | [`dry_run`] | the per-policy switches (dry run, re-apply on drift) and a dry run's plan |
 //! | [`error`] | the one error type, with a stable `category()` for reasons and metric labels |
 //!
 //! ```
@@ -36,6 +38,8 @@ pub mod aggregate;
 pub mod census;
 pub mod concurrency;
 pub mod conditions;
+pub mod drift;
+pub mod dry_run;
 pub mod error;
 pub mod filter;
 pub mod node;
