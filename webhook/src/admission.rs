@@ -9,6 +9,7 @@ use knmstate_api::names::{WEBHOOK_MUTATING_TIMESTAMP_ANNOTATION, policy};
 use knmstate_api::{Condition, ConditionStatus};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::response::{StatusCause, StatusDetails};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -223,8 +224,32 @@ fn validate(req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
             let mut resp = AdmissionResponse::from(req).deny(rejection.message());
             rejection.reason().clone_into(&mut resp.result.reason);
             resp.result.code = rejection.code();
+            resp.result.details = Some(StatusDetails {
+                name,
+                group: req.kind.group.clone(),
+                kind: req.kind.kind.clone(),
+                uid: String::new(),
+                causes: rejection
+                    .problems()
+                    .into_iter()
+                    .map(|p| StatusCause {
+                        reason: cause_reason(&rejection).to_owned(),
+                        message: p.message,
+                        field: p.field,
+                    })
+                    .collect(),
+                retry_after_seconds: 0,
+            });
             resp
         }
+    }
+}
+
+/// Kubernetes' cause reason for a field the rules refuse.
+fn cause_reason(rejection: &rules::Rejection) -> &'static str {
+    match rejection {
+        rules::Rejection::Invalid(_) => "FieldValueInvalid",
+        rules::Rejection::Forbidden(_) => "FieldValueForbidden",
     }
 }
 

@@ -7,16 +7,21 @@
 //!   initialise the four policy conditions on status writes, and stamp the strictly increasing
 //!   `nmstate.io/webhook-mutating-timestamp` annotation;
 //! - **validating**: the policy name, `nodeSelector` keys and values, `nodeSelectorExpressions`,
-//!   `maxUnavailable`, no spec change while the policy is progressing, `capture` immutable, and
-//!   the desired state parsed by the nmstate crate, rejected with nmstate's message and the
-//!   field path.
+//!   `maxUnavailable`, no spec change while the policy is progressing, `capture` immutable and
+//!   each capture expression parsed by nmstate, and the desired state through nmstate's full
+//!   offline validation (its deserialiser, then its configuration generation, minus what only a
+//!   node can decide: [`offline`]), refused with nmstate's message and the field at fault
+//!   ([`locate`]). Every denial lists its fields in `status.details.causes`.
 //!
 //! [`admission`] and [`rules`] are pure and tested with fixture reviews; [`server`] serves them
 //! with axum over [`tls`], which reloads the certificate when its files change; [`cli`] holds
 //! the flags and the run. Logging, signals and the health routes come from `knmstate-runtime`.
 
 pub mod admission;
+pub mod capture;
 pub mod cli;
+pub mod locate;
+pub mod offline;
 pub mod rules;
 pub mod server;
 pub mod tls;

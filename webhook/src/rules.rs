@@ -1,8 +1,10 @@
 //! The validation rules for NodeNetworkConfigurationPolicy writes.
 //!
 //! Upstream's rules (its ValidatingAdmissionPolicy and CRD CEL) keep their exact messages, so
-//! scripts that match them keep working; on top, the desired state is parsed by the nmstate
-//! crate and rejected with nmstate's message and the field path.
+//! scripts that match them keep working; on top, the desired state goes through nmstate's full
+//! offline validation ([`crate::offline`]) and each `capture` expression through nmstate's
+//! parser ([`crate::capture`]). Every problem names its field ([`Problem::field`]); our own
+//! messages start with it too.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -15,12 +17,42 @@ use knmstate_state_engine::selector::{
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::capture::capture_problems;
+pub use crate::offline::parse_desired_state;
+use crate::offline::validate_desired_state;
+
+/// One reason a write is refused, and the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Problem {
+    /// The field path, e.g. `spec.desiredState.routes.config[0].destination` or `metadata.name`.
+    pub field: String,
+    /// The message returned to the client.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem of `field` with `message` as it is (upstream's wording, or one that already
+    /// starts with the field path).
+    pub fn at(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A problem whose message is `<field>: <reason>`.
+    pub fn prefixed(field: &str, reason: impl std::fmt::Display) -> Self {
+        Self::at(field, format!("{field}: {reason}"))
+    }
+}
+
 /// Why a write was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     /// The object is malformed; every problem found is listed.
-    #[error("{}", .0.join("; "))]
-    Invalid(Vec<String>),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<Problem>),
     /// The write is not allowed now (the policy is progressing).
     #[error("{0}")]
     Forbidden(String),
@@ -55,13 +87,22 @@ impl Rejection {
             Self::Forbidden(_) => "forbidden",
         }
     }
+
+    /// Each problem with its field, as Kubernetes' `status.details.causes` carry them; a
+    /// forbidden spec change is about `spec`.
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            Self::Invalid(p) => p.clone(),
+            Self::Forbidden(m) => vec![Problem::at("spec", m.clone())],
+        }
+    }
 }
 
 /// Rules for a new policy.
 pub fn validate_create(name: &str, object: &Value) -> Result<(), Rejection> {
     let mut problems = Vec::new();
     if let Err(e) = validate_policy_name(name) {
-        problems.push(e.to_string());
+        problems.push(Problem::at("metadata.name", e.to_string()));
     }
     problems.extend(spec_problems(object.get("spec").unwrap_or(&Value::Null)));
     if problems.is_empty() {
@@ -87,7 +128,10 @@ pub fn validate_update(name: &str, old: &Value, new: &Value) -> Result<(), Rejec
     }
     let mut problems = Vec::new();
     if old_spec.get("capture") != new_spec.get("capture") {
-        problems.push("invalid policy operation: capture field cannot be modified".to_owned());
+        problems.push(Problem::at(
+            "spec.capture",
+            "invalid policy operation: capture field cannot be modified",
+        ));
     }
     problems.extend(spec_problems(new_spec));
     if problems.is_empty() {
@@ -111,17 +155,17 @@ fn is_progressing(policy: &Value) -> bool {
         })
 }
 
-fn spec_problems(spec: &Value) -> Vec<String> {
+fn spec_problems(spec: &Value) -> Vec<Problem> {
     let mut problems = Vec::new();
     if let Some(selector) = spec.get("nodeSelector").and_then(Value::as_object) {
         if !selector.keys().all(|k| is_qualified_name(k)) {
-            problems.push(MSG_SELECTOR_KEYS.to_owned());
+            problems.push(Problem::at("spec.nodeSelector", MSG_SELECTOR_KEYS));
         }
         if !selector
             .values()
             .all(|v| v.as_str().is_some_and(is_label_value))
         {
-            problems.push(MSG_SELECTOR_VALUES.to_owned());
+            problems.push(Problem::at("spec.nodeSelector", MSG_SELECTOR_VALUES));
         }
     }
     if let Some(exprs) = spec
@@ -130,26 +174,30 @@ fn spec_problems(spec: &Value) -> Vec<String> {
     {
         for (i, e) in exprs.iter().enumerate() {
             if let Some(p) = expression_problem(e) {
-                problems.push(format!("spec.nodeSelectorExpressions[{i}]: {p}"));
+                problems.push(Problem::prefixed(
+                    &format!("spec.nodeSelectorExpressions[{i}]"),
+                    p,
+                ));
             }
         }
     }
     if let Some(mu) = spec.get("maxUnavailable")
         && !max_unavailable_ok(mu)
     {
-        problems.push(format!(
-            "spec.maxUnavailable: {mu} is neither a non-negative count nor a percentage like \"50%\""
+        problems.push(Problem::prefixed(
+            "spec.maxUnavailable",
+            format!("{mu} is neither a non-negative count nor a percentage like \"50%\""),
         ));
     }
+    let capture = spec.get("capture").unwrap_or(&Value::Null);
+    problems.extend(capture_problems(capture));
     if let Some(state) = spec.get("desiredState").filter(|s| !s.is_null()) {
-        let templated = spec
-            .get("capture")
-            .is_some_and(|c| c.as_object().is_some_and(|m| !m.is_empty()))
-            && state.to_string().contains("{{");
-        if let Err(e) = parse_desired_state(state)
-            && !templated
-        {
-            problems.push(e);
+        // A templated state is rendered on each node from what its captures find there;
+        // before that, only the node can tell whether it is valid.
+        let templated =
+            capture.as_object().is_some_and(|m| !m.is_empty()) && state.to_string().contains("{{");
+        if !templated && let Err(r) = validate_desired_state(state) {
+            problems.push(Problem::at(r.field.clone(), r.to_string()));
         }
     }
     problems
@@ -166,52 +214,4 @@ fn expression_problem(e: &Value) -> Option<String> {
 /// an int-or-string at all (`true`, `1.5`, a count beyond 32 bits) is refused too.
 fn max_unavailable_ok(v: &Value) -> bool {
     IntOrString::deserialize(v).is_ok_and(|v| parse_max_unavailable(&v).is_ok())
-}
-
-/// Parses a desired state with the nmstate crate; the error names the field path.
-///
-/// ```
-/// use knmstate_webhook::rules::parse_desired_state;
-/// let bad = serde_json::json!({"interfaces": [{"name": "eth1", "type": "ethernet", "mtu": "big"}]});
-/// let err = parse_desired_state(&bad).unwrap_err();
-/// assert!(err.starts_with("spec.desiredState.interfaces"), "{err}");
-/// ```
-pub fn parse_desired_state(state: &Value) -> Result<(), String> {
-    let Err(e) = serde_path_to_error::deserialize::<_, nmstate::NetworkState>(state) else {
-        return Ok(());
-    };
-    let mut path = e.path().to_string();
-    let mut message = e.inner().to_string();
-    // nmstate picks an interface's type from its `type` key, so errors inside one interface
-    // stop at `interfaces[i]`; parse its keys one at a time to name the field at fault.
-    if let Some(i) = path
-        .strip_prefix("interfaces[")
-        .and_then(|r| r.strip_suffix(']'))
-        .and_then(|i| i.parse::<usize>().ok())
-        && let Some(iface) = state
-            .pointer(&format!("/interfaces/{i}"))
-            .and_then(Value::as_object)
-    {
-        let keep = ["name", "type"];
-        for (key, value) in iface.iter().filter(|(k, _)| !keep.contains(&k.as_str())) {
-            let mut probe: serde_json::Map<String, Value> = iface
-                .iter()
-                .filter(|(k, _)| keep.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            probe.insert(key.clone(), value.clone());
-            let one = serde_json::json!({ "interfaces": [probe] });
-            if let Err(inner) = serde_path_to_error::deserialize::<_, nmstate::NetworkState>(&one) {
-                path = format!("{path}.{key}");
-                message = inner.inner().to_string();
-                break;
-            }
-        }
-    }
-    let at = if path == "." {
-        String::new()
-    } else {
-        format!(".{path}")
-    };
-    Err(format!("spec.desiredState{at}: {message}"))
 }
