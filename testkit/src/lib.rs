@@ -4,6 +4,8 @@
 //!   that real `kubectl` and kube-rs controllers talk to;
 //! - [`cluster`] (feature `cluster`): the end-to-end suites' connection to a running cluster
 //!   (the cluster in a box or a real one through `KUBECONFIG`);
+//! - [`boxlet`] (feature `boxlet`, binary `knmstate-boxlet`): the cluster in a box's kubelet,
+//!   which runs the pods of the DaemonSets and Deployments from their templates;
 //! - [`nodes`]: the driver of the NetworkManager node harness (`hack/nodes.sh`);
 //! - [`poll`]: the one `eventually` every test waits with;
 //! - [`builders`]: typed `nmstate.io` and core objects for tests;
@@ -15,6 +17,8 @@
 
 #[cfg(feature = "apiserver")]
 pub mod apiserver;
+#[cfg(feature = "boxlet")]
+pub mod boxlet;
 pub mod builders;
 #[cfg(feature = "cluster")]
 pub mod cluster;

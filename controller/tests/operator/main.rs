@@ -3,9 +3,8 @@
 //! report ready; a second CR is ignored with a condition; a nodeSelector change updates the
 //! DaemonSet's template; deleting the CR removes the workloads.
 //!
-//! The stand-in has no kubelet and serves no apps, RBAC, networking, policy or admission-policy
-//! kinds: the test defines those as custom resources (same group, version and plural) and
-//! writes the workloads' status itself, as their controllers would.
+//! The stand-in serves the built-in kinds of an installation but runs no kubelet and no
+//! workload controllers: the test writes the workloads' status itself, as they would.
 
 mod scenarios;
 
@@ -30,32 +29,6 @@ use serde_json::json;
 const NS: &str = "nmstate";
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A built-in kind the stand-in lacks, defined as a custom resource with its real group,
-/// version and plural (schema-less, with a status subresource).
-fn builtin(
-    group: &str,
-    version: &str,
-    plural: &str,
-    kind: &str,
-    namespaced: bool,
-) -> Result<CustomResourceDefinition> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.{group}")},
-        "spec": {
-            "group": group,
-            "names": {"plural": plural, "kind": kind, "singular": kind.to_lowercase()},
-            "scope": if namespaced { "Namespaced" } else { "Cluster" },
-            "versions": [{
-                "name": version, "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
-                "subresources": {"status": {}}
-            }]
-        }
-    }))?)
-}
-
 struct Cluster {
     _server: ApiServer,
     client: Client,
@@ -64,7 +37,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// The stand-in with the nmstate.io CRDs, the missing built-in kinds, two Linux nodes, and
+    /// The stand-in with the nmstate.io CRDs, two Linux nodes, and
     /// the operator running with test timings.
     async fn start() -> Result<Self> {
         let _ = knmstate_runtime::init_logging(knmstate_runtime::LogFormat::Text, "warn");
@@ -75,66 +48,10 @@ impl Cluster {
         .await?;
         let client = server.client()?;
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        let mut all: Vec<CustomResourceDefinition> = knmstate_api::crd::all()?
+        let all: Vec<CustomResourceDefinition> = knmstate_api::crd::all()?
             .into_iter()
             .map(|(_, c)| c)
             .collect();
-        for (g, v, p, k, namespaced) in [
-            ("apps", "v1", "daemonsets", "DaemonSet", true),
-            ("apps", "v1", "deployments", "Deployment", true),
-            (
-                "rbac.authorization.k8s.io",
-                "v1",
-                "clusterroles",
-                "ClusterRole",
-                false,
-            ),
-            (
-                "rbac.authorization.k8s.io",
-                "v1",
-                "clusterrolebindings",
-                "ClusterRoleBinding",
-                false,
-            ),
-            ("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
-            (
-                "rbac.authorization.k8s.io",
-                "v1",
-                "rolebindings",
-                "RoleBinding",
-                true,
-            ),
-            (
-                "networking.k8s.io",
-                "v1",
-                "networkpolicies",
-                "NetworkPolicy",
-                true,
-            ),
-            (
-                "policy",
-                "v1",
-                "poddisruptionbudgets",
-                "PodDisruptionBudget",
-                true,
-            ),
-            (
-                "admissionregistration.k8s.io",
-                "v1",
-                "validatingadmissionpolicies",
-                "ValidatingAdmissionPolicy",
-                false,
-            ),
-            (
-                "admissionregistration.k8s.io",
-                "v1",
-                "validatingadmissionpolicybindings",
-                "ValidatingAdmissionPolicyBinding",
-                false,
-            ),
-        ] {
-            all.push(builtin(g, v, p, k, namespaced)?);
-        }
         for crd in all {
             crds.create(&PostParams::default(), &crd).await?;
         }

@@ -100,13 +100,87 @@ fn builtin(
     }
 }
 
+/// The built-in kinds an installation of knmstate writes besides the core ones: workloads,
+/// RBAC, NetworkPolicies, disruption budgets and admission policies. Stored and served like any
+/// other kind (no controller acts on them: the box's stand-in kubelet does for the workloads).
+fn installation_kinds() -> Vec<ResourceType> {
+    let mut daemon_sets = builtin("apps", "v1", "daemonsets", "DaemonSet", true, &["ds"], true);
+    daemon_sets.categories = vec!["all".into()];
+    let mut deployments = builtin(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        true,
+        &["deploy"],
+        true,
+    );
+    deployments.categories = vec!["all".into()];
+    let rbac = "rbac.authorization.k8s.io";
+    let adm = "admissionregistration.k8s.io";
+    vec![
+        daemon_sets,
+        deployments,
+        builtin("", "v1", "endpoints", "Endpoints", true, &["ep"], false),
+        builtin(rbac, "v1", "clusterroles", "ClusterRole", false, &[], false),
+        builtin(
+            rbac,
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            &[],
+            false,
+        ),
+        builtin(rbac, "v1", "roles", "Role", true, &[], false),
+        builtin(rbac, "v1", "rolebindings", "RoleBinding", true, &[], false),
+        builtin(
+            "networking.k8s.io",
+            "v1",
+            "networkpolicies",
+            "NetworkPolicy",
+            true,
+            &["netpol"],
+            false,
+        ),
+        builtin(
+            "policy",
+            "v1",
+            "poddisruptionbudgets",
+            "PodDisruptionBudget",
+            true,
+            &["pdb"],
+            true,
+        ),
+        builtin(
+            adm,
+            "v1",
+            "validatingadmissionpolicies",
+            "ValidatingAdmissionPolicy",
+            false,
+            &[],
+            true,
+        ),
+        builtin(
+            adm,
+            "v1",
+            "validatingadmissionpolicybindings",
+            "ValidatingAdmissionPolicyBinding",
+            false,
+            &[],
+            false,
+        ),
+    ]
+}
+
 /// The built-in kinds.
 pub fn builtins() -> Vec<ResourceType> {
     let mut pods = builtin("", "v1", "pods", "Pod", true, &["po"], true);
     pods.categories = vec!["all".into()];
     let mut services = builtin("", "v1", "services", "Service", true, &["svc"], true);
     services.categories = vec!["all".into()];
-    vec![
+    let mut all = installation_kinds();
+    all.extend(vec![
         builtin("", "v1", "namespaces", "Namespace", false, &["ns"], true),
         builtin("", "v1", "nodes", "Node", false, &["no"], true),
         pods,
@@ -168,7 +242,8 @@ pub fn builtins() -> Vec<ResourceType> {
             &[],
             false,
         ),
-    ]
+    ]);
+    all
 }
 
 fn strs(v: &Value) -> Vec<String> {

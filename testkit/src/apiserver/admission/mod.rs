@@ -6,7 +6,10 @@
 //! resolved through the Service object of that name: the connection goes to its
 //! `spec.clusterIP` (127.0.0.1 when unset or `None`) on the numeric `targetPort` of the
 //! Service port equal to `clientConfig.service.port` (443 by default), or on that port itself,
-//! and the TLS server name is `<name>.<namespace>.svc`.
+//! and the TLS server name is `<name>.<namespace>.svc`. When the Service has an Endpoints
+//! object with a ready address, that address and the endpoint port named like the Service
+//! port are dialled instead (the API server's endpoint routing; the box's stand-in kubelet
+//! writes Endpoints for the pods it runs).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,6 +136,23 @@ fn target(store: &Store, hook: &Value) -> Result<Target, String> {
     let port = svc["port"].as_u64().unwrap_or(443);
     let path = svc["path"].as_str().unwrap_or("/").to_owned();
     let service = store.get("", "services", ns, name);
+    let server_name = format!("{name}.{ns}.svc");
+    let service_port = service.as_ref().and_then(|s| {
+        s["spec"]["ports"]
+            .as_array()?
+            .iter()
+            .find(|p| p["port"].as_u64() == Some(port))
+            .cloned()
+    });
+    if let Some(addr) = endpoint(store, ns, name, service_port.as_ref()) {
+        return Ok(Target {
+            addr,
+            host_header: server_name.clone(),
+            server_name,
+            path,
+            ca,
+        });
+    }
     let ip = service
         .as_ref()
         .and_then(|s| s["spec"]["clusterIP"].as_str().map(str::to_owned))
@@ -149,7 +169,6 @@ fn target(store: &Store, hook: &Value) -> Result<Target, String> {
                 .as_u64()
         })
         .unwrap_or(port);
-    let server_name = format!("{name}.{ns}.svc");
     let addr = if ip.contains(':') {
         format!("[{ip}]:{port}")
     } else {
@@ -161,6 +180,29 @@ fn target(store: &Store, hook: &Value) -> Result<Target, String> {
         server_name,
         path,
         ca,
+    })
+}
+
+/// The first ready address of the Service's Endpoints, on the endpoint port named like the
+/// Service port (or the only one): the API server's endpoint routing.
+fn endpoint(store: &Store, ns: &str, name: &str, service_port: Option<&Value>) -> Option<String> {
+    let endpoints = store.get("", "endpoints", ns, name)?;
+    let wanted = service_port
+        .and_then(|p| p["name"].as_str())
+        .unwrap_or_default();
+    endpoints["subsets"].as_array()?.iter().find_map(|subset| {
+        let ip = subset["addresses"].as_array()?.first()?["ip"].as_str()?;
+        let ports = subset["ports"].as_array()?;
+        let port = ports
+            .iter()
+            .find(|p| p["name"].as_str().unwrap_or_default() == wanted)
+            .or_else(|| (ports.len() == 1).then(|| &ports[0]))?["port"]
+            .as_u64()?;
+        Some(if ip.contains(':') {
+            format!("[{ip}]:{port}")
+        } else {
+            format!("{ip}:{port}")
+        })
     })
 }
 
