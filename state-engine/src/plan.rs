@@ -133,6 +133,104 @@ impl Plan {
     }
 }
 
+/// One change of a plan in words, for people: what is done, to what, and the details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangeLine {
+    /// `create`, `change`, `remove`, `attach`, `move`, `detach` or `add`.
+    pub verb: &'static str,
+    /// `interface br1 (linux-bridge)`, `port eth1`, `route`, `dns`.
+    pub what: String,
+    /// The changed fields, the controllers, the route, or the DNS before → after.
+    pub detail: String,
+}
+
+impl Plan {
+    /// The plan in words, one line per change: interfaces, ports, routes, DNS.
+    ///
+    /// ```
+    /// use knmstate_state_engine::plan::plan;
+    /// use serde_json::json;
+    /// let current = json!({"interfaces": [{"name": "eth1", "type": "ethernet", "state": "up"}]});
+    /// let desired = json!({"interfaces": [{"name": "br1", "type": "linux-bridge", "state": "up",
+    ///     "bridge": {"port": [{"name": "eth1"}]}}]});
+    /// let lines = plan(&current, &desired).change_lines();
+    /// assert_eq!(lines[1].verb, "attach");
+    /// assert_eq!(format!("{} {}: {}", lines[1].verb, lines[1].what, lines[1].detail),
+    ///            "attach port eth1: becomes a port of br1");
+    /// ```
+    pub fn change_lines(&self) -> Vec<ChangeLine> {
+        let mut out = Vec::new();
+        for i in &self.interfaces {
+            let what = match &i.r#type {
+                Some(t) => format!("interface {} ({t})", i.name),
+                None => format!("interface {}", i.name),
+            };
+            let (verb, detail) = match &i.kind {
+                InterfaceChangeKind::Create => ("create", String::new()),
+                InterfaceChangeKind::Change { fields } => ("change", fields.join(", ")),
+                InterfaceChangeKind::Remove => ("remove", String::new()),
+            };
+            out.push(ChangeLine { verb, what, detail });
+        }
+        for p in &self.ports {
+            let (verb, detail) = match (&p.from, &p.to) {
+                (None, Some(to)) => ("attach", format!("becomes a port of {to}")),
+                (Some(from), Some(to)) => {
+                    ("move", format!("leaves {from}, becomes a port of {to}"))
+                }
+                (Some(from), None) => ("detach", format!("leaves {from}")),
+                (None, None) => continue,
+            };
+            let what = format!("port {}", p.port);
+            out.push(ChangeLine { verb, what, detail });
+        }
+        for (verb, routes) in [
+            ("add", &self.routes_added),
+            ("remove", &self.routes_removed),
+        ] {
+            for r in routes {
+                let what = "route".to_owned();
+                out.push(ChangeLine {
+                    verb,
+                    what,
+                    detail: route_summary(r),
+                });
+            }
+        }
+        if let Some(dns) = &self.dns {
+            let detail = format!("{} → {}", dns.before, dns.after);
+            out.push(ChangeLine {
+                verb: "change",
+                what: "dns".to_owned(),
+                detail,
+            });
+        }
+        out
+    }
+}
+
+/// A route in one line: `198.19.0.0/24 via 198.18.1.1 dev eth1 table 254 metric 100`, with
+/// the parts it has.
+pub fn route_summary(route: &Value) -> String {
+    let part = |k: &str| {
+        route
+            .get(k)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+    };
+    let mut parts = vec![part("destination").unwrap_or_else(|| "*".to_owned())];
+    for (key, word) in [
+        ("next-hop-address", "via"),
+        ("next-hop-interface", "dev"),
+        ("table-id", "table"),
+        ("metric", "metric"),
+    ] {
+        if let Some(v) = part(key) {
+            parts.push(format!("{word} {v}"));
+        }
+    }
+    parts.join(" ")
+}
+
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
@@ -523,6 +621,35 @@ mod tests {
         );
         let same = json!({"interfaces": [{"name": "br0", "bridge": {"port": [{"name": "eth1"}, {"name": "eth2"}]}}]});
         assert!(plan(&cur, &same).ports.is_empty());
+    }
+
+    #[test]
+    fn every_change_has_a_line() {
+        let desired = json!({
+            "interfaces": [{"name": "eth1", "state": "absent"}, {"name": "eth0", "mtu": 9000},
+                           {"name": "br1", "type": "linux-bridge", "state": "up",
+                            "bridge": {"port": [{"name": "eth0"}]}}],
+            "routes": {"config": [{"destination": "198.20.0.0/24", "next-hop-interface": "eth0", "metric": 5},
+                                  {"next-hop-interface": "eth1", "state": "absent"}]},
+            "dns-resolver": {"config": {"server": ["198.18.0.53"]}}
+        });
+        let lines: Vec<String> = plan(&base(), &desired)
+            .change_lines()
+            .iter()
+            .map(|l| format!("{} | {} | {}", l.verb, l.what, l.detail))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "create | interface br1 (linux-bridge) | ",
+                "change | interface eth0 (ethernet) | mtu",
+                "remove | interface eth1 (ethernet) | ",
+                "attach | port eth0 | becomes a port of br1",
+                "add | route | 198.20.0.0/24 dev eth0 metric 5",
+                "remove | route | 198.19.0.0/24 via 198.18.1.1 dev eth1 table 254",
+                "change | dns | {\"server\":[\"198.18.0.1\"]} → {\"server\":[\"198.18.0.53\"]}",
+            ]
+        );
     }
 
     #[test]
