@@ -38,7 +38,11 @@ pub fn rust_log(level: LogLevel) -> &'static str {
 
 /// The handler's environment: names the `handler` binary reads (handler/src/config.rs).
 pub fn handler_env(knobs: &Knobs, s: &InstallSettings) -> Vec<EnvVar> {
-    vec![
+    let timeouts = [
+        ("PROBE_TIMEOUT_SECONDS", s.probe_timeout_seconds),
+        ("CHECKPOINT_TIMEOUT_SECONDS", s.checkpoint_timeout_seconds),
+    ];
+    let mut out = vec![
         env_field("NODE_NAME", "spec.nodeName"),
         env_field("POD_NAMESPACE", "metadata.namespace"),
         env("NMSTATE_INSTANCE_NODE_LOCK_FILE", LOCK_FILE),
@@ -60,7 +64,13 @@ pub fn handler_env(knobs: &Knobs, s: &InstallSettings) -> Vec<EnvVar> {
         env("RUST_LOG", rust_log(knobs.log_level)),
         env("COMPONENT", HANDLER_COMPONENT),
         env("PART_OF", meta::APP),
-    ]
+    ];
+    out.extend(
+        timeouts
+            .into_iter()
+            .filter_map(|(name, v)| Some(env(name, v?.to_string()))),
+    );
+    out
 }
 
 fn host_dir(name: &str, path: &str, type_: &str) -> Volume {
@@ -95,6 +105,14 @@ pub fn daemon_set(knobs: &Knobs, s: &InstallSettings) -> DaemonSet {
     // Ready once the node lock is held and the caches are synced: the handler writes the file
     // then, and removes it on shutdown. A second handler on the node stays unready.
     c.readiness_probe = Some(exec_probe(&["/usr/bin/cat", READINESS_FILE], 5));
+    // Alive once it got there: the handler serves no port (host network), and the readiness
+    // file is the one thing it keeps. A handler that has not reached readiness 60 s + 3 × 20 s
+    // after its start (lock never taken, caches never synced) is restarted; one waiting for
+    // another handler's lock (upstream's, during a migration) just waits again.
+    let mut liveness = exec_probe(&["/usr/bin/cat", READINESS_FILE], 20);
+    liveness.initial_delay_seconds = Some(60);
+    liveness.failure_threshold = Some(3);
+    c.liveness_probe = Some(liveness);
     c.volume_mounts = Some(vec![
         mount("dbus-socket", DBUS_DIR),
         mount("nmstate-lock", LOCK_DIR),

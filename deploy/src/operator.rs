@@ -1,7 +1,8 @@
 //! The operator's own bundle (`config/operator/`): its Namespace, account, roles and
 //! Deployment. Its roles are derived from the installation it renders: it may get, create and
-//! server-side apply every kind it renders, and it holds every permission the roles it
-//! creates grant (the API server refuses to let it grant more than it has).
+//! server-side apply every kind it renders, list and delete the kinds it owns (pruning), and
+//! it holds every permission the roles it creates grant (the API server refuses to let it
+//! grant more than it has).
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{ContainerPort, PodSpec};
@@ -58,6 +59,11 @@ pub fn operator_rules(installation: &Installation) -> (Vec<RbacRule>, Vec<RbacRu
             &mut cluster
         };
         target.push(apply);
+        if o.owned_by_cr() {
+            // operator/prune.rs lists the kinds it renders and deletes the owned objects it
+            // no longer renders.
+            target.push(rule(&ar.group, &[&ar.plural], &["list", "delete"]));
+        }
         match o {
             Object::ClusterRole(r) => cluster.extend(r.rules.clone().unwrap_or_default()),
             Object::Role(r) => namespaced.extend(r.rules.clone().unwrap_or_default()),

@@ -47,6 +47,12 @@ pub struct InstallSettings {
     pub initial_backoff_seconds: u64,
     /// `NNCP_MAX_BACKOFF_SECONDS` passed to every handler.
     pub max_backoff_seconds: u64,
+    /// `PROBE_TIMEOUT_SECONDS` passed to every handler; `None` leaves the handler's default
+    /// (upstream's 120 s). Not an NMState knob: test clusters shorten it.
+    pub probe_timeout_seconds: Option<u64>,
+    /// `CHECKPOINT_TIMEOUT_SECONDS` passed to every handler; `None` leaves the handler's
+    /// default (upstream's 480 s).
+    pub checkpoint_timeout_seconds: Option<u64>,
 }
 
 impl Default for InstallSettings {
@@ -63,6 +69,8 @@ impl Default for InstallSettings {
             max_retries: rollback::DEFAULT_MAX_RETRIES,
             initial_backoff_seconds: rollback::DEFAULT_INITIAL_BACKOFF.as_secs(),
             max_backoff_seconds: rollback::DEFAULT_MAX_BACKOFF.as_secs(),
+            probe_timeout_seconds: None,
+            checkpoint_timeout_seconds: None,
         }
     }
 }

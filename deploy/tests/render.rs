@@ -246,6 +246,26 @@ fn handler_pod_runs_on_the_host_with_the_bus_the_lock_and_its_node_name() {
     assert!(mounts.contains(&"/run/dbus") && mounts.contains(&"/var/k8s_nmstate"));
     let ready = c.readiness_probe.as_ref().unwrap().exec.as_ref().unwrap();
     assert_eq!(ready.command.as_ref().unwrap()[1], "/tmp/healthy");
+    // Liveness: the same file the handler writes (it serves no port), after a start-up delay.
+    let live = c.liveness_probe.as_ref().unwrap();
+    assert_eq!(live.exec.as_ref().unwrap().command, ready.command);
+    assert_eq!(live.initial_delay_seconds, Some(60));
+}
+
+#[test]
+fn test_timings_reach_the_handler_env_only_when_set() {
+    let default = installation(&NMStateSpec::default(), |_| {});
+    let ds = default.of::<DaemonSet>()[0];
+    let c = &ds.spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(env(c, "PROBE_TIMEOUT_SECONDS"), None);
+    let short = installation(&NMStateSpec::default(), |s| {
+        s.probe_timeout_seconds = Some(15);
+        s.checkpoint_timeout_seconds = Some(90);
+    });
+    let ds = short.of::<DaemonSet>()[0];
+    let c = &ds.spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(env(c, "PROBE_TIMEOUT_SECONDS").as_deref(), Some("15"));
+    assert_eq!(env(c, "CHECKPOINT_TIMEOUT_SECONDS").as_deref(), Some("90"));
 }
 
 #[test]

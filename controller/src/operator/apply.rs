@@ -15,7 +15,7 @@ use super::error::OperatorError;
 
 /// Whether the cluster serves the object's kind, asked once per group/version. The core
 /// group is always served.
-async fn served(
+pub(super) async fn served(
     client: &Client,
     o: &Object,
     known: &mut HashMap<String, Vec<String>>,

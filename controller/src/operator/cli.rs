@@ -46,6 +46,12 @@ pub struct OperatorArgs {
         default_value_t = knmstate_state_engine::rollback::DEFAULT_MAX_BACKOFF.as_secs()
     )]
     pub max_backoff_seconds: u64,
+    /// `PROBE_TIMEOUT_SECONDS` of the handlers (unset: the handler's default).
+    #[arg(long, env = "PROBE_TIMEOUT_SECONDS")]
+    pub probe_timeout_seconds: Option<u64>,
+    /// `CHECKPOINT_TIMEOUT_SECONDS` of the handlers (unset: the handler's default).
+    #[arg(long, env = "CHECKPOINT_TIMEOUT_SECONDS")]
+    pub checkpoint_timeout_seconds: Option<u64>,
     /// Address of `/healthz` and `/readyz` (`:port` means every interface).
     #[arg(long, env = "HEALTH_BIND_ADDRESS", default_value = ":8081")]
     pub health_bind_address: String,
@@ -64,6 +70,8 @@ impl OperatorArgs {
             max_retries: self.max_retries,
             initial_backoff_seconds: self.initial_backoff_seconds,
             max_backoff_seconds: self.max_backoff_seconds,
+            probe_timeout_seconds: self.probe_timeout_seconds,
+            checkpoint_timeout_seconds: self.checkpoint_timeout_seconds,
             ..InstallSettings::default()
         }
     }

@@ -33,6 +33,14 @@ pub enum OperatorError {
         /// What the API server answered.
         source: kube::Error,
     },
+    /// Listing or deleting objects the installation no longer renders failed.
+    #[error("failed to prune {kind} objects")]
+    Prune {
+        /// The kind.
+        kind: String,
+        /// What the API server answered.
+        source: kube::Error,
+    },
     /// Reading a workload's status failed.
     #[error("failed to read the status of {object}")]
     ReadWorkload {
@@ -81,6 +89,7 @@ impl OperatorError {
             Self::ListNodes { .. } => "list-nodes-failed",
             Self::Discover { .. } => "discover-failed",
             Self::ApplyObject { .. } => "apply-object-failed",
+            Self::Prune { .. } => "prune-failed",
             Self::ReadWorkload { .. } => "read-workload-failed",
             Self::WriteStatus { .. } => "write-nmstate-status-failed",
             Self::StoreCertificate { .. } => "store-certificate-failed",

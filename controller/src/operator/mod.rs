@@ -6,7 +6,9 @@
 //! upstream's order with the resource as controller owner (CRDs and the Namespace excepted),
 //! skips kinds the cluster does not serve (ServiceMonitor and PrometheusRule without
 //! prometheus-operator) and reports Available / Progressing / Degraded from the workloads'
-//! status. A spec change renders a new pod template, so the DaemonSet rolls. Deleting the
+//! status. A spec change renders a new pod template, so the DaemonSet rolls; owned objects the
+//! installation no longer renders (an older release's, or ones a setting dropped) are
+//! pruned. Deleting the
 //! resource lets the garbage collector remove everything it owns.
 //!
 //! Deliberate difference from upstream: a resource with another name is **not deleted** (upstream
@@ -19,6 +21,7 @@
 //! |---|---|
 //! | [`reconcile`](mod@reconcile) | the reconciler and its error policy |
 //! | [`apply`] | server-side apply in order, owner references, skipping unserved kinds |
+//! | [`prune`] | deleting owned objects the installation no longer renders |
 //! | [`certs`] | the webhook's self-signed CA and serving certificate, rotated |
 //! | [`status`] | rollout state of the workloads and the status write |
 //! | [`cli`] | flags and environment of the `operator` subcommand |
@@ -28,6 +31,7 @@ pub mod apply;
 pub mod certs;
 pub mod cli;
 pub mod error;
+pub mod prune;
 pub mod reconcile;
 pub mod status;
 

@@ -16,7 +16,7 @@ use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
 
 use super::error::OperatorError;
-use super::{apply, certs, status};
+use super::{apply, certs, prune, status};
 
 /// Everything a reconcile needs.
 pub struct OperatorContext {
@@ -90,6 +90,7 @@ pub async fn reconcile(
         .cloned()
         .collect();
     skipped.extend(apply::apply_all(&ctx.client, &rest, &owner).await?);
+    prune::prune(&ctx.client, &installation, &owner.uid).await?;
     let pending = status::pending(&ctx.client, &installation).await?;
     let (verdict, next) = if pending.is_empty() {
         (Verdict::Deployed { skipped }, ctx.resync)

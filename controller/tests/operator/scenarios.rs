@@ -179,3 +179,57 @@ async fn webhook_certificates_rotate_and_the_old_ca_stays_trusted() -> Result<()
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owned_objects_the_installation_no_longer_renders_are_pruned() -> Result<()> {
+    let c = Cluster::start().await?;
+    c.create("nmstate", NMStateSpec::default()).await?;
+    c.wait_state("nmstate", "Progressing", "Deploying").await?;
+    let api: Api<NMState> = Api::all(c.client.clone());
+    let uid = api.get("nmstate").await?.uid().context("no uid")?;
+    // What an older release rendered (upstream's cert-manager Deployment), owned by the CR,
+    // and a Deployment a user made beside it.
+    let deps: Api<Deployment> = Api::namespaced(c.client.clone(), NS);
+    let deployment = |name: &str, owned: bool| -> Result<Deployment> {
+        let mut d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": NS, "labels": {"app": "kubernetes-nmstate"}},
+            "spec": {"selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": []}}}
+        }))?;
+        if owned {
+            d.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+                "apiVersion": "nmstate.io/v1", "kind": "NMState", "name": "nmstate",
+                "uid": uid, "controller": true, "blockOwnerDeletion": true}))?]);
+        }
+        Ok(d)
+    };
+    deps.create(
+        &PostParams::default(),
+        &deployment("nmstate-cert-manager", true)?,
+    )
+    .await?;
+    deps.create(&PostParams::default(), &deployment("user-app", false)?)
+        .await?;
+    // Any change makes the operator reconcile; it prunes on every reconcile.
+    api.patch(
+        "nmstate",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"logLevel": "debug"}})),
+    )
+    .await?;
+    eventually("the old release's Deployment pruned", WAIT, || async {
+        Ok(deps
+            .get_opt("nmstate-cert-manager")
+            .await?
+            .is_none()
+            .then_some(()))
+    })
+    .await?;
+    assert!(deps.get_opt("user-app").await?.is_some(), "not owned: kept");
+    assert!(
+        deps.get_opt("nmstate-controller").await?.is_some(),
+        "rendered: kept"
+    );
+    c.shutdown().await;
+    Ok(())
+}
