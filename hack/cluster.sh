@@ -11,22 +11,31 @@
 #   hack/cluster.sh exec NODE CMD…  run CMD on a node (inside its network, mount and UTS namespaces)
 #   hack/cluster.sh env             print the variables the end-to-end suites read
 #
-# Run as root. What runs where:
+# Run as root. The box installs knmstate the way a user does: `kubectl apply -k` of the operator
+# bundle (config/operator, through a kustomize overlay in the state dir that only shortens the
+# handlers' retry and probe timings), then the NMState resource (config/samples/nmstate.yaml).
+# Every knmstate process is then started by knmstate-boxlet, the box's kubelet, from the pod
+# templates the operator wrote into the API (e2e/README.md says what it stands in for and how).
+#
+# What runs where:
 #   host namespaces   knmstate-apiserver (the Kubernetes API stand-in, 127.0.0.1, random port),
-#                     knmstate-webhook (HTTPS 127.0.0.1:$KNMSTATE_WEBHOOK_PORT, a CA made here),
-#                     knmstate-controller (/metrics on 127.0.0.1:$KNMSTATE_METRICS_PORT),
+#                     knmstate-boxlet (the kubelet; its Service forwarders on 127.0.0.1:
+#                     $KNMSTATE_WEBHOOK_PORT -> the webhook pod, $KNMSTATE_METRICS_PORT -> the
+#                     controller pod holding the leader Lease),
 #                     socat: Unix socket <state>/api.sock -> the API's TCP port
 #   switch netns      socat: 198.18.0.1:6443 -> <state>/api.sock (the filesystem is shared across
 #                     network namespaces, so the socket joins the two without any host link)
-#   node netns nodeI  NetworkManager (hack/nodes.sh) and one handler, which reaches the API at
-#                     http://198.18.0.1:6443 over the node's own eth0: a policy that cuts the
-#                     node's network cuts the handler off, and its API-server probe is real.
+#   node netns nodeI  NetworkManager (hack/nodes.sh) and the handler pod of the DaemonSet for
+#                     nodeI, which reaches the API at http://198.18.0.1:6443 over the node's own
+#                     eth0: a policy that cuts the node's network cuts the handler off.
+#   pod netns <prefix>-pN  each other pod (operator, controller replicas, webhook) in a network
+#                     namespace of its own, the API bridged in at 127.0.0.1:6443.
 # Nothing is configured in the host's network namespace: no link, address or route.
 #
 # Files: everything lives in the state dir ($KNMSTATE_CLUSTER_DIR, default target/cluster in the
 # repository: visible inside the nodes, whose /run is private): binaries copied there (so a
-# rebuild does not change a running cluster), kubeconfigs, certificates, pid files and one log
-# per process under logs/.
+# rebuild does not change a running cluster), kubeconfigs, pod directories (volumes, hostPaths
+# remapped under hostpath/<node>/), pid files and one log per process under logs/.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,17 +44,18 @@ PREFIX="${KNMSTATE_CLUSTER_PREFIX:-knmbox}"
 WEBHOOK_PORT="${KNMSTATE_WEBHOOK_PORT:-19443}"
 METRICS_PORT="${KNMSTATE_METRICS_PORT:-18089}"
 # Handler timings: short, like upstream's e2e (NNCP_MAX_RETRIES=2, backoff 1-5 s), with short
-# probe budgets so that a policy which breaks a node is rolled back within a minute.
-HANDLER_ENV=(
+# probe budgets so that a policy which breaks a node is rolled back within a minute. They are
+# the operator's settings (its env), which it renders into the handler DaemonSet.
+OPERATOR_ENV=(
     NNCP_MAX_RETRIES="${NNCP_MAX_RETRIES:-2}"
     NNCP_INITIAL_BACKOFF_SECONDS="${NNCP_INITIAL_BACKOFF_SECONDS:-1}"
     NNCP_MAX_BACKOFF_SECONDS="${NNCP_MAX_BACKOFF_SECONDS:-5}"
     PROBE_TIMEOUT_SECONDS="${PROBE_TIMEOUT_SECONDS:-15}"
     CHECKPOINT_TIMEOUT_SECONDS="${CHECKPOINT_TIMEOUT_SECONDS:-90}"
-    PROBE_DNS_HOST="${PROBE_DNS_HOST:-root-servers.net}"
-    POD_NAMESPACE=nmstate
-    RUST_LOG="${KNMSTATE_HANDLER_LOG:-info,nispor=error}"
 )
+# The image the manifests name; the box runs its binaries from bin/ instead.
+IMAGE=quay.io/knmstate/knmstate:latest
+NS=nmstate
 SW="${PREFIX}-sw"
 GATEWAY=198.18.0.1
 NODE_API_PORT=6443
@@ -62,7 +72,7 @@ kc() { KUBECONFIG="$STATE/kubeconfig" kubectl "$@"; }
 ensure_packages() {
     bash "$REPO/hack/install-deps.sh"
     local missing=() p
-    for p in socat openssl; do
+    for p in socat openssl curl; do
         command -v "$p" >/dev/null 2>&1 || missing+=("$p")
     done
     if ((${#missing[@]})); then
@@ -83,7 +93,7 @@ build() {
         sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
     mkdir -p "$BIN"
     local b
-    for b in knmstate-apiserver knmstate-webhook knmstate-controller handler; do
+    for b in knmstate-apiserver knmstate-boxlet knmstate-webhook knmstate-controller handler; do
         cp "$target_dir/debug/$b" "$BIN/$b.new"
         mv "$BIN/$b.new" "$BIN/$b"
     done
@@ -132,58 +142,9 @@ start_apiserver() {
     wait_for "the API socket" 10 api-socket test -S "$STATE/api.sock"
     sed "s#server: http://127\.0\.0\.1:$API_PORT#server: http://$GATEWAY:$NODE_API_PORT#" \
         "$STATE/kubeconfig" >"$STATE/kubeconfig-node"
-}
-
-make_certs() {
-    local d="$STATE/certs"
-    mkdir -p "$d"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=knmstate-box-ca" \
-        -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=nmstate-webhook.nmstate.svc" \
-        -keyout "$d/tls.key" -out "$d/tls.csr" 2>/dev/null
-    printf 'subjectAltName=DNS:nmstate-webhook.nmstate.svc,DNS:nmstate-webhook.nmstate.svc.cluster.local,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$d/ext.cnf"
-    openssl x509 -req -in "$d/tls.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
-        -days 30 -extfile "$d/ext.cnf" -out "$d/tls.crt" 2>/dev/null
-}
-
-start_webhook() {
-    make_certs
-    spawn webhook "$BIN/knmstate-webhook" --listen "127.0.0.1:$WEBHOOK_PORT" \
-        --tls-cert-file "$STATE/certs/tls.crt" --tls-key-file "$STATE/certs/tls.key"
-    wait_for "the webhook" 30 webhook bash -c "exec 3<>/dev/tcp/127.0.0.1/$WEBHOOK_PORT"
-}
-
-apply_config() {
-    local ns
-    for ns in default nmstate kube-system; do
-        kc get namespace "$ns" >/dev/null 2>&1 || kc create namespace "$ns" >/dev/null
-    done
-    for f in "$REPO"/config/crd/nmstate.io_*.yaml; do kc apply -f "$f" >/dev/null; done
-    # The webhook Service: the stand-in sends a service clientConfig to the Service's clusterIP
-    # (127.0.0.1 when unset) on the targetPort, with TLS server name <name>.<namespace>.svc.
-    kc apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Service
-metadata:
-  name: nmstate-webhook
-  namespace: nmstate
-spec:
-  ports:
-  - port: 443
-    targetPort: $WEBHOOK_PORT
-EOF
-    local ca f
-    ca="$(base64 -w0 "$STATE/certs/ca.crt")"
-    for f in "$REPO"/config/webhook/*.yaml; do
-        sed "s#^\( *\)clientConfig:\$#&\n\1  caBundle: $ca#" "$f" | kc apply -f - >/dev/null
-    done
-}
-
-start_controller() {
-    spawn controller env KUBECONFIG="$STATE/kubeconfig" RUST_LOG="${KNMSTATE_CONTROLLER_LOG:-info}" \
-        "$BIN/knmstate-controller" --metrics-bind-address "127.0.0.1:$METRICS_PORT" \
-        --identity box --orphan-grace-seconds 10 --sweep-interval-seconds 30
-    wait_for "the controller's /readyz" 60 controller http_ok "$METRICS_PORT" /readyz
+    # Pods with a network namespace of their own reach the API at 127.0.0.1:6443 there.
+    sed "s#server: http://127\.0\.0\.1:$API_PORT#server: http://127.0.0.1:$NODE_API_PORT#" \
+        "$STATE/kubeconfig" >"$STATE/kubeconfig-pod"
 }
 
 node_ip() { nodes exec "$1" ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1 | head -1; }
@@ -224,14 +185,41 @@ start_node_api_forwarder() {
         ip netns exec "$SW" bash -c "exec 3<>/dev/tcp/$GATEWAY/$NODE_API_PORT"
 }
 
-start_handler() {
-    local name="$1"
-    mkdir -p "$STATE/$name"
-    rm -f "$STATE/$name/healthy"
-    spawn "handler-$name" bash "$REPO/hack/nodes.sh" --prefix "$PREFIX" exec "$name" \
-        env KUBECONFIG="$STATE/kubeconfig-node" NODE_NAME="$name" \
-        NMSTATE_INSTANCE_NODE_LOCK_FILE="$STATE/$name/handler.lock" \
-        READINESS_FILE="$STATE/$name/healthy" "${HANDLER_ENV[@]}" "$BIN/handler"
+start_boxlet() {
+    spawn boxlet env RUST_LOG="${KNMSTATE_BOXLET_LOG:-info}" "$BIN/knmstate-boxlet" \
+        --kubeconfig "$STATE/kubeconfig" --state "$STATE" --logs "$LOGS" \
+        --nodes-script "$REPO/hack/nodes.sh" --prefix "$PREFIX" --api-socket "$STATE/api.sock" \
+        --node-kubeconfig "$STATE/kubeconfig-node" --pod-kubeconfig "$STATE/kubeconfig-pod" \
+        --image "$IMAGE=$BIN" \
+        --expose "$NS/nmstate-webhook:443=$WEBHOOK_PORT" \
+        --expose "$NS/nmstate-monitor:8089=$METRICS_PORT" \
+        --leader-lease "$NS/nmstate-controller"
+}
+
+# The operator bundle as a user applies it, through an overlay that only adds the box's
+# handler timings to the operator's environment.
+install_operator() {
+    local dir="$STATE/install" e name value
+    mkdir -p "$dir"
+    {
+        echo "apiVersion: kustomize.config.k8s.io/v1beta1"
+        echo "kind: Kustomization"
+        echo "resources:"
+        echo "- $(realpath --relative-to="$dir" "$REPO/config/operator")"
+        echo "patches:"
+        echo "- target: {kind: Deployment, name: nmstate-operator}"
+        echo "  patch: |-"
+        for e in "${OPERATOR_ENV[@]}"; do
+            name="${e%%=*}"
+            value="${e#*=}"
+            echo "    - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: $name, value: \"$value\"}}"
+        done
+    } >"$dir/kustomization.yaml"
+    kc apply -k "$dir" >"$LOGS/install.log"
+}
+
+deployment_ready() {
+    [[ "$(kc -n "$NS" get deployment "$1" -o jsonpath='{.status.availableReplicas}')" -ge 1 ]]
 }
 
 write_env() {
@@ -254,23 +242,25 @@ cmd_up() {
     build
     log "starting the API stand-in"
     start_apiserver
-    log "starting the webhook"
-    start_webhook
-    apply_config
     log "starting $n NetworkManager node(s)"
     nodes up "$n" >"$LOGS/nodes.log" 2>&1 || { tail -n 30 "$LOGS/nodes.log" >&2; die "nodes did not come up"; }
     echo "$n" >"$STATE/nodes"
     start_node_api_forwarder
     create_nodes "$n"
-    log "starting the controller"
-    start_controller
+    log "starting the box kubelet"
+    start_boxlet
+    log "installing the operator (kubectl apply -k config/operator)"
+    install_operator
+    wait_for "the operator Deployment to be available" 120 boxlet deployment_ready nmstate-operator
+    log "creating the NMState resource (config/samples/nmstate.yaml)"
+    kc apply -f "$REPO/config/samples/nmstate.yaml" >/dev/null
+    if ! kc wait nmstate nmstate --for condition=Available --timeout=240s >/dev/null; then
+        kc get nmstate nmstate -o yaml >&2 || true
+        die "NMState nmstate did not become Available (logs: $LOGS)"
+    fi
     local i
     for ((i = 1; i <= n; i++)); do
-        start_handler "node$i"
-    done
-    for ((i = 1; i <= n; i++)); do
-        wait_for "the handler on node$i to be ready" 120 "handler-node$i" test -e "$STATE/node$i/healthy"
-        wait_for "the NodeNetworkState of node$i" 60 "handler-node$i" kc get nns "node$i"
+        wait_for "the NodeNetworkState of node$i" 120 boxlet kc get nns "node$i"
     done
     write_env
     log "applying examples/linux-bridge.yaml"
@@ -291,18 +281,20 @@ Use kubectl against it:
   kubectl get nncp,nnce,nns
 Run a command on a node:  hack/cluster.sh exec node1 nmcli device
 Controller metrics:       http://127.0.0.1:$METRICS_PORT/metrics
+Processes (pods):         hack/cluster.sh status
 Logs:                     $LOGS/
 EOF
 }
 
 # Processes started from this state dir that escaped their pid file (after a crash of this script):
-# those running a binary copied into bin/, or a socat serving this state dir's socket.
+# those running a binary copied into bin/, or a helper (socat, a pod's mount script) of this
+# state dir.
 stray_pids() {
     local p exe cmd
     for p in /proc/[0-9]*; do
         exe="$(readlink "$p/exe" 2>/dev/null || true)"
         cmd="$(tr '\0' ' ' 2>/dev/null <"$p/cmdline" || true)"
-        if [[ $exe == "$BIN/"* ]] || [[ $cmd == *"$STATE/api.sock"* ]]; then
+        if [[ $exe == "$BIN/"* ]] || [[ $cmd == *"$STATE/"* && $cmd != *cluster.sh* ]]; then
             echo "${p#/proc/}"
         fi
     done
@@ -312,8 +304,17 @@ cmd_down() {
     need_root
     local quiet="${1:-}" prefix="$PREFIX" f pid
     [[ -s "$STATE/prefix" ]] && prefix="$(cat "$STATE/prefix")"
-    # Handlers first (SIGTERM rolls back an apply in flight), then the rest.
-    for f in "$PIDS"/handler-*.pid "$PIDS"/*.pid; do
+    # The box kubelet first: it stops every pod (SIGTERM, the grace period, then SIGKILL; a
+    # handler rolls back an apply in flight), then the rest.
+    if [[ -s "$PIDS/boxlet.pid" ]]; then
+        pid="$(cat "$PIDS/boxlet.pid")"
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 200); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.2
+        done
+    fi
+    for f in "$PIDS"/*.pid; do
         [[ -s $f ]] || continue
         pid="$(cat "$f")"
         kill -TERM "$pid" 2>/dev/null || true
@@ -326,6 +327,9 @@ cmd_down() {
     for pid in $(stray_pids); do
         [[ $pid == "$$" ]] && continue
         kill -KILL "$pid" 2>/dev/null || true
+    done
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${prefix}-p[0-9]+$" || true); do
+        ip netns del "$ns" 2>/dev/null || true
     done
     bash "$REPO/hack/nodes.sh" --prefix "$prefix" down
     rm -rf "$STATE"
@@ -340,6 +344,15 @@ cmd_status() {
         [[ -s $f ]] || continue
         name="$(basename "$f" .pid)"
         if alive "$name"; then echo "$name running pid=$(cat "$f")"; else echo "$name dead"; fi
+    done
+    # The pods' processes, started by the box kubelet: binary, pod (HOSTNAME) and node.
+    local p exe envs
+    for p in /proc/[0-9]*; do
+        exe="$(readlink "$p/exe" 2>/dev/null || true)"
+        [[ $exe == "$BIN/"* && $exe != */knmstate-apiserver && $exe != */knmstate-boxlet ]] || continue
+        envs="$(tr '\0' '\n' <"$p/environ" 2>/dev/null || true)"
+        printf 'pod-process pid=%s %s pod=%s node=%s\n' "${p#/proc/}" "$(basename "$exe")" \
+            "$(sed -n 's/^HOSTNAME=//p' <<<"$envs")" "$(sed -n 's/^NODE_NAME=//p' <<<"$envs")"
     done
     nodes status
 }

@@ -3,6 +3,7 @@
 //! sockets), its volumes as directories of the state dir, and each container a process in a
 //! private mount namespace where those directories are mounted at the container's mount paths.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -210,9 +211,9 @@ impl Runtime {
             let src = self.volume_dir(sandbox, m, node);
             std::fs::create_dir_all(&src)?;
             let (s, t) = (quote(&src.display().to_string()), quote(&m.target));
-            script.push_str(&format!("ensure_dir {t}\nmount -n --bind {s} {t}\n"));
+            let _ = writeln!(script, "ensure_dir {t}\nmount -n --bind {s} {t}");
             if m.read_only {
-                script.push_str(&format!("mount -n -o remount,bind,ro {t}\n"));
+                let _ = writeln!(script, "mount -n -o remount,bind,ro {t}");
             }
         }
         let env: Vec<String> = c
@@ -221,11 +222,13 @@ impl Runtime {
             .map(|(k, v)| quote(&format!("{k}={v}")))
             .collect();
         let argv: Vec<String> = c.argv.iter().map(|a| quote(a)).collect();
-        script.push_str(&format!(
-            "cd /\nexec env -i {} {}\n",
+        let _ = writeln!(
+            script,
+            "cd /
+exec env -i {} {}",
             env.join(" "),
             argv.join(" ")
-        ));
+        );
         let path = sandbox.dir.join(format!("{}.sh", c.name));
         std::fs::write(&path, script)?;
         let f = std::fs::OpenOptions::new()

@@ -1,7 +1,7 @@
 //! From a pod template to the processes the box starts, as a kubelet reads it: the image's
 //! binary for `command`, `args`, the environment with `fieldRef`, `secretKeyRef` and
 //! `configMapKeyRef` resolved and `$(VAR)` expanded, and each volume mount with what backs it.
-//! Pure: Secrets and ConfigMaps come through a lookup.
+//! Pure: `Secret`s and `ConfigMap`s come through a lookup.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ pub struct PodIdentity {
     pub name: String,
     /// The node it is scheduled on.
     pub node: String,
-    /// That node's InternalIP (`status.hostIP`).
+    /// That node's `InternalIP` (`status.hostIP`).
     pub node_ip: String,
     /// The pod's address (`status.podIP`): the node's with host network, else 127.0.0.1.
     pub pod_ip: String,

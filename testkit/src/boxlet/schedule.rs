@@ -64,8 +64,8 @@ fn term_holds(t: &NodeSelectorTerm, node: &Node) -> bool {
         })
 }
 
-/// Whether a pod of `spec` may run on `node`: every `nodeSelector` label, every NoSchedule and
-/// NoExecute taint tolerated, one term of the required node affinity (if any) holding.
+/// Whether a pod of `spec` may run on `node`: every `nodeSelector` label, every `NoSchedule` and
+/// `NoExecute` taint tolerated, one term of the required node affinity (if any) holding.
 pub fn fits(spec: &PodSpec, node: &Node) -> bool {
     let labels = labels(node);
     let selector_ok = spec

@@ -1,5 +1,5 @@
 //! The pods the DaemonSets and Deployments call for (the DaemonSet controller, the Deployment
-//! and ReplicaSet controllers and the scheduler in one pure function), and the workload status
+//! and `ReplicaSet` controllers and the scheduler in one pure function), and the workload status
 //! their controllers would write from the pods the box runs.
 
 use std::collections::BTreeMap;
@@ -57,7 +57,7 @@ impl DesiredPod {
     }
 }
 
-/// A short, stable hash of a pod template (the `pod-template-hash` of a ReplicaSet).
+/// A short, stable hash of a pod template (the `pod-template-hash` of a `ReplicaSet`).
 pub fn template_hash(t: &PodTemplateSpec) -> String {
     let mut h = DefaultHasher::new();
     serde_json::to_string(t).unwrap_or_default().hash(&mut h);
@@ -207,7 +207,7 @@ mod tests {
             serde_json::from_value(json!({"metadata": {"name": "c", "namespace": "ns"},
             "spec": {"replicas": 2, "selector": {}, "template": template(&[])}}))
             .unwrap();
-        let pods = desired(&[ds.clone()], &[dep], &nodes());
+        let pods = desired(std::slice::from_ref(&ds), &[dep], &nodes());
         let names: Vec<_> = pods
             .iter()
             .map(|p| (p.name.as_str(), p.node.as_str()))
