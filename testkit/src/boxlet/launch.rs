@@ -224,8 +224,7 @@ impl Runtime {
         let argv: Vec<String> = c.argv.iter().map(|a| quote(a)).collect();
         let _ = writeln!(
             script,
-            "cd /
-exec env -i {} {}",
+            "cd /\nexec env -i {} {}",
             env.join(" "),
             argv.join(" ")
         );
