@@ -88,6 +88,10 @@ pub struct ApplyReport {
     /// The probes that ran while the checkpoint was held.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeReport>,
+    /// After a rollback, whether the same probes passed again (connectivity came back); absent
+    /// when nothing was rolled back or the probes did not run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectivity_restored: Option<bool>,
 }
 
 /// Observed status of one node × policy enactment, written by that node's handler.

@@ -19,6 +19,7 @@ fn report(rolled_back: bool) -> ApplyReport {
         start_time: Some(Time(Timestamp::now())),
         duration_seconds: if rolled_back { 12.5 } else { 0.8 },
         rolled_back,
+        connectivity_restored: None,
         rollback_reason: if rolled_back {
             "probe-failed".into()
         } else {

@@ -228,17 +228,3 @@ impl<B: Backend + Clone + 'static> Handler<B> {
         Ok(())
     }
 }
-
-/// Roll back every checkpoint the node holds. Called at start-up while holding the node lock:
-/// no other handler is alive, so a checkpoint can only be left by one that died mid-apply; its
-/// changes were never probed. Returns how many were rolled back.
-pub async fn rollback_stale_checkpoints<B: Backend>(backend: &B) -> Result<usize> {
-    let stale = backend
-        .roll_back_stale_checkpoints()
-        .await
-        .map_err(Error::RollbackCheckpoint)?;
-    for cp in &stale {
-        tracing::warn!(checkpoint = %cp, "rolled back a checkpoint left by a handler that died mid-apply");
-    }
-    Ok(stale.len())
-}

@@ -41,6 +41,10 @@ pub enum BackendError {
     /// Another apply holds a checkpoint that was neither committed nor rolled back.
     #[error("checkpoint {0} is still pending: commit or roll it back first")]
     CheckpointPending(String),
+    /// NetworkManager holds checkpoints this backend did not create: they are left to their
+    /// owner (or their timeout), and NetworkManager would refuse the apply's own checkpoint.
+    #[error("failed to start the apply: NetworkManager holds checkpoints knmstate did not create ({})", .0.join(", "))]
+    ForeignCheckpoint(Vec<String>),
     /// The apply succeeded but NetworkManager shows no checkpoint for it.
     #[error("NetworkManager reports no checkpoint after the apply")]
     CheckpointMissing,
@@ -119,6 +123,7 @@ impl BackendError {
             Self::ApplyState { .. } => "apply-failed",
             Self::CheckpointPending(_) => "checkpoint-pending",
             Self::CheckpointMissing => "checkpoint-missing",
+            Self::ForeignCheckpoint(_) => "foreign-checkpoint",
             Self::DestroyStaleCheckpoint { .. } => "stale-checkpoint-rollback-failed",
             Self::CommitCheckpoint { .. } => "commit-failed",
             Self::RollbackCheckpoint { .. } => "rollback-failed",
@@ -140,6 +145,7 @@ impl BackendError {
             }
             Self::CheckpointPending(_)
             | Self::CheckpointMissing
+            | Self::ForeignCheckpoint(_)
             | Self::DestroyStaleCheckpoint { .. }
             | Self::CommitCheckpoint { .. }
             | Self::RollbackCheckpoint { .. }

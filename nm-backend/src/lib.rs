@@ -17,10 +17,14 @@
 //!   [`Backend::commit`] / [`Backend::rollback`] are there for callers that drive them
 //!   themselves. Interface types the kernel cannot create are refused within seconds instead
 //!   of after nmstate's retries;
-//! - [`Backend::roll_back_stale_checkpoints`]: checkpoints left behind by a crashed process are
-//!   rolled back (which destroys them), at start-up and before every apply, and the global DNS
-//!   it recorded is restored (with [`NmBackend::with_state_dir`]), also when NetworkManager's
-//!   checkpoint timeout rolled the checkpoint back first;
+//! - [`Backend::roll_back_stale_checkpoints`]: start-up recovery from the recovery record
+//!   ([`NmBackend::with_state_dir`], a host directory): the checkpoint this backend created for
+//!   an apply whose process died is rolled back (found by its exact D-Bus path), the global DNS
+//!   saved before that apply is restored (also when NetworkManager's checkpoint timeout rolled
+//!   the checkpoint back first), and the interrupted [`Attempt`] is handed back so that the
+//!   caller counts it. Checkpoints another tool created are never committed or rolled back:
+//!   they are logged, and an apply refuses to start beside them
+//!   ([`BackendError::ForeignCheckpoint`]);
 //! - [`Backend::supports_bridge_vlan_filtering`]: the kernel-support probe for linux-bridge
 //!   VLAN filtering (the same throw-away-link probe that checks interface types);
 //! - [`Backend::changes`]: a debounced stream of NetworkManager change signals.
@@ -36,12 +40,14 @@
 mod auto_dns;
 mod changes;
 mod error;
+pub mod fault;
 mod kernel;
 #[cfg(any(test, feature = "testing"))]
 mod memory;
 mod nm;
 mod policy;
 pub mod probe;
+mod record;
 mod transaction;
 mod worker;
 
@@ -57,6 +63,7 @@ pub use kernel::{KernelSupport, kernel_link_kind};
 pub use memory::MemoryBackend;
 pub use nm::NmBackend;
 pub use policy::{feature_statistics, resolve_policy};
+pub use record::Attempt;
 pub use transaction::{RollbackCause, Transaction, TransactionOutcome};
 
 use probe::ProbeRun;
@@ -103,6 +110,9 @@ pub struct ApplyOptions {
     pub checkpoint_timeout: Duration,
     /// Have nmstate verify the result against the desired state before returning.
     pub verify: bool,
+    /// The caller's attempt, recorded durably before the network is touched and handed back
+    /// by start-up recovery if the process dies before the apply finished.
+    pub attempt: Option<Attempt>,
 }
 
 impl Default for ApplyOptions {
@@ -110,6 +120,7 @@ impl Default for ApplyOptions {
         Self {
             checkpoint_timeout: Duration::from_mins(1),
             verify: true,
+            attempt: None,
         }
     }
 }
@@ -135,6 +146,21 @@ pub struct PendingApply {
     pub destroyed_stale: Vec<Checkpoint>,
 }
 
+/// What start-up recovery ([`Backend::roll_back_stale_checkpoints`]) found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// This backend's checkpoint of an apply whose process died, rolled back.
+    pub rolled_back: Option<Checkpoint>,
+    /// The global DNS saved before that apply was put back.
+    pub dns_restored: bool,
+    /// The attempt whose process died before its apply finished (committed applies are not
+    /// listed): count it. It stays listed by [`Backend::interrupted_attempts`] until
+    /// [`Backend::forget_interrupted`].
+    pub interrupted: Option<Attempt>,
+    /// Checkpoints this backend did not create: left alone.
+    pub foreign: Vec<Checkpoint>,
+}
+
 /// A node's network, as the handler sees it.
 ///
 /// All futures are `Send`, so they can run inside kube-runtime reconcilers.
@@ -144,9 +170,12 @@ pub trait Backend: Send + Sync {
 
     /// Apply `desired` and keep a checkpoint instead of committing.
     ///
-    /// Checkpoints of crashed applies are rolled back first
+    /// The attempt is recorded before the network is touched, then the exact checkpoint the
+    /// apply created. A checkpoint of this backend's crashed apply is rolled back first
     /// ([`roll_back_stale_checkpoints`](Backend::roll_back_stale_checkpoints)) and returned in
-    /// [`PendingApply::destroyed_stale`]. On error nothing is left pending: nmstate rolled back
+    /// [`PendingApply::destroyed_stale`]; a checkpoint another tool holds makes the apply fail
+    /// without touching anything ([`BackendError::ForeignCheckpoint`]: NetworkManager would
+    /// refuse the apply's own checkpoint). On error nothing is left pending: nmstate rolled back
     /// already, or nothing was changed. Dropping the future does not stop an apply already
     /// handed to NetworkManager; its checkpoint is then rolled back by the next apply (or by its
     /// timeout).
@@ -162,14 +191,23 @@ pub trait Backend: Send + Sync {
     /// Return to the state saved in the checkpoint.
     fn rollback(&self, checkpoint: &Checkpoint) -> impl Future<Output = Result<()>> + Send;
 
-    /// Roll back every checkpoint the node holds, returning them: a checkpoint nobody commits
-    /// any more (its process died mid-apply) makes NetworkManager refuse new ones, and its
-    /// changes were never probed.
+    /// Start-up recovery: roll back the checkpoint this backend created for an apply whose
+    /// process died (its changes were never probed, and NetworkManager refuses new checkpoints
+    /// beside it), restore the global DNS saved before that apply, and hand back its attempt.
+    /// A commit that had begun and whose checkpoint is gone was committed: nothing is undone.
+    /// Checkpoints this backend did not create are left alone (logged).
     ///
     /// Call it only while no apply of this process is pending: at start-up (under the node
     /// lock, so no other handler is alive) — [`apply`](Backend::apply) calls it itself once it
     /// made sure of that.
-    fn roll_back_stale_checkpoints(&self) -> impl Future<Output = Result<Vec<Checkpoint>>> + Send;
+    fn roll_back_stale_checkpoints(&self) -> impl Future<Output = Result<Recovery>> + Send;
+
+    /// Attempts start-up recovery found interrupted and the caller has not yet counted
+    /// (they survive another death of the process).
+    fn interrupted_attempts(&self) -> Vec<Attempt>;
+
+    /// `attempt` was counted: stop listing it.
+    fn forget_interrupted(&self, attempt: &Attempt);
 
     /// Whether the node's kernel can filter VLANs on a linux bridge (probed once). When it
     /// cannot tell, it answers `true` and leaves the verdict to the apply.
@@ -180,7 +218,8 @@ pub trait Backend: Send + Sync {
     /// [`rollback`](Backend::rollback) when a probe failed, when `cancel` resolved first (the
     /// process is stopping) or when the commit failed. Nothing is left pending whatever the
     /// outcome, unless the rollback itself failed (then NetworkManager rolls back when the
-    /// checkpoint times out).
+    /// checkpoint times out). After a rollback for a failed probe or commit, `probe` runs
+    /// again to tell whether connectivity came back ([`Transaction::after_rollback`]).
     fn transaction<P, F, C>(
         &self,
         desired: &Value,
@@ -189,7 +228,7 @@ pub trait Backend: Send + Sync {
         cancel: C,
     ) -> impl Future<Output = Transaction> + Send
     where
-        P: FnOnce() -> F + Send,
+        P: Fn() -> F + Send + Sync,
         F: Future<Output = ProbeRun> + Send,
         C: Future<Output = ()> + Send,
     {

@@ -7,9 +7,12 @@
 //! added or removed (`state: absent`) in `routes.config`, `dns-resolver.config` replaces the
 //! static DNS. Routes learned by DHCP or router advertisement disappear when their interface
 //! stops using DHCP/autoconf or becomes a port. Checkpoints behave like NetworkManager's: one at a
-//! time, automatic rollback after their timeout, and a checkpoint left by a "crashed" owner is
-//! rolled back by the next apply (or by [`Backend::roll_back_stale_checkpoints`]), so the
-//! apply transaction ([`Backend::transaction`]) behaves as on a real node.
+//! time, automatic rollback after their timeout. The recovery record is modelled as the real
+//! backend keeps it on disk (it survives [`MemoryBackend::crash`]): a checkpoint left by a
+//! "crashed" owner is rolled back by the next apply (or by
+//! [`Backend::roll_back_stale_checkpoints`]), its attempt reported interrupted, and a checkpoint
+//! of another tool ([`MemoryBackend::hold_foreign_checkpoint`]) is left alone and refuses
+//! applies, so the apply transaction ([`Backend::transaction`]) behaves as on a real node.
 //!
 //! Compiled for tests only (this crate's own, and with the `testing` feature).
 
@@ -23,9 +26,11 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use crate::{
-    ApplyOptions, Backend, Checkpoint, CurrentState, NMSTATE_VERSION, PendingApply,
+    ApplyOptions, Attempt, Backend, Checkpoint, CurrentState, NMSTATE_VERSION, PendingApply,
+    Recovery,
     changes::{ChangeKind, ChangeStream, debounce},
     error::{BackendError, Result},
+    record::{InFlight, Record},
 };
 
 #[derive(Debug)]
@@ -44,6 +49,8 @@ struct Inner {
     dynamic_dns: Value,
     checkpoints: Vec<SavedCheckpoint>,
     owned: Option<Checkpoint>,
+    /// The recovery record, as the real backend keeps it on disk.
+    record: Record,
     next_id: u64,
     unsupported_types: BTreeSet<String>,
     bridge_vlan_filtering: bool,
@@ -122,6 +129,7 @@ impl MemoryBackend {
                 dynamic_dns,
                 checkpoints: Vec::new(),
                 owned: None,
+                record: Record::default(),
                 next_id: 1,
                 unsupported_types: BTreeSet::new(),
                 bridge_vlan_filtering: true,
@@ -169,9 +177,34 @@ impl MemoryBackend {
     }
 
     /// Forget the checkpoint this process holds without committing or rolling back, as a
-    /// crashed handler would; the checkpoint itself stays until it expires or is destroyed.
+    /// crashed handler would; the checkpoint itself stays until it expires or is destroyed, and
+    /// the recovery record stays (it is on disk).
     pub fn crash(&self) {
         self.lock().owned = None;
+    }
+
+    /// A checkpoint of the current state created by another tool (not recorded): recovery
+    /// leaves it alone and applies are refused until it is gone (it expires after `timeout`).
+    pub fn hold_foreign_checkpoint(&self, timeout: Duration) -> Checkpoint {
+        let mut inner = self.lock();
+        self.expire(&mut inner);
+        let id = Self::next_checkpoint_id(&mut inner);
+        let saved = inner.state.clone();
+        inner.checkpoints.push(SavedCheckpoint {
+            id: id.clone(),
+            saved,
+            deadline: Instant::now() + timeout,
+        });
+        id
+    }
+
+    fn next_checkpoint_id(inner: &mut Inner) -> Checkpoint {
+        let id = Checkpoint(format!(
+            "/org/freedesktop/NetworkManager/Checkpoint/{}",
+            inner.next_id
+        ));
+        inner.next_id += 1;
+        id
     }
 
     /// Checkpoints currently held.
@@ -201,21 +234,39 @@ impl MemoryBackend {
         }
     }
 
-    /// Roll back every checkpoint held, newest first (so the state returns to the one before
-    /// the oldest), and return them oldest first with the change kinds to emit.
-    fn roll_back_all(inner: &mut Inner) -> (Vec<Checkpoint>, BTreeSet<ChangeKind>) {
+    /// Start-up recovery from the record: roll back the recorded checkpoint of a dead apply,
+    /// report its attempt interrupted (unless it had committed), leave the other checkpoints
+    /// alone. Returns what it did and the change kinds to emit.
+    fn recover(inner: &mut Inner) -> (Recovery, BTreeSet<ChangeKind>) {
         let before = inner.state.clone();
-        let mut stale = Vec::new();
-        while let Some(cp) = inner.checkpoints.pop() {
-            tracing::warn!(checkpoint = %cp.id, "rolling back a checkpoint left by an earlier apply");
-            inner.state = cp.saved;
-            if inner.owned.as_ref() == Some(&cp.id) {
-                inner.owned = None;
+        let mut recovery = Recovery::default();
+        if let Some(in_flight) = inner.record.apply.take() {
+            let pos = in_flight
+                .checkpoint
+                .as_ref()
+                .and_then(|cp| inner.checkpoints.iter().position(|c| &c.id.0 == cp));
+            if let Some(pos) = pos {
+                let cp = inner.checkpoints.remove(pos);
+                tracing::warn!(checkpoint = %cp.id, "rolling back the checkpoint of an apply whose process died");
+                inner.state = cp.saved;
+                if inner.owned.as_ref() == Some(&cp.id) {
+                    inner.owned = None;
+                }
+                recovery.rolled_back = Some(cp.id);
             }
-            stale.insert(0, cp.id);
+            if !(in_flight.committing && pos.is_none())
+                && let Some(attempt) = in_flight.attempt
+            {
+                inner.record.push_interrupted(attempt.clone());
+                recovery.interrupted = Some(attempt);
+            }
+        }
+        for cp in &inner.checkpoints {
+            tracing::warn!(checkpoint = %cp.id, "leaving alone a checkpoint knmstate did not create");
+            recovery.foreign.push(cp.id.clone());
         }
         let kinds = Self::change_kinds(&before, &inner.state);
-        (stale, kinds)
+        (recovery, kinds)
     }
 
     fn emit<I: IntoIterator<Item = ChangeKind>>(&self, kinds: I) {
@@ -424,6 +475,18 @@ impl MemoryBackend {
         Ok(state)
     }
 
+    /// The apply of `checkpoint` is over (committed or rolled back): drop its record.
+    fn forget_record_of(inner: &mut Inner, checkpoint: &Checkpoint) {
+        let recorded = inner
+            .record
+            .apply
+            .as_ref()
+            .and_then(|f| f.checkpoint.as_ref());
+        if recorded == Some(&checkpoint.0) {
+            inner.record.apply = None;
+        }
+    }
+
     fn change_kinds(before: &Value, after: &Value) -> BTreeSet<ChangeKind> {
         let map = |v: &Value| -> BTreeMap<String, Value> {
             array(v, "/interfaces")
@@ -468,7 +531,15 @@ impl Backend for MemoryBackend {
         if let Some(owned) = &inner.owned {
             return Err(BackendError::CheckpointPending(owned.0.clone()));
         }
-        let (destroyed_stale, mut kinds) = Self::roll_back_all(&mut inner);
+        let (recovery, mut kinds) = Self::recover(&mut inner);
+        if !recovery.foreign.is_empty() {
+            drop(inner);
+            self.emit(kinds);
+            return Err(BackendError::ForeignCheckpoint(
+                recovery.foreign.into_iter().map(|c| c.0).collect(),
+            ));
+        }
+        let destroyed_stale = recovery.rolled_back.into_iter().collect();
         let next = match Self::apply_to(&inner, desired) {
             Ok(next) => next,
             Err(e) => {
@@ -477,11 +548,12 @@ impl Backend for MemoryBackend {
                 return Err(e);
             }
         };
-        let id = Checkpoint(format!(
-            "/org/freedesktop/NetworkManager/Checkpoint/{}",
-            inner.next_id
-        ));
-        inner.next_id += 1;
+        let id = Self::next_checkpoint_id(&mut inner);
+        inner.record.apply = Some(InFlight {
+            attempt: options.attempt.clone(),
+            checkpoint: Some(id.0.clone()),
+            ..InFlight::default()
+        });
         let saved = std::mem::replace(&mut inner.state, next);
         kinds.extend(Self::change_kinds(&saved, &inner.state));
         inner.checkpoints.push(SavedCheckpoint {
@@ -498,13 +570,21 @@ impl Backend for MemoryBackend {
         })
     }
 
-    async fn roll_back_stale_checkpoints(&self) -> Result<Vec<Checkpoint>> {
+    async fn roll_back_stale_checkpoints(&self) -> Result<Recovery> {
         let mut inner = self.lock();
         self.expire(&mut inner);
-        let (stale, kinds) = Self::roll_back_all(&mut inner);
+        let (recovery, kinds) = Self::recover(&mut inner);
         drop(inner);
         self.emit(kinds);
-        Ok(stale)
+        Ok(recovery)
+    }
+
+    fn interrupted_attempts(&self) -> Vec<Attempt> {
+        self.lock().record.interrupted.clone()
+    }
+
+    fn forget_interrupted(&self, attempt: &Attempt) {
+        self.lock().record.interrupted.retain(|a| a != attempt);
     }
 
     async fn supports_bridge_vlan_filtering(&self) -> bool {
@@ -524,12 +604,15 @@ impl Backend for MemoryBackend {
         if inner.owned.as_ref() == Some(checkpoint) {
             inner.owned = None;
         }
+        Self::forget_record_of(&mut inner, checkpoint);
         Ok(())
     }
 
     async fn rollback(&self, checkpoint: &Checkpoint) -> Result<()> {
         let mut inner = self.lock();
         self.expire(&mut inner);
+        // Gone or not, this process handled it: no recovery is due.
+        Self::forget_record_of(&mut inner, checkpoint);
         let Some(pos) = inner.checkpoints.iter().position(|c| &c.id == checkpoint) else {
             return Err(BackendError::RollbackCheckpoint {
                 checkpoint: checkpoint.0.clone(),
@@ -652,13 +735,91 @@ mod tests {
         node.commit(&second.checkpoint).await.expect("commit");
     }
 
+    fn attempt(number: u32) -> Attempt {
+        Attempt {
+            policy: "p".into(),
+            generation: 2,
+            number,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_foreign_checkpoint_is_left_alone_and_refuses_applies() {
+        let node = MemoryBackend::harness_like("198.18.0.150");
+        let before = node.state();
+        let foreign = node.hold_foreign_checkpoint(Duration::from_mins(1));
+        let recovery = node.roll_back_stale_checkpoints().await.expect("recover");
+        assert_eq!(recovery.foreign, vec![foreign.clone()]);
+        assert_eq!(recovery.rolled_back, None);
+        let mtu = json!({"interfaces": [{"name": "eth1", "mtu": 9000}]});
+        let err = node.apply(&mtu, &opts()).await.err().map(|e| e.category());
+        assert_eq!(err, Some("foreign-checkpoint"));
+        assert_eq!(node.checkpoints(), vec![foreign]);
+        assert_eq!(node.state(), before);
+    }
+
+    #[tokio::test]
+    async fn a_crashed_attempt_is_rolled_back_and_listed_until_forgotten() {
+        let node = MemoryBackend::harness_like("198.18.0.150");
+        let before = node.state();
+        let o = ApplyOptions {
+            attempt: Some(attempt(1)),
+            ..opts()
+        };
+        let mtu = json!({"interfaces": [{"name": "eth1", "mtu": 9000}]});
+        let crashed = node.apply(&mtu, &o).await.expect("apply");
+        node.crash();
+        let recovery = node.roll_back_stale_checkpoints().await.expect("recover");
+        assert_eq!(recovery.rolled_back, Some(crashed.checkpoint));
+        assert_eq!(recovery.interrupted, Some(attempt(1)));
+        assert_eq!(node.state(), before);
+        assert!(node.checkpoints().is_empty());
+        // Listed across another death, until counted.
+        node.crash();
+        let again = node.roll_back_stale_checkpoints().await.expect("recover");
+        assert_eq!(again.interrupted, None);
+        assert_eq!(node.interrupted_attempts(), vec![attempt(1)]);
+        node.forget_interrupted(&attempt(1));
+        assert!(node.interrupted_attempts().is_empty());
+        // A committed or rolled-back apply leaves nothing to recover.
+        let o2 = ApplyOptions {
+            attempt: Some(attempt(2)),
+            ..opts()
+        };
+        let p = node.apply(&mtu, &o2).await.expect("apply");
+        node.commit(&p.checkpoint).await.expect("commit");
+        node.crash();
+        let none = node.roll_back_stale_checkpoints().await.expect("recover");
+        assert_eq!(none, Recovery::default());
+    }
+
+    #[tokio::test]
+    async fn an_attempt_whose_checkpoint_timed_out_is_interrupted() {
+        let node = MemoryBackend::harness_like("198.18.0.150");
+        let before = node.state();
+        let o = ApplyOptions {
+            checkpoint_timeout: Duration::from_millis(10),
+            attempt: Some(attempt(3)),
+            ..opts()
+        };
+        node.apply(&json!({"interfaces": [{"name": "eth2", "mtu": 1400}]}), &o)
+            .await
+            .expect("apply");
+        node.crash();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let recovery = node.roll_back_stale_checkpoints().await.expect("recover");
+        assert_eq!(recovery.rolled_back, None);
+        assert_eq!(recovery.interrupted, Some(attempt(3)));
+        assert_eq!(node.state(), before);
+    }
+
     #[tokio::test]
     async fn checkpoints_expire_into_rollback() {
         let node = MemoryBackend::harness_like("198.18.0.150");
         let before = node.state();
         let o = ApplyOptions {
             checkpoint_timeout: Duration::from_millis(20),
-            verify: true,
+            ..ApplyOptions::default()
         };
         let p = node
             .apply(&json!({"interfaces": [{"name": "eth2", "mtu": 1400}]}), &o)

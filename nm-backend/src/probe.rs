@@ -125,6 +125,7 @@ pub async fn run_recorded(probes: &[Box<dyn Probe>], ctx: &ProbeContext<'_>) -> 
             run.failure = Some(e);
             break;
         }
+        crate::fault::point(&format!("probed-{}", probe.name()), None).await;
     }
     run
 }

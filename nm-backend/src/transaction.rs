@@ -3,8 +3,10 @@
 //!
 //! [`Backend::transaction`] is the one way the handler changes a node: it passes the probe step
 //! in (what to check while the checkpoint is held) and a cancellation signal (shutdown), and
-//! gets a [`Transaction`] back: how it ended, how long it took and what each probe saw.
-//! Checkpoints left behind by a crashed process are rolled back by the apply first
+//! gets a [`Transaction`] back: how it ended, how long it took and what each probe saw. After
+//! a rollback for a failed probe or commit the probes run again, so the caller can tell
+//! whether connectivity came back (upstream re-runs them too, #454/#484). A checkpoint this
+//! backend left behind in a crashed process is rolled back by the apply first
 //! ([`Backend::roll_back_stale_checkpoints`]).
 
 use std::{
@@ -14,7 +16,9 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{ApplyOptions, Backend, BackendError, Checkpoint, probe::ProbeRecord, probe::ProbeRun};
+use crate::{
+    ApplyOptions, Backend, BackendError, Checkpoint, fault, probe::ProbeRecord, probe::ProbeRun,
+};
 
 /// Why an applied state was rolled back.
 #[derive(Debug)]
@@ -65,12 +69,22 @@ pub struct Transaction {
     pub duration: Duration,
     /// The probes that ran, in order.
     pub probes: Vec<ProbeRecord>,
+    /// The probes run again after a successful rollback for a failed probe or commit: whether
+    /// connectivity came back (`failure` is `None`) or not.
+    pub after_rollback: Option<ProbeRun>,
 }
 
 impl Transaction {
     /// Whether the desired state was committed.
     pub fn committed(&self) -> bool {
         matches!(self.outcome, TransactionOutcome::Committed)
+    }
+
+    /// After a rollback, whether the probes passed again (`None`: they did not run again).
+    pub fn connectivity_restored(&self) -> Option<bool> {
+        self.after_rollback
+            .as_ref()
+            .map(|run| run.failure.is_none())
     }
 }
 
@@ -84,11 +98,12 @@ pub(crate) async fn run<B, P, F, C>(
 ) -> Transaction
 where
     B: Backend + ?Sized,
-    P: FnOnce() -> F,
+    P: Fn() -> F,
     F: Future<Output = ProbeRun>,
     C: Future<Output = ()>,
 {
     let started = Instant::now();
+    let policy = options.attempt.as_ref().map(|a| a.policy.as_str());
     let pending = match backend.apply(desired, options).await {
         Ok(p) => p,
         Err(e) => {
@@ -97,10 +112,12 @@ where
                 destroyed_stale: Vec::new(),
                 duration: started.elapsed(),
                 probes: Vec::new(),
+                after_rollback: None,
             };
         }
     };
     let checkpoint = &pending.checkpoint;
+    fault::point("probing", policy).await;
     let probed = tokio::select! {
         run = probe() => Some(run),
         () = cancel => None,
@@ -117,30 +134,50 @@ where
         Some(ProbeRun {
             records,
             failure: None,
-        }) => match backend.commit(checkpoint).await {
-            Ok(()) => {
-                return Transaction {
-                    outcome: TransactionOutcome::Committed,
-                    destroyed_stale: pending.destroyed_stale,
-                    duration: started.elapsed(),
-                    probes: records,
-                };
+        }) => {
+            fault::point("probes-passed", policy).await;
+            match backend.commit(checkpoint).await {
+                Ok(()) => {
+                    return Transaction {
+                        outcome: TransactionOutcome::Committed,
+                        destroyed_stale: pending.destroyed_stale,
+                        duration: started.elapsed(),
+                        probes: records,
+                        after_rollback: None,
+                    };
+                }
+                Err(e) => (RollbackCause::CommitFailed(e), records),
             }
-            Err(e) => (RollbackCause::CommitFailed(e), records),
-        },
+        }
     };
     let rollback_error = backend.rollback(checkpoint).await.err();
     if let Some(e) = &rollback_error {
         tracing::warn!(%checkpoint, error = %e, "failed to roll back");
     }
+    let duration = started.elapsed();
+    // Did connectivity come back? Not asked when stopping (the process is going away) or when
+    // the rollback failed (the applied state may still be there).
+    let after_rollback = if matches!(cause, RollbackCause::Cancelled) || rollback_error.is_some() {
+        None
+    } else {
+        let run = probe().await;
+        match &run.failure {
+            None => tracing::info!(%checkpoint, "connectivity back after the rollback"),
+            Some(e) => {
+                tracing::warn!(%checkpoint, error = %e, "connectivity not back after the rollback");
+            }
+        }
+        Some(run)
+    };
     Transaction {
         outcome: TransactionOutcome::RolledBack {
             cause,
             rollback_error,
         },
         destroyed_stale: pending.destroyed_stale,
-        duration: started.elapsed(),
+        duration,
         probes,
+        after_rollback,
     }
 }
 
@@ -231,6 +268,52 @@ mod tests {
         assert_eq!(t.probes[0].outcome, Err("down".to_owned()));
         assert_eq!(node.state(), before);
         assert!(node.checkpoints().is_empty());
+    }
+
+    #[tokio::test]
+    async fn after_a_rollback_the_probes_run_again() {
+        let node = MemoryBackend::harness_like("198.18.0.150");
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let t = node
+            .transaction(
+                &mtu(9000),
+                &ApplyOptions::default(),
+                || {
+                    let n = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async move { if n == 0 { failed("dns") } else { passed("dns") } }
+                },
+                pending(),
+            )
+            .await;
+        assert!(matches!(t.outcome, TransactionOutcome::RolledBack { .. }));
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(t.connectivity_restored(), Some(true));
+
+        let still_down = node
+            .transaction(
+                &mtu(9000),
+                &ApplyOptions::default(),
+                || async { failed("default-gateway") },
+                pending(),
+            )
+            .await;
+        assert_eq!(still_down.connectivity_restored(), Some(false));
+        assert!(node.checkpoints().is_empty());
+    }
+
+    #[tokio::test]
+    async fn no_probe_runs_again_after_a_commit() {
+        let node = MemoryBackend::harness_like("198.18.0.150");
+        let t = node
+            .transaction(
+                &mtu(9000),
+                &ApplyOptions::default(),
+                || async { passed("dns") },
+                pending(),
+            )
+            .await;
+        assert!(t.committed());
+        assert_eq!(t.connectivity_restored(), None);
     }
 
     #[tokio::test]
@@ -337,7 +420,7 @@ mod tests {
         let before = node.state();
         let options = ApplyOptions {
             checkpoint_timeout: Duration::from_millis(10),
-            verify: true,
+            ..ApplyOptions::default()
         };
         let t = node
             .transaction(

@@ -18,7 +18,7 @@ use std::{
 use anyhow::{Context, bail, ensure};
 use futures::StreamExt;
 use knmstate_nm_backend::{
-    ApplyOptions, Backend, ChangeKind, NmBackend,
+    ApplyOptions, Attempt, Backend, ChangeKind, NmBackend,
     probe::{
         DefaultGatewayProbe, DnsProbe, Probe, ProbeContext, ProbeOutcome, RecordType,
         default_gateways, run_probes,
@@ -71,6 +71,9 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         "timed_out_checkpoint_of_killed_apply_has_its_dns_restored",
         |b| Box::pin(timed_out_checkpoint_of_killed_apply_has_its_dns_restored(b)),
     ),
+    ("foreign_checkpoint_is_left_alone", |b| {
+        Box::pin(foreign_checkpoint_is_left_alone(b))
+    }),
     ("change_stream_reports_out_of_band_bridge_within_1s", |b| {
         Box::pin(change_stream_reports_out_of_band_bridge_within_1s(b))
     }),
@@ -199,6 +202,15 @@ fn helper(name: &str) -> ExitCode {
     }
 }
 
+/// The attempt the hanging helper records.
+fn hung_attempt() -> Attempt {
+    Attempt {
+        policy: "hung".into(),
+        generation: 1,
+        number: 1,
+    }
+}
+
 /// The checkpoint timeout of the helper whose checkpoint NetworkManager rolls back by itself.
 const SHORT_CHECKPOINT: Duration = Duration::from_secs(10);
 
@@ -213,6 +225,7 @@ async fn apply_and_hang(checkpoint_timeout: Duration) -> ExitCode {
     let opts = ApplyOptions {
         checkpoint_timeout,
         verify: true,
+        attempt: Some(hung_attempt()),
     };
     match backend.apply(&desired, &opts).await {
         Ok(p) => println!("applied {}", p.checkpoint),
@@ -252,7 +265,7 @@ fn probes(timeout: Duration) -> Vec<Box<dyn Probe>> {
 fn opts() -> ApplyOptions {
     ApplyOptions {
         checkpoint_timeout: Duration::from_mins(1),
-        verify: true,
+        ..ApplyOptions::default()
     }
 }
 
@@ -950,9 +963,28 @@ async fn timed_out_checkpoint_of_killed_apply_has_its_dns_restored(
         "  checkpoint timed out {:.1}s in, wrong DNS left behind",
         started.elapsed().as_secs_f64()
     );
-    // Start-up recovery of the next process: no checkpoint to roll back, the DNS restored.
-    let stale = b.roll_back_stale_checkpoints().await?;
-    ensure!(stale.is_empty(), "stale {stale:?}");
+    // Start-up recovery of the next process: no checkpoint to roll back, the DNS restored,
+    // the attempt reported interrupted.
+    let recovery = b.roll_back_stale_checkpoints().await?;
+    ensure!(
+        recovery.rolled_back.is_none() && recovery.foreign.is_empty(),
+        "recovery {recovery:?}"
+    );
+    ensure!(
+        recovery.dns_restored,
+        "the DNS was not restored: {recovery:?}"
+    );
+    ensure!(
+        recovery.interrupted == Some(hung_attempt()),
+        "interrupted {:?}",
+        recovery.interrupted
+    );
+    ensure!(
+        b.interrupted_attempts() == vec![hung_attempt()],
+        "interrupted attempts {:?}",
+        b.interrupted_attempts()
+    );
+    b.forget_interrupted(&hung_attempt());
     let took = wait_fingerprint(&b, &want, Duration::from_secs(30)).await?;
     println!(
         "  state identical to before the crashed apply {:.1}s after recovery",
@@ -964,6 +996,69 @@ async fn timed_out_checkpoint_of_killed_apply_has_its_dns_restored(
             .exists(),
         "the record was not removed"
     );
+    Ok(())
+}
+
+/// NetworkManager's `CheckpointCreate` over all devices, as another tool would call it.
+async fn create_foreign_checkpoint(timeout_secs: u32) -> anyhow::Result<String> {
+    let conn = zbus::Connection::system().await?;
+    let devices: Vec<zbus::zvariant::ObjectPath<'_>> = Vec::new();
+    let reply = conn
+        .call_method(
+            Some("org.freedesktop.NetworkManager"),
+            "/org/freedesktop/NetworkManager",
+            Some("org.freedesktop.NetworkManager"),
+            "CheckpointCreate",
+            &(devices, timeout_secs, 0u32),
+        )
+        .await?;
+    let path: zbus::zvariant::OwnedObjectPath = reply.body().deserialize()?;
+    Ok(path.as_str().to_owned())
+}
+
+/// A checkpoint another tool created is never rolled back or committed: start-up recovery
+/// leaves it (logged), an apply refuses to start beside it and changes nothing.
+async fn foreign_checkpoint_is_left_alone(_: NmBackend) -> anyhow::Result<()> {
+    let b = NmBackend::with_state_dir(RECORD_DIR);
+    let before = fingerprint(&state(&b).await?);
+    let foreign = create_foreign_checkpoint(60).await?;
+    let recovery = b.roll_back_stale_checkpoints().await?;
+    ensure!(
+        recovery.rolled_back.is_none()
+            && recovery
+                .foreign
+                .iter()
+                .map(|c| c.0.as_str())
+                .eq([foreign.as_str()]),
+        "recovery {recovery:?}"
+    );
+    let desired =
+        json!({"interfaces": [{"name": "eth1", "type": "ethernet", "state": "up", "mtu": 1450}]});
+    let err = b
+        .apply(&desired, &opts())
+        .await
+        .err()
+        .context("the apply started beside a foreign checkpoint")?;
+    ensure!(err.category() == "foreign-checkpoint", "{err}");
+    println!("  refused: {err}");
+    let held: Vec<String> = b.checkpoints().await?.into_iter().map(|c| c.0).collect();
+    ensure!(held == vec![foreign.clone()], "checkpoints {held:?}");
+    ensure!(fingerprint(&state(&b).await?) == before, "the node changed");
+    // Once its owner is done with it, applies work again.
+    let conn = zbus::Connection::system().await?;
+    let path = zbus::zvariant::ObjectPath::try_from(foreign.as_str())?;
+    conn.call_method(
+        Some("org.freedesktop.NetworkManager"),
+        "/org/freedesktop/NetworkManager",
+        Some("org.freedesktop.NetworkManager"),
+        "CheckpointDestroy",
+        &(path,),
+    )
+    .await?;
+    let pending = b.apply(&desired, &opts()).await.context("apply")?;
+    ensure!(pending.destroyed_stale.is_empty(), "{pending:?}");
+    b.commit(&pending.checkpoint).await?;
+    ensure!(b.checkpoints().await?.is_empty(), "checkpoints left");
     Ok(())
 }
 

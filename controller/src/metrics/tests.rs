@@ -27,6 +27,7 @@ fn report(start: i64, rolled_back: bool) -> ApplyReport {
         start_time: Some(at(start)),
         duration_seconds: 1.5,
         rolled_back,
+        connectivity_restored: None,
         rollback_reason: if rolled_back {
             "probe-failed".into()
         } else {

@@ -1,13 +1,17 @@
 //! The apply of a policy on this node, once its slot is held: announce Progressing, choose the
 //! probes (state-engine's plan; external probes kept only if they work before the apply), run
-//! nm-backend's apply transaction (apply holding a checkpoint → probes → commit, or roll back),
-//! record `status.lastApply`, then Success or the retry decision.
+//! nm-backend's apply transaction (apply holding a checkpoint → probes → commit, or roll back;
+//! the attempt recorded durably by the backend before the network is touched), record
+//! `status.lastApply` (with whether connectivity came back after a rollback), then Success or
+//! the retry decision. An attempt that died with the handler is counted first (`retry.rs`).
 
 use std::time::Duration;
 
 use knmstate_api::shared::{ApplyReport, ProbeReport};
 use knmstate_nm_backend::probe::{self, FixedState, Probe, ProbeContext, ProbeRecord};
-use knmstate_nm_backend::{ApplyOptions, Backend, BackendError, RollbackCause, TransactionOutcome};
+use knmstate_nm_backend::{
+    ApplyOptions, Attempt, Backend, BackendError, RollbackCause, TransactionOutcome, fault,
+};
 use knmstate_state_engine::conditions::{self as cond, EnactmentTransition};
 use knmstate_state_engine::plan;
 use knmstate_state_engine::rollback::{self, ProbePlan, ProbeSpec};
@@ -27,6 +31,9 @@ impl<B: Backend> Run<B> {
     pub(super) async fn apply(&mut self, before: Value) -> Result<Action> {
         let ctx = self.ctx.clone();
         let _apply = ctx.apply_lock.lock().await;
+        if let std::ops::ControlFlow::Break(action) = self.count_interrupted().await? {
+            return Ok(action);
+        }
         // Every attempt is announced once its slot is held (a retry flips Retrying back to
         // Progressing, as upstream).
         self.transition(&EnactmentTransition::Progressing);
@@ -42,11 +49,20 @@ impl<B: Backend> Run<B> {
             probes = ?probe_plan.probes.iter().map(|p| p.kind.name()).collect::<Vec<_>>(),
             skipped = ?probe_plan.skipped, "applying");
         let (report, failure) = self.attempt(&before, &probe_plan).await?;
+        if failure.is_none() {
+            fault::point("committed-before-status", Some(&self.name)).await;
+        }
         self.status.last_apply = Some(report);
         ctx.request_nns_refresh();
         match failure {
             None => {
                 tracing::info!(policy = %self.name, "applied and committed");
+                // An earlier attempt that died with the handler no longer matters.
+                for died in ctx.backend.interrupted_attempts() {
+                    if died.policy == self.name {
+                        ctx.backend.forget_interrupted(&died);
+                    }
+                }
                 self.transition(&EnactmentTransition::Success);
                 self.write_status().await?;
                 Ok(Action::await_change())
@@ -113,7 +129,13 @@ impl<B: Backend> Run<B> {
         let options = ApplyOptions {
             checkpoint_timeout: plan.checkpoint_timeout,
             verify: true,
+            attempt: Some(Attempt {
+                policy: self.name.clone(),
+                generation: self.generation,
+                number: rollback::retry_count(Some(&self.status), self.generation) + 1,
+            }),
         };
+        fault::point("before-apply", Some(&self.name)).await;
         let backend = &ctx.backend;
         let probes = &probes;
         let mut shutdown = ctx.shutdown.clone();
@@ -144,8 +166,10 @@ impl<B: Backend> Run<B> {
                 .iter()
                 .map(|record| probe_report(record, &self.desired))
                 .collect(),
+            connectivity_restored: transaction.connectivity_restored(),
             ..Default::default()
         };
+        let after_rollback = after_rollback_note(transaction.after_rollback.as_ref());
         let failure = match transaction.outcome {
             TransactionOutcome::Committed => None,
             TransactionOutcome::ApplyFailed(e) => {
@@ -158,14 +182,15 @@ impl<B: Backend> Run<B> {
             } => {
                 report.rolled_back = true;
                 cause.category().clone_into(&mut report.rollback_reason);
-                Some(match cause {
+                let message = match cause {
                     RollbackCause::Cancelled => return Err(Error::ShuttingDown),
                     RollbackCause::CommitFailed(e) => e.to_string(),
                     RollbackCause::ProbeFailed(e) => cond::probe_rollback_message(
                         &e.to_string(),
                         rollback_error.map(|rb| rb.to_string()).as_deref(),
                     ),
-                })
+                };
+                Some(format!("{message}{after_rollback}"))
             }
         };
         Ok((report, failure))
@@ -183,6 +208,20 @@ fn probe_report(record: &ProbeRecord, desired: &Value) -> ProbeReport {
             Ok(_) => String::new(),
             Err(message) => secrets::scrub_capped(message, desired, 1024),
         },
+    }
+}
+
+/// What the failure message adds about the probes run again after a rollback (upstream
+/// #454/#484).
+fn after_rollback_note(run: Option<&probe::ProbeRun>) -> String {
+    match run {
+        None => String::new(),
+        Some(probe::ProbeRun { failure: None, .. }) => {
+            "; connectivity came back after the rollback".to_owned()
+        }
+        Some(probe::ProbeRun {
+            failure: Some(e), ..
+        }) => format!("; connectivity did not come back after the rollback: {e}"),
     }
 }
 

@@ -1,18 +1,76 @@
 //! After a failed attempt: Retrying (with the retry backoff) while retries are left, else
-//! FailedToConfigure with the decisive error first, and a Warning event.
+//! FailedToConfigure with the decisive error first, and a Warning event. An attempt during
+//! which the handler died (killed, out of memory, panicked, evicted) counts as a failed one:
+//! start-up recovery rolled it back and handed it over, so a policy that kills the handler is
+//! not re-applied forever (upstream #1440's pattern).
 
+use std::ops::ControlFlow;
 use std::time::Instant;
 
-use knmstate_nm_backend::Backend;
+use knmstate_api::shared::ApplyReport;
+use knmstate_nm_backend::{Attempt, Backend};
 use knmstate_state_engine::conditions::{self as cond, EnactmentTransition};
 use knmstate_state_engine::rollback::{self, RetryDecision};
 use kube::runtime::controller::Action;
 
-use super::Run;
+use super::{Run, Step};
 use crate::error::Result;
 use knmstate_state_engine::secrets::{self, MAX_MESSAGE_BYTES};
 
+/// The failure of an attempt during which the handler died.
+fn died_message(attempt: u32) -> String {
+    format!(
+        "the handler died during the apply (attempt {attempt}: killed, out of memory or \
+         crashed); its changes were rolled back when it started again"
+    )
+}
+
+/// `status.lastApply` of an attempt during which the handler died.
+fn died_report() -> ApplyReport {
+    ApplyReport {
+        rolled_back: true,
+        rollback_reason: "handler-died".into(),
+        ..ApplyReport::default()
+    }
+}
+
 impl<B: Backend> Run<B> {
+    /// Count the attempts of this policy that died with the handler (start-up recovery rolled
+    /// them back): an attempt of this generation not counted yet is a failure (Retrying with
+    /// the backoff, or FailedToConfigure), and ends this reconcile. Attempts of other
+    /// generations no longer matter.
+    pub(super) async fn count_interrupted(&mut self) -> Result<Step> {
+        let ctx = self.ctx.clone();
+        let backend = &ctx.backend;
+        let mine: Vec<Attempt> = backend
+            .interrupted_attempts()
+            .into_iter()
+            .filter(|a| a.policy == self.name)
+            .collect();
+        let mut outcome = ControlFlow::Continue(());
+        for attempt in mine {
+            let counted = rollback::retry_count(Some(&self.status), self.generation);
+            if attempt.generation == self.generation && attempt.number > counted {
+                tracing::warn!(policy = %self.name, generation = self.generation,
+                    attempt = attempt.number, "counting an attempt during which the handler died");
+                rollback::record_retry_count(
+                    &mut self.status.retry_count,
+                    self.generation,
+                    attempt.number - 1,
+                );
+                self.status.last_apply = Some(died_report());
+                let action = self.after_failure(&died_message(attempt.number)).await?;
+                outcome = ControlFlow::Break(action);
+            }
+            // Counted (its status is written) or moot.
+            backend.forget_interrupted(&attempt);
+            if outcome.is_break() {
+                break;
+            }
+        }
+        Ok(outcome)
+    }
+
     /// Record the failure of this attempt (`error`, secrets in clear) and decide what next.
     pub(super) async fn after_failure(&mut self, error: &str) -> Result<Action> {
         let failures_before = rollback::retry_count(Some(&self.status), self.generation);

@@ -132,6 +132,9 @@ async fn killed_during_an_apply_the_next_handler_leaves_no_checkpoint_and_conver
         1,
         "the killed apply left its checkpoint"
     );
+    // Start-up recovery, as `start` runs it before the controllers.
+    let recovery = knmstate_handler::start::recover(&b).await?;
+    assert!(recovery.rolled_back.is_some(), "{recovery:?}");
     let h = c.start_handler("n1", b.clone(), Duration::ZERO);
     wait_condition(&c, "n1.linux-bridge", "Available", T).await?;
     assert!(b.checkpoints().is_empty(), "no checkpoint left");
@@ -219,4 +222,118 @@ async fn bridge_port_vlans_fail_fast_and_clearly_on_a_kernel_without_vlan_filter
     };
     assert_eq!(error.category(), "bridge-vlan-filtering-unsupported");
     Ok(())
+}
+
+/// Kill the handler (and what it held in memory) while an apply holds its checkpoint, then
+/// recover as start-up does.
+async fn kill_mid_apply(h: Running, b: &MemoryBackend) -> Result<knmstate_nm_backend::Recovery> {
+    eventually("a checkpoint held", T, || {
+        let b = b.clone();
+        async move { (!b.checkpoints().is_empty()).then_some(()) }
+    })
+    .await?;
+    h.kill().await;
+    b.crash();
+    Ok(knmstate_handler::start::recover(b).await?)
+}
+
+#[tokio::test]
+async fn a_policy_that_kills_the_handler_every_time_ends_failing_after_its_retries() -> Result<()> {
+    let c = Cluster::start().await?;
+    c.add_node("n1", &[]).await?;
+    let b = MemoryBackend::harness_like("198.18.0.101");
+    let before = b.state();
+    let mut h = c.start_handler("n1", b.clone(), Duration::from_secs(30));
+    c.create_policy(example("linux-bridge.yaml")?).await?;
+    // Three attempts (the retry limit), each dying mid-apply: each one counted.
+    for attempt in 1..=3u32 {
+        let recovery = kill_mid_apply(h, &b).await?;
+        let died = recovery.interrupted.expect("the attempt was recorded");
+        assert_eq!(
+            (died.policy.as_str(), died.generation, died.number),
+            ("linux-bridge", 1, attempt)
+        );
+        assert_eq!(b.state(), before, "rolled back at start-up");
+        h = c.start_handler("n1", b.clone(), Duration::from_secs(30));
+        if attempt < 3 {
+            eventually(&format!("attempt {attempt} counted"), T, || {
+                let api = c.enactments();
+                async move {
+                    let e = api.get("n1.linux-bridge").await.ok()?;
+                    let counted = e.status?.retry_count.get("1").copied();
+                    (counted == Some(i64::from(attempt))).then_some(())
+                }
+            })
+            .await?;
+        }
+    }
+    let e = eventually("Failing for good", T, || {
+        let api = c.enactments();
+        async move {
+            let e = api.get("n1.linux-bridge").await.ok()?;
+            let s = e.status.as_ref()?;
+            (s.conditions.is_true("Failing") && !s.conditions.is_true("Progressing")).then_some(e)
+        }
+    })
+    .await?;
+    let s = e.status.expect("status");
+    assert_eq!(s.retry_count.get("1"), Some(&3));
+    let failing = s.conditions.find("Failing").expect("Failing");
+    assert_eq!(failing.reason, "FailedToConfigure");
+    assert!(
+        failing
+            .message
+            .contains("the handler died during the apply (attempt 3"),
+        "{}",
+        failing.message
+    );
+    let report = s.last_apply.expect("lastApply");
+    assert!(report.rolled_back);
+    assert_eq!(report.rollback_reason, "handler-died");
+    // Not applied again: the node stays as before, nothing pending, nothing left to count.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(b.state(), before);
+    assert!(b.checkpoints().is_empty());
+    assert!(b.interrupted_attempts().is_empty());
+    h.stop().await
+}
+
+#[tokio::test]
+async fn a_rollback_reports_whether_connectivity_came_back() -> Result<()> {
+    let c = Cluster::start().await?;
+    c.add_node("n1", &[]).await?;
+    let b = MemoryBackend::harness_like("198.18.0.101");
+    let h = c.start_handler("n1", b.clone(), Duration::ZERO);
+    // Static addressing without a gateway: the gateway probe fails, the rollback restores it.
+    c.create_policy(json!({
+        "apiVersion": "nmstate.io/v1", "kind": "NodeNetworkConfigurationPolicy",
+        "metadata": {"name": "no-gateway"},
+        "spec": {"desiredState": {"interfaces": [{"name": "eth0", "type": "ethernet", "state": "up",
+            "ipv4": {"enabled": true, "dhcp": false,
+                     "address": [{"ip": "198.18.0.101", "prefix-length": 24}]}}]}}
+    }))
+    .await?;
+    // The Retrying message is upstream's (no error): judge the final FailedToConfigure one.
+    let e = eventually("rolled back and Failing for good", T, || {
+        let api = c.enactments();
+        async move {
+            let e = api.get("n1.no-gateway").await.ok()?;
+            let s = e.status.as_ref()?;
+            let done = s.conditions.is_true("Failing") && !s.conditions.is_true("Progressing");
+            (done && s.last_apply.as_ref()?.rolled_back).then_some(e)
+        }
+    })
+    .await?;
+    let s = e.status.expect("status");
+    let report = s.last_apply.expect("lastApply");
+    assert_eq!(report.connectivity_restored, Some(true), "{report:?}");
+    let failing = s.conditions.find("Failing").expect("Failing");
+    assert!(
+        failing
+            .message
+            .contains("connectivity came back after the rollback"),
+        "{}",
+        failing.message
+    );
+    h.stop().await
 }

@@ -41,6 +41,7 @@ fn report(start: Option<i64>, rolled_back: bool, reason: &str) -> ApplyReport {
         start_time: start.map(at),
         duration_seconds: 1.5,
         rolled_back,
+        connectivity_restored: None,
         rollback_reason: reason.into(),
         probes: vec![],
     }
