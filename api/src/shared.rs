@@ -126,11 +126,31 @@ pub struct NodeNetworkConfigurationEnactmentStatus {
     pub last_apply: Option<ApplyReport>,
     /// What applying the policy would change on this node, written instead of applying while
     /// the policy carries `nmstate.io/dry-run: "true"` (our addition).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_as_none"
+    )]
+    #[schemars(with = "Option<EnactmentPlan>")]
     pub plan: Option<EnactmentPlan>,
     /// Set while the node no longer satisfies the desired state it applied (our addition).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_as_none"
+    )]
+    #[schemars(with = "Option<DriftReport>")]
     pub drift: Option<DriftReport>,
+}
+
+/// An optional status object read as absent when it holds nothing: removing a field by
+/// server-side apply may leave its parent behind as `{}`.
+fn empty_as_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default + PartialEq,
+{
+    Ok(Option::<T>::deserialize(d)?.filter(|v| *v != T::default()))
 }
 
 /// A dry run's plan for one node: what applying the desired state would change, and the probes
@@ -148,8 +168,8 @@ pub struct EnactmentPlan {
     pub summary: Vec<String>,
     /// The full plan (interfaces created, changed or removed; routes added and removed; the
     /// DNS change; the default-route facts), as the handler computes it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub changes: Option<State>,
+    #[serde(default, skip_serializing_if = "State::is_empty")]
+    pub changes: State,
     /// The probes that would run after the apply, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<String>,
@@ -325,4 +345,21 @@ pub enum LogLevel {
     Info,
     /// Verbose logging, including nmstate's own debug output.
     Debug,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_or_drift_left_empty_reads_as_absent() {
+        let s: NodeNetworkConfigurationEnactmentStatus =
+            serde_json::from_value(serde_json::json!({"plan": {}, "drift": {"reapply": false}}))
+                .unwrap();
+        assert_eq!((s.plan, s.drift), (None, None));
+        let s: NodeNetworkConfigurationEnactmentStatus =
+            serde_json::from_value(serde_json::json!({"drift": {"paths": ["interfaces[br1]"]}}))
+                .unwrap();
+        assert_eq!(s.drift.unwrap().paths, ["interfaces[br1]"]);
+    }
 }

@@ -52,6 +52,10 @@ pub struct Context<B: Backend> {
     pub(crate) bridge_vlan_filtering: tokio::sync::OnceCell<bool>,
     /// Becomes true when the handler is asked to stop.
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Asks the policy controller to reconcile a policy again (drift detection).
+    pub(crate) policy_recheck: mpsc::UnboundedSender<ObjectRef<NodeNetworkConfigurationPolicy>>,
+    /// Policies whose drift was judged since the handler started (the first look re-applies).
+    pub(crate) drift_looked: Mutex<std::collections::HashSet<String>>,
 }
 
 impl<B: Backend> Context<B> {
@@ -99,6 +103,21 @@ impl<B: Backend> Context<B> {
     pub fn request_nns_refresh(&self) {
         // A full channel already holds a pending refresh.
         let _ = self.nns_refresh.try_send(());
+    }
+
+    /// Ask for another reconcile of `policy` (drift detection; coalesced by the controller).
+    pub fn recheck_policy(&self, policy: ObjectRef<NodeNetworkConfigurationPolicy>) {
+        // Closed only while the handler stops.
+        let _ = self.policy_recheck.send(policy);
+    }
+
+    /// Whether this is the first drift judgement of `policy` since the handler started
+    /// (remembered from now on).
+    pub fn first_drift_look(&self, policy: &str) -> bool {
+        self.drift_looked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(policy.to_owned())
     }
 
     /// Whether to inject the default linux-bridge VLAN trunk on this node.

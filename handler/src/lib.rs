@@ -43,6 +43,7 @@
 
 pub mod config;
 pub mod context;
+pub mod drift;
 pub mod error;
 pub mod lock;
 pub mod nns;

@@ -4,7 +4,8 @@
 //! It is written only when the filtered state changed (then `lastSuccessfulUpdateTime` moves);
 //! an idle node makes no API writes. Refreshes come from the backend's debounced change stream,
 //! a slow safety re-read (the reconcile requeues itself), each apply, a deletion of the NNS
-//! (it is recreated) and a change of its `nmstate.io/force-nns-refresh` label.
+//! (it is recreated) and a change of its `nmstate.io/force-nns-refresh` label. Each read also
+//! feeds drift detection ([`crate::drift`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::objects;
+use crate::{drift, objects};
 use knmstate_state_engine::secrets;
 
 /// The controller's error policy: log and try again soon.
@@ -59,6 +60,7 @@ pub async fn refresh<B: Backend>(ctx: &Context<B>, node: &Node) -> Result<bool> 
         .current_state()
         .await
         .map_err(Error::ReadNetworkState)?;
+    drift::detect(ctx, &current.state);
     let state = reported_state(&current.state, ctx.config.nns_max_bytes);
     let name = ctx.node_name().to_owned();
     let api = ctx.state_api();

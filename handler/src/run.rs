@@ -3,7 +3,7 @@
 //!
 //! | controller | main object | triggers |
 //! |---|---|---|
-//! | policies ([`crate::policy`]) | every NNCP (generation changes) | this Node's label changes re-run all |
+//! | policies ([`crate::policy`]) | every NNCP (generation or dry-run/re-apply switch changes) | this Node's label changes re-run all; drift ([`crate::drift`]) re-runs one |
 //! | node state ([`crate::nns`]) | this Node (field selector) | network changes, NNS deletion or force label, each apply, safety re-read |
 //! | enactment sweep ([`crate::sweep`]) | this node's NNCEs (label `nmstate.io/node`) | NNCP deletions |
 
@@ -101,7 +101,12 @@ impl<B: Backend + Clone + 'static> Handler<B> {
             }
         })
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .predicate_filter(policy::trigger_hash, Default::default());
+        // Drift detection (on each NodeNetworkState refresh) asks for policy reconciles here.
+        let (recheck_tx, recheck_rx) = mpsc::unbounded_channel();
+        let rechecks = futures::stream::unfold(recheck_rx, |mut rx| async move {
+            rx.recv().await.map(|r| (r, rx))
+        });
         let deleted_policies = futures::stream::unfold(deleted_rx, |mut rx| async move {
             rx.recv().await.map(|name| (ObjectRef::new(&name), rx))
         });
@@ -146,6 +151,8 @@ impl<B: Backend + Clone + 'static> Handler<B> {
             not_before: Mutex::new(Default::default()),
             bridge_vlan_filtering: tokio::sync::OnceCell::new_with(bridge_vlan_filtering),
             shutdown: stop_rx.clone(),
+            policy_recheck: recheck_tx,
+            drift_looked: Mutex::new(Default::default()),
         });
 
         let stopped = {
@@ -161,6 +168,7 @@ impl<B: Backend + Clone + 'static> Handler<B> {
         let policy_ctl = Controller::for_stream(policy_stream, policies.clone())
             .with_config(controller::Config::default().concurrency(1))
             .reconcile_all_on(label_changes)
+            .reconcile_on(rechecks)
             .graceful_shutdown_on(stopped())
             .run(policy::reconcile, policy::error_policy, ctx.clone())
             .for_each(|_| futures::future::ready(()));

@@ -7,6 +7,8 @@
 //! | wait for the retry backoff and for earlier policies (name order) | `ordering.rs` |
 //! | render (captures resolved by the backend, reusing `status.capturedStates`; default linux-bridge VLAN trunk) | `render.rs` |
 //! | nmstate's feature statistics (logged, never failing the policy) | `features.rs` |
+//! | dry run (`nmstate.io/dry-run`): the plan to `status.plan`, nothing applied | `dry_run.rs` |
+//! | drift of an applied generation: `status.drift`, event; re-applied only when opted in | `drift.rs` |
 //! | apply decision (a generation that succeeded, and that the node still satisfies, or whose retries are exhausted, is not applied again) | this file |
 //! | slot (state-engine's ledger protocol: Pending, Aborted, or Progressing) | `slot.rs` |
 //! | the apply transaction (apply without commit → probes → commit, or roll back) | `apply.rs` |
@@ -30,7 +32,6 @@ use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
 use knmstate_nm_backend::Backend;
 use knmstate_state_engine::conditions::{self as cond, EnactmentTransition};
-use knmstate_state_engine::plan;
 use knmstate_state_engine::rollback::{self, ApplyDecision};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -55,6 +56,8 @@ macro_rules! step {
 }
 
 mod apply;
+mod drift;
+mod dry_run;
 mod enactment;
 mod features;
 mod ordering;
@@ -63,6 +66,7 @@ mod retry;
 mod slot;
 mod status;
 
+pub use dry_run::trigger_hash;
 pub use enactment::delete_enactment;
 
 fn now() -> Time {
@@ -162,6 +166,7 @@ impl<B: Backend> Run<B> {
     async fn run(&mut self) -> Result<Action> {
         step!(self.render().await);
         step!(self.check_bridge_vlan_filtering().await);
+        step!(self.dry_run().await);
         let before = step!(self.decide().await);
         step!(self.take_slot().await);
         self.apply(before).await
@@ -194,12 +199,12 @@ impl<B: Backend> Run<B> {
             .await
             .map_err(Error::ReadNetworkState)?;
         self.record_features(&before.state);
-        // Nothing to change (per interface, route and DNS; secrets hidden on both sides).
-        let satisfied = plan::plan(
-            &secrets::hidden(&before.state),
-            &secrets::hidden(&self.desired),
-        )
-        .is_empty();
+        // Nothing to change (per interface, route and DNS; secrets hidden on both sides); a
+        // drifted generation is reported, and re-applied only when `drift.rs` says so.
+        let satisfied = match self.check_drift(&before.state).await? {
+            ControlFlow::Continue(satisfied) => satisfied,
+            ControlFlow::Break(action) => return Ok(ControlFlow::Break(action)),
+        };
         match rollback::apply_decision(Some(&self.status), self.generation, retry, Some(satisfied))
         {
             ApplyDecision::Apply => Ok(ControlFlow::Continue(before.state)),

@@ -46,12 +46,22 @@ impl<B: Backend> Run<B> {
 
     /// A Warning event `ReconcileFailed` on the policy (errors are only logged).
     pub(super) async fn event(&self, note: &str) {
+        self.warn(
+            names::event::REASON_RECONCILE_FAILED,
+            names::event::ACTION_RECONCILE,
+            note,
+        )
+        .await;
+    }
+
+    /// A Warning event on the policy with this reason and action (errors are only logged).
+    pub(super) async fn warn(&self, reason: &str, action: &str, note: &str) {
         let note = secrets::scrub_capped(note, &self.desired, 1024);
         let ev = Event {
             type_: EventType::Warning,
-            reason: names::event::REASON_RECONCILE_FAILED.to_owned(),
+            reason: reason.to_owned(),
             note: Some(note),
-            action: names::event::ACTION_RECONCILE.to_owned(),
+            action: action.to_owned(),
             secondary: None,
         };
         if let Err(e) = self

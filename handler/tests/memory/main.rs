@@ -4,6 +4,7 @@
 mod support;
 
 mod concurrency;
+mod drift;
 mod failures;
 mod ordering;
 mod rejected;

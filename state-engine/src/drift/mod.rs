@@ -33,6 +33,7 @@
 
 use knmstate_api::names::enactment as e;
 use knmstate_api::shared::{DriftReport, NodeNetworkConfigurationEnactmentStatus};
+use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
 use serde_json::{Map, Value, json};
 
 use crate::concurrency::SlotState;
@@ -54,7 +55,7 @@ pub fn differing_paths(desired: &Value, current: &Value) -> Vec<String> {
                     let (dv, cv) = (d.get(field), c.get(field));
                     match (dv, cv) {
                         (Some(dv), Some(cv)) => {
-                            descend(field, dv, cv, &format!("{at}.{field}"), &mut out)
+                            descend(field, dv, cv, &format!("{at}.{field}"), &mut out);
                         }
                         _ => out.push(format!("{at}.{field}")),
                     }
@@ -165,6 +166,37 @@ pub fn next_report(
 /// then looks at the enactment again).
 pub fn report_differs(stored: Option<&DriftReport>, paths: &[String]) -> bool {
     stored.map_or(&[][..], |r| r.paths.as_slice()) != paths
+}
+
+/// Whether the handler should look at an enactment again now that its node's state is
+/// `current` (secrets hidden): a watched enactment whose stored report no longer says where
+/// the node departs, or an enactment no longer watched that still carries a report (it goes
+/// once the enactment is looked at).
+pub fn needs_look(
+    status: Option<&NodeNetworkConfigurationEnactmentStatus>,
+    generation: i64,
+    current: &Value,
+) -> bool {
+    let stored = status.and_then(|s| s.drift.as_ref());
+    if !watched(status, generation) {
+        return stored.is_some();
+    }
+    let desired = status
+        .and_then(|s| s.desired_state.as_ref())
+        .map(knmstate_api::State::to_value)
+        .unwrap_or_default();
+    report_differs(stored, &differing_paths(&desired, current))
+}
+
+/// The `(node, policy)` of every enactment carrying a drift report (the
+/// `knmstate_enactments_drifted` gauge).
+pub fn drifted<'a>(
+    enactments: impl IntoIterator<Item = &'a NodeNetworkConfigurationEnactment>,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    enactments.into_iter().filter_map(|e| {
+        e.status.as_ref()?.drift.as_ref()?;
+        Some((e.node_name()?, e.policy_name()?))
+    })
 }
 
 #[cfg(test)]

@@ -141,3 +141,39 @@ fn a_report_differs_only_by_its_paths() {
     assert!(report_differs(None, &["a".to_owned()]));
     assert!(!report_differs(None, &[]));
 }
+
+#[test]
+fn an_enactment_is_looked_at_when_its_report_is_out_of_date() {
+    let detached = edited(|v| v["interfaces"][2]["bridge"]["port"] = json!([]));
+    let s = status(2, Some(T::Success), desired());
+    assert!(!needs_look(Some(&s), 2, &applied()));
+    assert!(needs_look(Some(&s), 2, &detached));
+    let mut reported = s.clone();
+    reported.drift = next_report(None, differing_paths(&desired(), &detached), false, &at(0));
+    assert!(!needs_look(Some(&reported), 2, &detached));
+    assert!(
+        needs_look(Some(&reported), 2, &applied()),
+        "repaired: the report goes"
+    );
+    // Applying again (no longer Available) with a report left: looked at once it settles.
+    let mut applying = reported.clone();
+    T::Progressing.apply(&mut applying.conditions, &at(1));
+    assert!(needs_look(Some(&applying), 2, &applied()));
+    assert!(!needs_look(
+        Some(&status(2, Some(T::Progressing), desired())),
+        2,
+        &detached
+    ));
+    assert!(!needs_look(None, 2, &detached));
+}
+
+#[test]
+fn drifted_enactments_by_node_and_policy() {
+    let mut a = knmstate_testkit::builders::enactment("n1", "br");
+    let b = knmstate_testkit::builders::enactment("n2", "br");
+    let mut s = status(1, Some(T::Success), desired());
+    s.drift = next_report(None, vec!["interfaces[br1]".into()], false, &at(0));
+    a.status = Some(s);
+    let both = [a, b];
+    assert_eq!(drifted(&both).collect::<Vec<_>>(), [("n1", "br")]);
+}

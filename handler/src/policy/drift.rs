@@ -1,0 +1,70 @@
+//! Drift of an applied policy, judged when the policy is reconciled (the change stream asks
+//! for that when the node departs from it, see [`crate::drift`]): the node is compared with
+//! the rendered desired state by state-engine's [`drift::differing_paths`] (nmstate's desired
+//! ⊆ current rule). A drifted `Available` enactment gets `status.drift` (the differing paths,
+//! since when) and a Warning event `ConfigurationDrifted` on the policy; the report goes when
+//! the node satisfies the policy again.
+//!
+//! Drift is repaired, by the ordinary apply (slot, probes, rollback), when the policy opts in
+//! with `nmstate.io/reapply-on-drift: "true"`, and at the first look after the handler starts
+//! (a restart re-applies a drifted policy, as before); otherwise it is only reported.
+
+use std::ops::ControlFlow;
+
+use knmstate_api::names;
+use knmstate_nm_backend::Backend;
+use knmstate_state_engine::drift;
+use knmstate_state_engine::dry_run::PolicySwitches;
+use knmstate_state_engine::secrets;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use serde_json::Value;
+
+use super::{Run, Step, now};
+use crate::error::Result;
+
+impl<B: Backend> Run<B> {
+    /// Report drift of this node from the policy it applied; goes on with whether the node
+    /// satisfies the desired state, or ends the reconcile when drift is only reported.
+    pub(super) async fn check_drift(&mut self, current: &Value) -> Result<Step<bool>> {
+        let paths =
+            drift::differing_paths(&secrets::hidden(&self.desired), &secrets::hidden(current));
+        let satisfied = paths.is_empty();
+        let first_look = self.ctx.first_drift_look(&self.name);
+        if !drift::watched(Some(&self.status), self.generation) {
+            // Not applied (or applying): no report speaks for it.
+            self.status.drift = None;
+            return Ok(ControlFlow::Continue(satisfied));
+        }
+        let reapply = PolicySwitches::of(self.policy.annotations()).reapply_on_drift || first_look;
+        let stored = self.status.drift.take();
+        self.status.drift = drift::next_report(stored.as_ref(), paths, reapply, &now());
+        let Some(report) = self.status.drift.clone() else {
+            if stored.is_some() {
+                tracing::info!(policy = %self.name, "no longer drifted");
+            }
+            return Ok(ControlFlow::Continue(true));
+        };
+        if stored.as_ref() != Some(&report) {
+            tracing::warn!(policy = %self.name, paths = ?report.paths, reapply, "the node drifted from the policy");
+            self.write_status().await?;
+            let note = format!(
+                "node {} no longer satisfies the policy at {}{}",
+                self.node(),
+                report.paths.join(", "),
+                if reapply { "; re-applying" } else { "" }
+            );
+            self.warn(
+                names::event::REASON_DRIFTED,
+                names::event::ACTION_DETECT_DRIFT,
+                &note,
+            )
+            .await;
+        }
+        Ok(if reapply {
+            ControlFlow::Continue(false)
+        } else {
+            ControlFlow::Break(Action::await_change())
+        })
+    }
+}
