@@ -7,7 +7,8 @@
 #   hack/e2e.sh --running [SUITE...]  run against the cluster that is already up; leave it up
 #
 # Prints each suite's pass count and wall time; exits non-zero when a suite failed or the box did
-# not come up. The processes' logs are copied to target/e2e-logs/ before the teardown.
+# not come up. The processes' logs (the box kubelet's, and each pod's) are copied to
+# target/e2e-logs/ (with KNMSTATE_CLUSTER_DIR set: <that dir>-e2e-logs/) before the teardown.
 # Run as root.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,14 +28,19 @@ if ((${#suites[@]} == 0)); then
 fi
 
 STATE="${KNMSTATE_CLUSTER_DIR:-$REPO/target/cluster}"
-LOGS_OUT="$REPO/target/e2e-logs"
+# Beside the box's own state dir when it has one of its own, so that boxes do not mix logs.
+if [[ -n ${KNMSTATE_CLUSTER_DIR:-} ]]; then
+    LOGS_OUT="$STATE-e2e-logs"
+else
+    LOGS_OUT="$REPO/target/e2e-logs"
+fi
 box_status=0
 
 save_logs() {
     if [[ -d "$STATE/logs" ]]; then
         rm -rf "$LOGS_OUT"
         cp -r "$STATE/logs" "$LOGS_OUT"
-        echo "e2e.sh: process logs copied to target/e2e-logs/"
+        echo "e2e.sh: process logs copied to $LOGS_OUT/"
     fi
 }
 
