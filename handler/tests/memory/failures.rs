@@ -26,16 +26,7 @@ async fn a_policy_breaking_the_gateway_ends_failing_after_its_retries_rolled_bac
         .as_ref()
         .is_some_and(|s| s.conditions.is_true("Progressing"))
     {
-        eventually("retries exhausted", T, || {
-            let api = c.enactments();
-            async move {
-                let e = api.get("n1.no-gateway").await.ok()?;
-                let s = e.status.as_ref()?;
-                (s.conditions.is_true("Failing") && !s.conditions.is_true("Progressing"))
-                    .then_some(e)
-            }
-        })
-        .await?
+        failing_for_good(&c, "n1.no-gateway").await?
     } else {
         e
     };
@@ -267,15 +258,7 @@ async fn a_policy_that_kills_the_handler_every_time_ends_failing_after_its_retri
             .await?;
         }
     }
-    let e = eventually("Failing for good", T, || {
-        let api = c.enactments();
-        async move {
-            let e = api.get("n1.linux-bridge").await.ok()?;
-            let s = e.status.as_ref()?;
-            (s.conditions.is_true("Failing") && !s.conditions.is_true("Progressing")).then_some(e)
-        }
-    })
-    .await?;
+    let e = failing_for_good(&c, "n1.linux-bridge").await?;
     let s = e.status.expect("status");
     assert_eq!(s.retry_count.get("1"), Some(&3));
     let failing = s.conditions.find("Failing").expect("Failing");
@@ -314,18 +297,10 @@ async fn a_rollback_reports_whether_connectivity_came_back() -> Result<()> {
     }))
     .await?;
     // The Retrying message is upstream's (no error): judge the final FailedToConfigure one.
-    let e = eventually("rolled back and Failing for good", T, || {
-        let api = c.enactments();
-        async move {
-            let e = api.get("n1.no-gateway").await.ok()?;
-            let s = e.status.as_ref()?;
-            let done = s.conditions.is_true("Failing") && !s.conditions.is_true("Progressing");
-            (done && s.last_apply.as_ref()?.rolled_back).then_some(e)
-        }
-    })
-    .await?;
+    let e = failing_for_good(&c, "n1.no-gateway").await?;
     let s = e.status.expect("status");
     let report = s.last_apply.expect("lastApply");
+    assert!(report.rolled_back);
     assert_eq!(report.connectivity_restored, Some(true), "{report:?}");
     let failing = s.conditions.find("Failing").expect("Failing");
     assert!(
@@ -336,4 +311,20 @@ async fn a_rollback_reports_whether_connectivity_came_back() -> Result<()> {
         failing.message
     );
     h.stop().await
+}
+
+/// The enactment `name` once Failing for good (not retrying any more).
+async fn failing_for_good(
+    c: &Cluster,
+    name: &str,
+) -> Result<knmstate_api::v1beta1::NodeNetworkConfigurationEnactment> {
+    Ok(eventually(&format!("{name} Failing for good"), T, || {
+        let api = c.enactments();
+        async move {
+            let e = api.get(name).await.ok()?;
+            let s = e.status.as_ref()?;
+            (s.conditions.is_true("Failing") && !s.conditions.is_true("Progressing")).then_some(e)
+        }
+    })
+    .await?)
 }
