@@ -76,15 +76,12 @@ impl Admission {
     /// Answers one AdmissionReview sent to `path` with kube's typed review.
     #[tracing::instrument(skip(self, body), fields(uid, operation, allowed))]
     pub fn review_typed(&self, path: &str, body: &[u8]) -> AdmissionReview<DynamicObject> {
-        let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
-            Ok(r) => r,
-            Err(e) => {
-                return AdmissionResponse::invalid(format!(
-                    "failed to decode the AdmissionReview: {e}"
-                ))
-                .into_review();
-            }
-        };
+        let mut decoder = serde_json::Deserializer::from_slice(body);
+        let review: AdmissionReview<DynamicObject> =
+            match serde_path_to_error::deserialize(&mut decoder) {
+                Ok(r) => r,
+                Err(e) => return undecodable(body, &e).into_review(),
+            };
         let req: AdmissionRequest<DynamicObject> = match review.try_into() {
             Ok(r) => r,
             Err(_) => {
@@ -243,6 +240,41 @@ fn validate(req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
             resp
         }
     }
+}
+
+/// The answer to a body that is not an AdmissionReview: it names the field that could not be
+/// read (relative to the policy when it lies inside `request.object`) and carries the request's
+/// uid when the body has one, so the API server can match the answer.
+fn undecodable(
+    body: &[u8],
+    e: &serde_path_to_error::Error<serde_json::Error>,
+) -> AdmissionResponse {
+    let path = e.path().to_string();
+    let mut resp = AdmissionResponse::invalid(format!(
+        "failed to decode the AdmissionReview: {path}: {}",
+        e.inner()
+    ));
+    if let Ok(raw) = serde_json::from_slice::<Value>(body)
+        && let Some(uid) = raw.pointer("/request/uid").and_then(Value::as_str)
+    {
+        uid.clone_into(&mut resp.uid);
+    }
+    if path != "." {
+        let field = path.strip_prefix("request.object.").unwrap_or(&path);
+        resp.result.details = Some(StatusDetails {
+            name: String::new(),
+            group: String::new(),
+            kind: String::new(),
+            uid: String::new(),
+            causes: vec![StatusCause {
+                reason: "FieldValueInvalid".into(),
+                message: e.inner().to_string(),
+                field: field.to_owned(),
+            }],
+            retry_after_seconds: 0,
+        });
+    }
+    resp
 }
 
 /// Kubernetes' cause reason for a field the rules refuse.

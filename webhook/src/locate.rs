@@ -40,20 +40,17 @@ pub fn locate(state: &Value, message: &str, probe: impl Fn(&Value) -> Probe) -> 
             break;
         }
         let mut other = Vec::new();
-        let mut accepted = None;
+        let mut accepted = Vec::new();
         for step in &children {
             let mut trial = state.clone();
             remove(&mut trial, &path, step);
             match probe(&trial) {
-                Probe::Accepted => {
-                    accepted = Some(step.clone());
-                    break;
-                }
+                Probe::Accepted => accepted.push(step.clone()),
                 Probe::Other => other.push(step.clone()),
                 Probe::Same => {}
             }
         }
-        let next = accepted
+        let next = pick_accepted(node, &accepted, message)
             .or_else(|| (other.len() == 1).then(|| other[0].clone()))
             .or_else(|| {
                 let candidates = if other.is_empty() { &children } else { &other };
@@ -65,6 +62,25 @@ pub fn locate(state: &Value, message: &str, probe: impl Fn(&Value) -> Probe) -> 
         }
     }
     render(&path)
+}
+
+/// Of the children whose removal makes the state acceptable, the one to blame: the only one;
+/// else the one the message quotes; else the first that holds more fields (removing an
+/// interface's `type` also "cures" a fault inside its `ipv4`, since nmstate then reads the
+/// interface leniently).
+fn pick_accepted(node: &Value, accepted: &[Step], message: &str) -> Option<Step> {
+    match accepted {
+        [] => None,
+        [one] => Some(one.clone()),
+        several => quoted(node, several, message)
+            .or_else(|| {
+                several
+                    .iter()
+                    .find(|s| child(node, s).is_some_and(|c| c.is_object() || c.is_array()))
+                    .cloned()
+            })
+            .or_else(|| several.first().cloned()),
+    }
 }
 
 fn children(node: &Value) -> Vec<Step> {
@@ -112,16 +128,20 @@ fn remove(state: &mut Value, path: &[Step], step: &Step) {
 /// The one candidate the message quotes: by its scalar value, else by its key.
 fn quoted(node: &Value, candidates: &[Step], message: &str) -> Option<Step> {
     let lower = message.to_lowercase();
-    let by_value: Vec<&Step> = candidates
+    // By value, the longest quoted one: `2001:db8::1/64` quotes the address and its prefix,
+    // the address is the more specific match.
+    let mut by_value: Vec<(usize, &Step)> = candidates
         .iter()
-        .filter(|s| {
-            child(node, s)
-                .and_then(scalar)
-                .is_some_and(|v| !v.is_empty() && quotes(&lower, &v.to_lowercase()))
+        .filter_map(|s| {
+            let v = child(node, s).and_then(scalar)?.to_lowercase();
+            (!v.is_empty() && quotes(&lower, &v)).then_some((v.len(), s))
         })
         .collect();
-    if let [one] = by_value.as_slice() {
-        return Some((*one).clone());
+    by_value.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
+    match by_value.as_slice() {
+        [(_, one)] => return Some((*one).clone()),
+        [(a, one), (b, _), ..] if a > b => return Some((*one).clone()),
+        _ => {}
     }
     let by_key: Vec<&Step> = candidates
         .iter()

@@ -232,6 +232,19 @@ fn parse_desired_state_at(state: &Value) -> Result<(), Refusal> {
             .and_then(Value::as_object)
     {
         let keep = ["name", "type"];
+        // The identity first, each key beside a placeholder for the other.
+        for (key, placeholder) in [("name", ("type", "ethernet")), ("type", ("name", "eth0"))] {
+            let Some(value) = iface.get(key) else {
+                continue;
+            };
+            let one = json!({ "interfaces": [{ key: value, placeholder.0: placeholder.1 }] });
+            if let Err(inner) = serde_path_to_error::deserialize::<_, nmstate::NetworkState>(&one) {
+                return Err(Refusal {
+                    field: format!("{DESIRED_STATE}.{path}.{key}"),
+                    message: inner.inner().to_string(),
+                });
+            }
+        }
         for (key, value) in iface.iter().filter(|(k, _)| !keep.contains(&k.as_str())) {
             let mut probe: Map<String, Value> = iface
                 .iter()
@@ -247,11 +260,23 @@ fn parse_desired_state_at(state: &Value) -> Result<(), Refusal> {
             }
         }
     }
-    let at = if path == "." {
+    let mut at = if path == "." {
         String::new()
     } else {
         format!(".{path}")
     };
+    // nmstate reads some sections (`ipv4`, `bridge`, ...) through an intermediate value, which
+    // loses the path below them: take the section apart to name the field inside it.
+    let inside = locate(state, &message, |s| {
+        match serde_json::from_value::<nmstate::NetworkState>(s.clone()) {
+            Ok(_) => Probe::Accepted,
+            Err(e) if e.to_string() == message => Probe::Same,
+            Err(_) => Probe::Other,
+        }
+    });
+    if inside.len() > at.len() && inside.starts_with(&at) {
+        at = inside;
+    }
     Err(Refusal {
         field: format!("{DESIRED_STATE}{at}"),
         message,
