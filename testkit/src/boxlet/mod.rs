@@ -154,19 +154,23 @@ impl Boxlet {
         let wanted: BTreeMap<&str, &DesiredPod> =
             desired.iter().map(|p| (p.name.as_str(), p)).collect();
         let rt = self.config.runtime.clone();
-        let gone: Vec<String> = self
+        let gone: Vec<(String, &str)> = self
             .pods
             .iter()
-            .filter(|(name, p)| {
-                wanted
-                    .get(name.as_str())
-                    .is_none_or(|w| w.hash != p.pod.hash || w.node != p.pod.node)
+            .filter_map(|(name, p)| {
+                let why = match wanted.get(name.as_str()) {
+                    None => "no longer scheduled (workload gone or node not selected)",
+                    Some(w) if w.hash != p.pod.hash || w.node != p.pod.node => {
+                        "template changed (rolling)"
+                    }
+                    Some(_) => return None,
+                };
+                Some((name.clone(), why))
             })
-            .map(|(name, _)| name.clone())
             .collect();
-        for name in gone {
+        for (name, why) in gone {
             if let Some(p) = self.pods.remove(&name) {
-                tracing::info!(pod = %name, node = %p.pod.node, owner = ?p.pod.owner, "stopping pod: no longer called for");
+                tracing::info!(pod = %name, node = %p.pod.node, owner = ?p.pod.owner, "stopping pod: {why}");
                 p.stop(&rt).await;
             }
         }
