@@ -13,6 +13,8 @@
 //! policy reconcile is split by step in [`policy`]) and to a
 //! [`Backend`](knmstate_nm_backend::Backend) — `NmBackend` on a real node, `MemoryBackend` in
 //! tests (the test doubles, `MemoryBackend` and `probes::ModelProbes`, need the `testing` feature).
+//! The crate's second binary, the kubectl plugin `kubectl-nmstate` ([`plugin`]), runs the same
+//! render → plan → probe choice from outside the nodes and shows what the handlers wrote.
 //!
 //! ## Deliberate differences from upstream
 //!
@@ -48,6 +50,7 @@ pub mod error;
 pub mod lock;
 pub mod nns;
 pub mod objects;
+pub mod plugin;
 pub mod policy;
 pub mod probes;
 pub mod run;
