@@ -7,8 +7,10 @@
 //! scrape from state-engine's [`Census`], so a series disappears as soon as the object it
 //! describes is gone. The apply reports (`status.lastApply` of each enactment) are counted
 //! once each, keyed by enactment name and report start time, whether the controller sees
-//! them while reconciling or while scraping.
+//! them while reconciling or while scraping. `knmstate_enactments_drifted` counts the
+//! enactments whose handler reports drift (`status.drift`).
 
+mod drift;
 mod enactments;
 mod errors;
 mod family;
@@ -29,6 +31,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+pub use drift::DriftLabels;
 pub use enactments::NodeStatusLabels;
 pub use errors::CategoryLabels;
 pub use family::{GaugeSet, MetricInfo};
@@ -44,6 +47,7 @@ pub const METRICS: &[MetricInfo] = &[
     node_state::ROUTES,
     policies::STATUS,
     enactments::INFO,
+    drift::INFO,
     reports::APPLY_DURATION,
     reports::ROLLBACKS,
     reports::PROBE_DURATION,
@@ -60,6 +64,7 @@ pub struct Metrics {
     routes: GaugeSet<RouteLabels>,
     policies_status: GaugeSet<StatusLabels>,
     enactments_status: GaugeSet<NodeStatusLabels>,
+    enactments_drifted: GaugeSet<DriftLabels>,
     policies_by_condition_age: GaugeSet<AgeLabels>,
     reports: reports::Reports,
     errors: Family<CategoryLabels, Counter>,
@@ -82,6 +87,7 @@ impl Metrics {
         let routes = node_state::register_routes(&mut r);
         let policies_status = policies::register_status(&mut r);
         let enactments_status = enactments::register(&mut r);
+        let enactments_drifted = drift::register(&mut r);
         let reports = reports::Reports {
             apply_duration: reports::register_apply_duration(&mut r),
             rollbacks: reports::register_rollbacks(&mut r),
@@ -96,6 +102,7 @@ impl Metrics {
             routes,
             policies_status,
             enactments_status,
+            enactments_drifted,
             policies_by_condition_age,
             reports,
             errors,
@@ -121,6 +128,7 @@ impl Metrics {
             .sync(policies::status_series(&census.policies));
         self.enactments_status
             .sync(enactments::series(&census.enactments));
+        self.enactments_drifted.sync(drift::series(enactments));
         self.policies_by_condition_age
             .sync(policies::condition_age_series(&census.condition_age));
         self.observe_reports(enactments.iter().copied());
@@ -137,6 +145,7 @@ impl Metrics {
         self.routes.clear();
         self.policies_status.clear();
         self.enactments_status.clear();
+        self.enactments_drifted.clear();
         self.policies_by_condition_age.clear();
     }
 

@@ -139,6 +139,11 @@ fn describe_lists_every_metric_with_help_and_matches_the_exposition() {
     );
     let mut e = nnce("n1", &["static_route"]);
     e.status.as_mut().unwrap().last_apply = Some(report(1, true));
+    // Drifted too, so that every family has a series.
+    e.status.as_mut().unwrap().drift = Some(knmstate_api::shared::DriftReport {
+        paths: vec!["interfaces[br1]".into()],
+        ..Default::default()
+    });
     let p = available_policy();
     m.refresh(&[&p], &[&e], &[&nns], Timestamp::from_second(10).unwrap());
     m.count_error("write-policy-status-failed");
