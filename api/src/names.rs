@@ -188,6 +188,17 @@ pub mod event {
     pub const REASON_DRIFTED: &str = "ConfigurationDrifted";
     /// The handler's action: comparing its node with the policies it applied.
     pub const ACTION_DETECT_DRIFT: &str = "DetectDrift";
+    /// A maxUnavailable slot's lease ran out (its handler gone for good, or its node cut off):
+    /// the holder was pruned and its enactment Aborted (Warning on the policy).
+    pub const REASON_SLOT_EXPIRED: &str = "SlotExpired";
+    /// A handler restarted while holding a maxUnavailable slot: its previous process died
+    /// mid-apply (Warning on the policy).
+    pub const REASON_HANDLER_RESTARTED: &str = "HandlerRestarted";
+    /// An enactment status over the size cap was written Failing without its large fields
+    /// (Warning on the policy).
+    pub const REASON_STATUS_TOO_LARGE: &str = "EnactmentStatusTooLarge";
+    /// The handler's action: taking, keeping or freeing a maxUnavailable slot.
+    pub const ACTION_SLOT: &str = "Slot";
 }
 
 /// Condition types and reasons of the NMState operator resource.

@@ -50,6 +50,8 @@ pub struct Context<B: Backend> {
     pub(crate) not_before: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Whether the kernel supports bridge VLAN filtering (probed once).
     pub(crate) bridge_vlan_filtering: tokio::sync::OnceCell<bool>,
+    /// This handler process's slot incarnation and ordering waits.
+    pub(crate) rollout: crate::slots::RolloutMemory,
     /// Becomes true when the handler is asked to stop.
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Asks the policy controller to reconcile a policy again (drift detection).

@@ -60,6 +60,15 @@ pub enum Error {
         /// The cause.
         source: kube::Error,
     },
+    /// An enactment status was over the size cap: it was written Failing without its
+    /// desiredState and capturedStates, and the reconcile ends until the policy changes.
+    #[error("failed to fit the status of enactment {name} under the size cap ({bytes} bytes)")]
+    CapEnactmentStatus {
+        /// Enactment name.
+        name: String,
+        /// The status size before the cap.
+        bytes: usize,
+    },
     /// Writing the slot ledger of a policy failed (other than a conflict).
     #[error("failed to write the slot ledger of policy {policy}")]
     WriteSlotLedger {
@@ -133,6 +142,7 @@ impl Error {
             Self::DeleteEnactment { .. } => "delete-enactment-failed",
             Self::WriteEnactmentStatus { .. } => "write-enactment-status-failed",
             Self::WriteSlotLedger { .. } => "write-slot-ledger-failed",
+            Self::CapEnactmentStatus { .. } => "enactment-status-capped",
             Self::WriteNodeNetworkState { .. } => "write-node-network-state-failed",
             Self::ReadNetworkState(_) => "read-network-state-failed",
             Self::WatchNetworkChanges(_) => "watch-network-changes-failed",

@@ -150,6 +150,7 @@ impl<B: Backend + Clone + 'static> Handler<B> {
             nns_last: Mutex::new(None),
             not_before: Mutex::new(Default::default()),
             bridge_vlan_filtering: tokio::sync::OnceCell::new_with(bridge_vlan_filtering),
+            rollout: crate::slots::RolloutMemory::new(),
             shutdown: stop_rx.clone(),
             policy_recheck: recheck_tx,
             drift_looked: Mutex::new(Default::default()),

@@ -1,21 +1,59 @@
-//! The per-policy slot ledger state-engine's concurrency protocol asks for: a `Lease` in the
-//! handler's namespace, named after the policy, whose annotation [`LEDGER_ANNOTATION`] holds
-//! the [`SlotLedger`] as JSON. Writes carry the `resourceVersion` that was read (creation
-//! fails if someone else created it first), so two handlers racing for the last slot cannot
-//! both win. The Lease is owned by the policy and goes away with it.
+//! The Lease I/O of state-engine's slot protocol ([`knmstate_state_engine::slot`]): a `Lease`
+//! per policy in the handler's namespace, whose annotation [`LEDGER_ANNOTATION`] holds the
+//! [`SlotLedger`] as JSON. Writes carry the `resourceVersion` that was read (creation fails if
+//! someone else created it first), so two handlers racing for the last slot cannot both win.
+//! The Lease is owned by the policy and goes away with it.
+//!
+//! Also here: the heartbeat that renews this node's leases while it applies, the release of a
+//! slot, and what a handler process remembers for the rollout (its incarnation, how long a
+//! policy has waited for an earlier one).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
-use knmstate_state_engine::concurrency::SlotLedger;
+use knmstate_nm_backend::Backend;
+use knmstate_state_engine::concurrency::SlotState;
+use knmstate_state_engine::slot::{self, SlotLedger, SlotTiming};
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Resource, ResourceExt};
 
+use crate::context::Context;
 use crate::error::{Error, Result};
 use knmstate_api::names::{
     SLOT_LEDGER_ANNOTATION as LEDGER_ANNOTATION, slot_lease_name as lease_name,
 };
+
+/// What one handler process remembers across the reconciles of a rollout.
+#[derive(Debug)]
+pub struct RolloutMemory {
+    /// This process's incarnation, written into its slot leases: a node that resumes a slot
+    /// of another incarnation restarted while holding it.
+    pub incarnation: String,
+    /// Per policy: since when it waits for an earlier policy (name order) on this node.
+    pub waiting_since: Mutex<HashMap<String, Instant>>,
+}
+
+impl RolloutMemory {
+    /// A new process's memory (incarnation: process id and start time).
+    pub fn new() -> Self {
+        let started = k8s_openapi::jiff::Timestamp::now();
+        Self {
+            incarnation: format!("{}-{}", std::process::id(), started.as_nanosecond()),
+            waiting_since: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Default for RolloutMemory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// A ledger as read, with the `resourceVersion` to write against (`None`: no Lease yet).
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +62,16 @@ pub struct ReadLedger {
     pub ledger: Option<SlotLedger>,
     /// Version of the Lease read.
     pub resource_version: Option<String>,
+}
+
+/// The clock, as state-engine takes it.
+pub fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// The handler's Leases API.
+pub fn leases<B: Backend>(ctx: &Context<B>) -> Api<Lease> {
+    Api::namespaced(ctx.client.clone(), &ctx.config.namespace)
 }
 
 /// Read the ledger of `policy`.
@@ -92,5 +140,82 @@ pub async fn write(
             policy: policy_name,
             source,
         }),
+    }
+}
+
+/// Attempts of a heartbeat or release write before giving up until the next time.
+const WRITE_ATTEMPTS: usize = 3;
+
+/// Change this node's entry in `policy`'s ledger with `change` (`None`: nothing to change),
+/// reading again on a conflict. Returns whether a write succeeded.
+async fn update_own_entry(
+    leases: &Api<Lease>,
+    policy: &NodeNetworkConfigurationPolicy,
+    change: impl Fn(&SlotLedger) -> Option<SlotLedger>,
+) -> Result<bool> {
+    for _ in 0..WRITE_ATTEMPTS {
+        let read = read(leases, &policy.name_any()).await?;
+        let Some(next) = read.ledger.as_ref().and_then(&change) else {
+            return Ok(false);
+        };
+        if write(leases, policy, &read, &next).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Free this node's slot of `policy` (its apply ended). The next claimant would prune the
+/// entry anyway once the enactment shows the end; releasing frees it now.
+pub async fn release<B: Backend>(
+    ctx: &Context<B>,
+    policy: &NodeNetworkConfigurationPolicy,
+) -> Result<bool> {
+    let node = ctx.node_name();
+    update_own_entry(&leases(ctx), policy, |l| slot::release(l, node)).await
+}
+
+/// Renew this node's lease on the slot of `policy` and of every policy whose enactment on this
+/// node is progressing, every [`SlotTiming::renew_every`], for as long as it is polled (the
+/// policy reconcile polls it beside an apply). Failures are logged and tried again next time.
+pub async fn heartbeat<B: Backend>(
+    ctx: &Context<B>,
+    policy: &NodeNetworkConfigurationPolicy,
+) -> Infallible {
+    let retry = &ctx.config.defaults.retry;
+    let every = SlotTiming::new(ctx.config.defaults.checkpoint_timeout, retry.max_backoff)
+        .renew_every
+        .max(Duration::from_millis(500));
+    let api = leases(ctx);
+    loop {
+        tokio::time::sleep(every).await;
+        let mut held: Vec<NodeNetworkConfigurationPolicy> = vec![policy.clone()];
+        for e in ctx.enactments.state() {
+            let progressing = e.status.as_ref().is_some_and(|s| {
+                s.policy_generation
+                    .is_some_and(|g| SlotState::of(Some(s), g) == SlotState::Progressing)
+            });
+            let other = e.policy_name().filter(|p| *p != policy.name_any());
+            if let (true, Some(name)) = (progressing, other)
+                && let Some(p) = ctx
+                    .policies
+                    .get(&kube::runtime::reflector::ObjectRef::new(name))
+            {
+                held.push((*p).clone());
+            }
+        }
+        for p in &held {
+            let renewed = update_own_entry(&api, p, |l| {
+                slot::renew(l, ctx.node_name(), &ctx.rollout.incarnation, &now())
+            })
+            .await;
+            match renewed {
+                Ok(true) => tracing::debug!(policy = %p.name_any(), "renewed the slot lease"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(policy = %p.name_any(), error = %e.report(), "failed to renew the slot lease");
+                }
+            }
+        }
     }
 }

@@ -8,9 +8,10 @@ use k8s_openapi::jiff::Timestamp;
 use knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus;
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
 use knmstate_state_engine::aggregate::aggregate_policy;
-use knmstate_state_engine::concurrency::{SlotLedger, SlotState, decide_slot};
+use knmstate_state_engine::concurrency::SlotState;
 use knmstate_state_engine::conditions::{EnactmentTransition, initial_enactment_conditions};
 use knmstate_state_engine::filter::{FilterOptions, filter_state};
+use knmstate_state_engine::slot::{SlotInput, SlotLedger, decide};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hint::black_box;
@@ -93,7 +94,20 @@ fn benches(c: &mut Criterion) {
         .map(|(n, _)| n.clone())
         .collect();
     c.bench_function("decide_slot/5000 nodes", |b| {
-        b.iter(|| decide_slot("node00001", 1, Some(black_box(&ledger)), &states, 2_500));
+        b.iter(|| {
+            decide(&SlotInput {
+                node: "node00001",
+                incarnation: "a",
+                generation: 1,
+                ledger: Some(black_box(&ledger)),
+                states: &states,
+                max_unavailable: 2_500,
+                now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+                hold_for: std::time::Duration::from_mins(10),
+            })
+        });
     });
 
     for n in [1_000, 5_000] {

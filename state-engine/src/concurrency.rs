@@ -12,75 +12,19 @@
 //! number written as a string (`"42"`), a negative count, `"-10%"`, and a percentage over
 //! 100 % (`"101%"`; upstream's engine would scale it past the node count).
 //!
-//! ## Slots without ghosts
+//! ## Slots
 //!
 //! Upstream keeps a counter per generation in the policy status; a crash or a failed status
 //! write between increment and decrement leaves a "ghost" slot and can deadlock a rollout
-//! (upstream #1571, #1427). Here a slot is held by a node only while **its enactment of the
-//! current generation says so**: `Progressing=True` (applying, or retrying between attempts).
-//! A finally failed enactment (`Failing=True`, not progressing) keeps using a slot, as upstream,
-//! so at most `maxUnavailable` nodes ever end Failing and the rest are Aborted.
+//! (upstream #1571, #1427). Here a slot is held by a node only while it is in the policy's
+//! ledger **and** its enactment of the current generation has not reached an end; the ledger,
+//! its leases and the protocol over it are [`crate::slot`]. This module reads the enactments:
+//! [`SlotState`] per node ([`slot_states`]) and the abort rule ([`should_abort`]). A finally
+//! failed enactment (`Failing=True`, not progressing) keeps using a slot, as upstream, so at
+//! most `maxUnavailable` nodes ever end Failing and the rest are Aborted.
 //!
-//! ## Two handlers racing for the last slot
-//!
-//! Enactments are per node, so two handlers that each read "one slot left" could both start.
-//! The race is resolved by an **optimistic write on one shared object per policy**, a
-//! [`SlotLedger`] (the handler stores it as JSON, e.g. in an annotation of a per-policy
-//! `Lease`, and writes it with `resourceVersion` preconditions). The ledger is never trusted on
-//! its own: every decision prunes it against the enactments, so a stale entry disappears on
-//! the next claim. The protocol, per node:
-//!
-//! 1. read the ledger (remember its `resourceVersion`), **then** list the policy's enactments
-//!    from the API server (not from a cache older than the ledger read);
-//! 2. call [`decide_slot`]:
-//!    * [`SlotDecision::Resume`]: this node already holds a slot (restart mid-apply, or a
-//!      retry): apply;
-//!    * [`SlotDecision::Wait`]: write `Pending`, requeue; [`SlotDecision::Abort`]: write
-//!      `Aborted`, stop;
-//!    * [`SlotDecision::Claim`]: write the returned ledger with the remembered
-//!      `resourceVersion`; on a conflict start again at 1; on success write `Progressing` and
-//!      apply. Nothing says `Progressing` before its slot is won, so observers never see more
-//!      than `maxUnavailable` nodes progressing.
-//!
-//! Before step 2 the caller counts every ledger entry of the current generation whose
-//! enactment still says `Idle` or `Pending` as a holder ([`count_ledger_claims`]):
-//! that is a claim won but not yet announced. Why this never exceeds the limit: a node applies
-//! only after its ledger write succeeded, so it is in the ledger while it applies, and a later
-//! writer removes an entry only when the enactments it listed *after* reading that entry show
-//! the node finished (Available, finally failed, Aborted), on another generation, or no longer
-//! matching — never merely "not yet progressing". Every successful write leaves at most
-//! `maxUnavailable` entries (counting final failures), and writes are serialised by the
-//! `resourceVersion` precondition. Why nothing leaks: finished entries are pruned by the next
-//! claim, and a node that crashed while holding a slot (announced or not) resumes it on
-//! restart. The property tests in `tests/concurrency.rs` run a simulator of the slot protocol
-//! under arbitrary interleavings and crashes.
-//!
-//! Known limits, as upstream: a new policy generation starts with an empty ledger while
-//! nodes may still be applying the previous one, and a node that stays NotReady with its
-//! enactment `Progressing` keeps its slot until it comes back (or is removed from the
-//! matching set). The controller may publish `live_holders(..).len()` under the policy's
+//! The controller may publish the number of live holders under the policy's
 //! `unavailableNodeCountMap[<generation>]` for compatibility; nothing reads it back.
-//!
-//! ```
-//! use knmstate_state_engine::concurrency::{decide_slot, SlotDecision, SlotState};
-//! use std::collections::BTreeMap;
-//!
-//! let states = BTreeMap::from([
-//!     ("n1".to_string(), SlotState::Progressing),
-//!     ("n2".to_string(), SlotState::Idle),
-//! ]);
-//! // n1 holds the only slot in the ledger, so n2 waits.
-//! let mut ledger = knmstate_state_engine::concurrency::SlotLedger::new(1);
-//! ledger.holders.insert("n1".into());
-//! assert_eq!(decide_slot("n2", 1, Some(&ledger), &states, 1), SlotDecision::Wait);
-//! // Once n1 finished, n2 may claim it (and the write drops n1).
-//! let states = BTreeMap::from([
-//!     ("n1".to_string(), SlotState::Available),
-//!     ("n2".to_string(), SlotState::Idle),
-//! ]);
-//! let SlotDecision::Claim(next) = decide_slot("n2", 1, Some(&ledger), &states, 1) else { panic!() };
-//! assert_eq!(next.holders.iter().collect::<Vec<_>>(), ["n2"]);
-//! ```
 
 use crate::Error;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -256,43 +200,6 @@ impl SlotState {
     }
 }
 
-/// The shared, optimistically written record of who holds a slot for one policy generation.
-/// It is advisory: [`decide_slot`] prunes it against the enactments on every claim.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SlotLedger {
-    /// The policy generation the holders apply.
-    pub generation: i64,
-    /// Nodes that claimed a slot.
-    pub holders: BTreeSet<String>,
-}
-
-impl SlotLedger {
-    /// An empty ledger for `generation`.
-    pub fn new(generation: i64) -> Self {
-        Self {
-            generation,
-            holders: BTreeSet::new(),
-        }
-    }
-}
-
-/// The ledger entries that still hold a slot: of this generation, of a matching node (a key
-/// of `states`), whose enactment is [`SlotState::Progressing`].
-pub fn live_holders<'a>(
-    generation: i64,
-    ledger: Option<&'a SlotLedger>,
-    states: &BTreeMap<String, SlotState>,
-) -> BTreeSet<&'a str> {
-    ledger
-        .filter(|l| l.generation == generation)
-        .into_iter()
-        .flat_map(|l| l.holders.iter())
-        .filter(|n| states.get(n.as_str()) == Some(&SlotState::Progressing))
-        .map(String::as_str)
-        .collect()
-}
-
 /// The slot state of every node in `matching_nodes`, from the policy's enactments
 /// ([`SlotState::Idle`] for a node without one). Enactments of other nodes are ignored.
 ///
@@ -319,42 +226,6 @@ pub fn slot_states(
     states
 }
 
-/// Count a ledger entry as a holder until its enactment reaches an end: an entry of
-/// `generation` whose node's state is [`SlotState::Idle`] or [`SlotState::Pending`] becomes
-/// [`SlotState::Progressing`] in `states`.
-///
-/// A node writes `Progressing` only after its ledger write won the slot, so between the two its
-/// enactment still says `Idle` or `Pending`; without this another handler would prune the
-/// fresh entry and take the slot too. An entry is still dropped once its enactment says
-/// Available, failed or Aborted, or its node no longer matches (no key in `states`), so no
-/// slot leaks; a node that crashed between the two writes resumes its slot on restart.
-///
-/// ```
-/// use knmstate_state_engine::concurrency::{count_ledger_claims, SlotLedger, SlotState};
-/// use std::collections::BTreeMap;
-/// let mut ledger = SlotLedger::new(1);
-/// ledger.holders.insert("n1".into());
-/// let mut states = BTreeMap::from([("n1".to_string(), SlotState::Pending)]);
-/// count_ledger_claims(&mut states, 1, Some(&ledger));
-/// assert_eq!(states["n1"], SlotState::Progressing);
-/// ```
-pub fn count_ledger_claims(
-    states: &mut BTreeMap<String, SlotState>,
-    generation: i64,
-    ledger: Option<&SlotLedger>,
-) {
-    let Some(ledger) = ledger.filter(|l| l.generation == generation) else {
-        return;
-    };
-    for holder in &ledger.holders {
-        if let Some(s) = states.get_mut(holder)
-            && matches!(s, SlotState::Idle | SlotState::Pending)
-        {
-            *s = SlotState::Progressing;
-        }
-    }
-}
-
 /// Number of finally failed enactments among `states`.
 pub fn failed_final(states: &BTreeMap<String, SlotState>) -> usize {
     states
@@ -366,47 +237,6 @@ pub fn failed_final(states: &BTreeMap<String, SlotState>) -> usize {
 /// The Aborted rule: abort when `count(Failing ∧ ¬Progressing) ≥ maxUnavailable`.
 pub fn should_abort(states: &BTreeMap<String, SlotState>, max_unavailable: usize) -> bool {
     failed_final(states) >= max_unavailable
-}
-
-/// What a node should do about its slot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SlotDecision {
-    /// It already holds a slot (in the ledger, enactment progressing): apply, write nothing.
-    Resume,
-    /// A slot is free: write `Progressing`, then this ledger with the `resourceVersion` read;
-    /// apply only if that write succeeds.
-    Claim(SlotLedger),
-    /// No slot free: write `Pending` and try again later.
-    Wait,
-    /// Enough nodes failed: write `Aborted` and stop.
-    Abort,
-}
-
-/// Decide for `node` from the ledger as read and the slot states of the policy's matching
-/// nodes (enactments listed after the ledger was read), with `max_unavailable` from
-/// [`max_unavailable`].
-pub fn decide_slot(
-    node: &str,
-    generation: i64,
-    ledger: Option<&SlotLedger>,
-    states: &BTreeMap<String, SlotState>,
-    max_unavailable: usize,
-) -> SlotDecision {
-    let holders = live_holders(generation, ledger, states);
-    if holders.contains(node) {
-        return SlotDecision::Resume;
-    }
-    let used = holders.len() + failed_final(states);
-    if used < max_unavailable {
-        let mut next = SlotLedger::new(generation);
-        next.holders = holders.into_iter().map(str::to_owned).collect();
-        next.holders.insert(node.to_owned());
-        SlotDecision::Claim(next)
-    } else if should_abort(states, max_unavailable) {
-        SlotDecision::Abort
-    } else {
-        SlotDecision::Wait
-    }
 }
 
 #[cfg(test)]
@@ -518,94 +348,14 @@ mod tests {
         v.iter().map(|(n, s)| (n.to_string(), *s)).collect()
     }
 
-    fn ledger(gen_: i64, holders: &[&str]) -> SlotLedger {
-        SlotLedger {
-            generation: gen_,
-            holders: holders
-                .iter()
-                .map(std::string::ToString::to_string)
-                .collect(),
-        }
-    }
-
     use SlotState::*;
 
     #[test]
-    fn a_fresh_claim_counts_before_its_enactment_says_progressing() {
-        let mut ledger = SlotLedger::new(2);
-        ledger
-            .holders
-            .extend(["n1".to_owned(), "n3".to_owned(), "gone".to_owned()]);
-        let mut states = BTreeMap::from([
-            ("n1".to_owned(), SlotState::Idle),
-            ("n2".to_owned(), SlotState::Idle),
-            ("n3".to_owned(), SlotState::Available),
-        ]);
-        count_ledger_claims(&mut states, 2, Some(&ledger));
-        assert_eq!(states["n1"], SlotState::Progressing);
-        assert_eq!(states["n2"], SlotState::Idle);
-        assert_eq!(
-            states["n3"],
-            SlotState::Available,
-            "a finished entry is pruned"
-        );
-        assert!(!states.contains_key("gone"));
-        assert_eq!(
-            decide_slot("n2", 2, Some(&ledger), &states, 1),
-            SlotDecision::Wait
-        );
-        // Another generation's ledger says nothing.
-        let mut other = BTreeMap::from([("n1".to_owned(), SlotState::Pending)]);
-        count_ledger_claims(&mut other, 3, Some(&ledger));
-        assert_eq!(other["n1"], SlotState::Pending);
-    }
-
-    #[test]
-    fn ghost_entries_are_pruned() {
-        // n1 crashed after finishing, never removed itself; n9 no longer matches.
-        let s = states(&[("n1", Available), ("n2", Idle)]);
-        let d = decide_slot("n2", 3, Some(&ledger(3, &["n1", "n9"])), &s, 1);
-        assert_eq!(d, SlotDecision::Claim(ledger(3, &["n2"])));
-    }
-
-    #[test]
-    fn ledger_of_another_generation_is_ignored() {
-        let s = states(&[("n1", Progressing), ("n2", Idle)]);
-        let d = decide_slot("n2", 4, Some(&ledger(3, &["n1"])), &s, 1);
-        assert_eq!(d, SlotDecision::Claim(ledger(4, &["n2"])));
-    }
-
-    #[test]
-    fn progressing_without_ledger_entry_does_not_hold_a_slot() {
-        // n1 wrote its intent and crashed before the ledger write.
-        let s = states(&[("n1", Progressing), ("n2", Idle)]);
-        assert!(matches!(
-            decide_slot("n2", 1, None, &s, 1),
-            SlotDecision::Claim(_)
-        ));
-    }
-
-    #[test]
-    fn holder_resumes_after_restart() {
-        let s = states(&[("n1", Progressing)]);
-        assert_eq!(
-            decide_slot("n1", 1, Some(&ledger(1, &["n1"])), &s, 1),
-            SlotDecision::Resume
-        );
-    }
-
-    #[test]
     fn failures_use_slots_then_abort() {
-        let s = states(&[("n1", FailedFinal), ("n2", Progressing), ("n3", Idle)]);
-        let l = ledger(1, &["n2"]);
-        assert_eq!(decide_slot("n3", 1, Some(&l), &s, 2), SlotDecision::Wait);
-        assert!(matches!(
-            decide_slot("n3", 1, Some(&l), &s, 3),
-            SlotDecision::Claim(_)
-        ));
         let s = states(&[("n1", FailedFinal), ("n2", FailedFinal), ("n3", Idle)]);
-        assert_eq!(decide_slot("n3", 1, Some(&l), &s, 2), SlotDecision::Abort);
         assert!(should_abort(&s, 2));
+        assert!(!should_abort(&s, 3));
+        assert_eq!(failed_final(&s), 2);
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! | [`secrets`] | which values of a state are secrets; hiding them in states and messages; message caps |
 //! | [`selector`] | whether a node matches a policy; label and policy-name validation |
 //! | [`node`] | facts about a Node shared by several decisions (readiness) |
-//! | [`concurrency`] | maxUnavailable, whether a node may start applying, the Aborted rule |
+//! | [`concurrency`] | maxUnavailable, the enactments' slot states, the Aborted rule |
+//! | [`slot`] | the slot protocol: claim, renew, release, prune of expired (ghost) holders |
+//! | [`status_cap`] | whether an enactment status fits an API object, and the Failing message when not |
 //! | [`render`] | the default linux-bridge VLAN trunk injected into a desired state; whether it needs bridge VLAN filtering |
 //! | [`filter`] | what of a node's current state is reported in its NodeNetworkState |
 //! | [`plan`] | what a desired state changes on a node (interfaces, routes, DNS, default route) |
@@ -49,5 +51,7 @@ pub mod render;
 pub mod rollback;
 pub mod secrets;
 pub mod selector;
+pub mod slot;
+pub mod status_cap;
 
 pub use error::Error;

@@ -10,7 +10,7 @@
 //! | dry run (`nmstate.io/dry-run`): the plan to `status.plan`, nothing applied | `dry_run.rs` |
 //! | drift of an applied generation: `status.drift`, event; re-applied only when opted in | `drift.rs` |
 //! | apply decision (a generation that succeeded, and that the node still satisfies, or whose retries are exhausted, is not applied again) | this file |
-//! | slot (state-engine's ledger protocol: Pending, Aborted, or Progressing) | `slot.rs` |
+//! | slot (state-engine's slot protocol: Pending, Aborted, or Progressing; ghosts pruned; the lease renewed while applying, released after) | `slot.rs` |
 //! | the apply transaction (apply without commit → probes → commit, or roll back) | `apply.rs` |
 //! | Retrying / FailedToConfigure after a failed attempt | `retry.rs` |
 //! | the enactment status and events | `status.rs` |
@@ -82,6 +82,11 @@ pub fn error_policy<B: Backend>(
     ctx: Arc<Context<B>>,
 ) -> Action {
     if matches!(err, Error::ShuttingDown) {
+        return Action::await_change();
+    }
+    if let Error::CapEnactmentStatus { .. } = err {
+        // Written Failing; nothing to retry until the policy changes.
+        tracing::warn!(policy = %policy.name_any(), category = err.category(), error = %err.report(), "enactment status over the size cap");
         return Action::await_change();
     }
     let spec_state = policy
@@ -168,8 +173,8 @@ impl<B: Backend> Run<B> {
         step!(self.check_bridge_vlan_filtering().await);
         step!(self.dry_run().await);
         let before = step!(self.decide().await);
-        step!(self.take_slot().await);
-        self.apply(before).await
+        step!(self.take_slot(&before).await);
+        self.apply_holding_slot(before).await
     }
 
     /// Whether to apply: an empty desired state is a success without applying; a generation
@@ -211,7 +216,7 @@ impl<B: Backend> Run<B> {
             skip => {
                 tracing::info!(policy = %self.name, generation = self.generation, decision = ?skip, "not applying");
                 self.write_status().await?;
-                Ok(ControlFlow::Break(Action::await_change()))
+                Ok(ControlFlow::Break(self.watch_slots().await?))
             }
         }
     }

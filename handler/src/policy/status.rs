@@ -1,10 +1,14 @@
-//! The enactment status (written by server-side apply, only when its meaning changed) and the
-//! Warning events on the policy.
+//! The enactment status (written by server-side apply, only when its meaning changed, and
+//! never over state-engine's size cap) and the Warning events on the policy.
 
 use knmstate_api::names;
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
 use knmstate_nm_backend::Backend;
-use knmstate_state_engine::conditions::{EnactmentTransition, enactment_status_differs};
+use knmstate_state_engine::concurrency::SlotState;
+use knmstate_state_engine::conditions::{
+    self as cond, EnactmentTransition, enactment_status_differs,
+};
+use knmstate_state_engine::status_cap::{self, MAX_ENACTMENT_STATUS_BYTES};
 use kube::Resource;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
@@ -20,9 +24,50 @@ impl<B: Backend> Run<B> {
     }
 
     /// Server-side apply the status when its meaning changed.
+    ///
+    /// A status over the size cap (a huge desiredState or capturedStates) is written without
+    /// those fields. A node that waits for a slot or aborted says so as usual; any other
+    /// (about to apply, or done) is written Failing instead, its slot released, a Warning event
+    /// emitted, and [`Error::CapEnactmentStatus`] ends the reconcile until the policy changes:
+    /// without the cap every write would fail and the reconcile would requeue forever holding
+    /// its slot. So the cap fails the policy inside a slot, on at most maxUnavailable nodes.
     pub(super) async fn write_status(&mut self) -> Result<()> {
+        let bytes = status_cap::status_bytes(&self.status);
+        if let Some(problem) = status_cap::cap_status(&mut self.status, MAX_ENACTMENT_STATUS_BYTES)
+        {
+            let waiting = matches!(
+                SlotState::of(Some(&self.status), self.generation),
+                SlotState::Idle | SlotState::Pending | SlotState::Aborted
+            );
+            if waiting {
+                return self.patch_status().await.map(drop);
+            }
+            let message = secrets::cap_message(
+                &cond::failed_to_configure_message_of(self.node(), &problem),
+                secrets::MAX_MESSAGE_BYTES,
+            );
+            self.transition(&EnactmentTransition::FailedToConfigure { message });
+            if self.patch_status().await? {
+                self.warn(
+                    names::event::REASON_STATUS_TOO_LARGE,
+                    names::event::ACTION_RECONCILE,
+                    &problem,
+                )
+                .await;
+            }
+            self.release_slot().await;
+            return Err(Error::CapEnactmentStatus {
+                name: self.enactment.clone(),
+                bytes,
+            });
+        }
+        self.patch_status().await.map(drop)
+    }
+
+    /// Server-side apply the status when its meaning changed; whether it was written.
+    async fn patch_status(&mut self) -> Result<bool> {
         if !enactment_status_differs(&self.stored, &self.status) {
-            return Ok(());
+            return Ok(false);
         }
         let body = objects::status_patch::<NodeNetworkConfigurationEnactment>(
             &self.enactment,
@@ -41,7 +86,7 @@ impl<B: Backend> Run<B> {
                 source,
             })?;
         self.stored = self.status.clone();
-        Ok(())
+        Ok(true)
     }
 
     /// A Warning event `ReconcileFailed` on the policy (errors are only logged).

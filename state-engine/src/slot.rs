@@ -1,0 +1,655 @@
+//! The maxUnavailable slot protocol: claim, renew (heartbeat), release, prune of holders whose
+//! lease expired, and the abort rule, as pure functions over the ledger, the enactments' slot
+//! states and `now`. The handler calls them (its Lease I/O is `handler/src/slots.rs`) and the
+//! property test `tests/concurrency.rs` drives the same functions under crashes, restarts and
+//! permanent deaths.
+//!
+//! ## The ledger and its leases
+//!
+//! A slot is won only by an optimistic write (a `resourceVersion` precondition) of one shared
+//! [`SlotLedger`] per policy, and counts only while the holder's enactment of the current
+//! generation has not reached an end. Every holder entry carries a [`SlotLease`]: when it was
+//! last renewed and until when it holds. A holder renews its lease when it claims or resumes
+//! its slot and, while it applies, every [`SlotTiming::renew_every`] (its heartbeat); the lease
+//! runs for [`SlotTiming::hold_for`]: the checkpoint timeout of its apply plus a margin.
+//!
+//! ## Ghost holders (upstream #1571)
+//!
+//! A holder whose handler never comes back (evicted, the node NotReady and cut off, the
+//! process dead for good) stops renewing. Once `now` is past its lease, the **next claimant**
+//! prunes it: [`decide`] moves it from `holders` to `expired` (a tombstone) and reports it in
+//! [`SlotPlan::expired`]; the claimant writes the ledger (the version precondition makes it the
+//! only pruner) and then marks the ghost's enactment `Aborted` with [`expired_message`].
+//! Aborted, not Failing: the node's outcome is unknown, not a failed configuration, and a
+//! Failing ghost would keep using a slot (the abort rule counts final failures), so one dead
+//! node would abort the whole rollout with `maxUnavailable: 1`. Why the claimant and not the
+//! controller: the claimant is the one the ghost blocks, it writes the ledger anyway, and a
+//! rollout then completes without a leader-elected controller.
+//!
+//! Why the lease covers the checkpoint timeout: a handler killed mid-apply leaves the node in
+//! the new, unprobed state until NetworkManager's checkpoint timeout rolls it back, so the node
+//! stays unavailable until then; only after that may another node take its slot. The margin
+//! covers the retry backoff between two attempts (no heartbeat runs then) and the clock skew
+//! between the holder, which writes the expiry with its clock, and the pruner, which reads it
+//! with its own. A node that is deleted or no longer matches the policy is pruned at once.
+//!
+//! The tombstone stays until the ghost's enactment shows an end, so a claimant that dies between
+//! its ledger write and the Aborted write leaves the marking to the next one. A ghost that comes
+//! back never claims again for the generation: it finds its enactment Aborted, or its tombstone
+//! ([`SlotAction::Expired`]: it marks itself). So a pruner's late Aborted write never hits a
+//! node that applies. A new generation applies everywhere again.
+//!
+//! ## Crashes and restarts
+//!
+//! Each handler process has an *incarnation* (an id it chooses at start-up), written into its
+//! lease. A node that resumes a slot whose lease names another incarnation died while holding
+//! it and restarted: [`SlotPlan::restarted`] says so, and the handler emits an event.
+//!
+//! ## Compatibility
+//!
+//! `holders` stays a list of node names, and the leases are a separate map with a default, so
+//! a ledger written by an older handler still reads (its holders get a lease starting at the
+//! first decision that sees them) and an older handler still reads a new ledger.
+//!
+//! ```
+//! use knmstate_state_engine::concurrency::SlotState;
+//! use knmstate_state_engine::slot::{decide, SlotAction, SlotInput};
+//! use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+//! use k8s_openapi::jiff::Timestamp;
+//! use std::collections::BTreeMap;
+//! use std::time::Duration;
+//!
+//! let t = |s| Time(Timestamp::from_second(s).unwrap());
+//! let states = BTreeMap::from([("n1".to_string(), SlotState::Idle), ("n2".to_string(), SlotState::Idle)]);
+//! let input = |node, ledger, now| SlotInput {
+//!     node, incarnation: "a", generation: 1, ledger, states: &states, max_unavailable: 1,
+//!     now, hold_for: Duration::from_mins(1),
+//! };
+//! // n1 claims the only slot; n2 waits while n1's lease holds, and prunes n1 once it expired.
+//! let claim = decide(&input("n1", None, t(0)));
+//! assert_eq!(claim.action, SlotAction::Apply);
+//! let ledger = claim.ledger.unwrap();
+//! let states = BTreeMap::from([("n1".to_string(), SlotState::Progressing), ("n2".to_string(), SlotState::Idle)]);
+//! let at = |now| decide(&SlotInput { node: "n2", incarnation: "b", generation: 1, ledger: Some(&ledger),
+//!     states: &states, max_unavailable: 1, now, hold_for: Duration::from_mins(1) });
+//! assert_eq!(at(t(30)).action, SlotAction::Wait);
+//! let late = at(t(61));
+//! assert_eq!(late.action, SlotAction::Apply);
+//! assert_eq!(late.expired[0].node, "n1");
+//! ```
+
+use crate::concurrency::{SlotState, failed_final, should_abort};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// The least margin past the checkpoint timeout, for clock skew and API latency.
+pub const MIN_GRACE: Duration = Duration::from_secs(5);
+
+/// The shared, optimistically written record of who holds a slot for one policy generation.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotLedger {
+    /// The policy generation the holders apply.
+    pub generation: i64,
+    /// Nodes that hold a slot.
+    pub holders: BTreeSet<String>,
+    /// The lease of each holder (a holder without one gets a lease from the next decision).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub leases: BTreeMap<String, SlotLease>,
+    /// Pruned holders whose enactment is still to be marked Aborted, with their last lease.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub expired: BTreeMap<String, SlotLease>,
+}
+
+impl SlotLedger {
+    /// An empty ledger for `generation`.
+    pub fn new(generation: i64) -> Self {
+        Self {
+            generation,
+            ..Self::default()
+        }
+    }
+}
+
+/// A holder's lease on its slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotLease {
+    /// When the holder last renewed it.
+    pub renewed: Time,
+    /// Until when it holds without a renewal.
+    pub expires: Time,
+    /// The handler process that renewed it.
+    #[serde(default)]
+    pub incarnation: String,
+}
+
+impl SlotLease {
+    /// A lease renewed at `now` for `hold_for` by `incarnation`.
+    pub fn new(now: &Time, hold_for: Duration, incarnation: &str) -> Self {
+        Self {
+            renewed: now.clone(),
+            expires: Time(later(now.0, hold_for)),
+            incarnation: incarnation.to_owned(),
+        }
+    }
+
+    /// Whether it ran out before `now`.
+    pub fn expired_at(&self, now: &Time) -> bool {
+        now.0 > self.expires.0
+    }
+}
+
+/// `t + d`, saturating at the end of time.
+fn later(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(d).unwrap_or(Timestamp::MAX)
+}
+
+/// How long a lease holds and how often a holder renews it while it applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotTiming {
+    /// The lease length: the checkpoint timeout plus [`SlotTiming::margin`].
+    pub hold_for: Duration,
+    /// The heartbeat interval while applying: half the margin.
+    pub renew_every: Duration,
+}
+
+impl SlotTiming {
+    /// The timing for an apply with `checkpoint_timeout` (the plan's, raised to cover its
+    /// probes) and the retry schedule's `max_backoff` (the longest time between two attempts,
+    /// when no heartbeat runs).
+    ///
+    /// ```
+    /// use knmstate_state_engine::slot::SlotTiming;
+    /// use std::time::Duration;
+    /// let t = SlotTiming::new(Duration::from_secs(480), Duration::from_secs(30));
+    /// assert_eq!(t.hold_for, Duration::from_secs(480 + 30 + 120));
+    /// assert_eq!(t.renew_every, Duration::from_mins(1));
+    /// ```
+    pub fn new(checkpoint_timeout: Duration, max_backoff: Duration) -> Self {
+        Self {
+            hold_for: checkpoint_timeout
+                .saturating_add(max_backoff)
+                .saturating_add(Self::margin(checkpoint_timeout)),
+            renew_every: Self::margin(checkpoint_timeout) / 2,
+        }
+    }
+
+    /// The skew and latency margin: a quarter of the checkpoint timeout, at least
+    /// [`MIN_GRACE`].
+    pub fn margin(checkpoint_timeout: Duration) -> Duration {
+        (checkpoint_timeout / 4).max(MIN_GRACE)
+    }
+}
+
+/// What a node knows when it decides about its slot.
+#[derive(Debug, Clone)]
+pub struct SlotInput<'a> {
+    /// This node.
+    pub node: &'a str,
+    /// This handler process's incarnation.
+    pub incarnation: &'a str,
+    /// The policy generation to apply.
+    pub generation: i64,
+    /// The ledger as read (remember its version for the write).
+    pub ledger: Option<&'a SlotLedger>,
+    /// The slot state of every matching node, from enactments listed after the ledger read.
+    pub states: &'a BTreeMap<String, SlotState>,
+    /// From [`crate::concurrency::max_unavailable`].
+    pub max_unavailable: usize,
+    /// The decider's clock.
+    pub now: Time,
+    /// This node's lease length, [`SlotTiming::hold_for`].
+    pub hold_for: Duration,
+}
+
+/// What the node does after the ledger write (if any) succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotAction {
+    /// It holds a slot: apply.
+    Apply,
+    /// No slot free: write `Pending`, look again later.
+    Wait,
+    /// Enough nodes failed: write `Aborted`, stop.
+    Abort,
+    /// This node's own slot expired and was pruned while it was away (it is among
+    /// [`SlotPlan::expired`]): mark its enactment Aborted like any ghost's, and stop. It never
+    /// claims again for the generation, so a pruner's late Aborted write can not hit a node
+    /// that applies.
+    Expired,
+}
+
+/// A holder pruned because its lease ran out; its enactment is to be marked Aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredHolder {
+    /// The node.
+    pub node: String,
+    /// Its last lease.
+    pub lease: SlotLease,
+}
+
+/// The decision: the ledger to write first, then what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotPlan {
+    /// Write this ledger against the version read; on a conflict read and decide again. `None`:
+    /// nothing to write.
+    pub ledger: Option<SlotLedger>,
+    /// What to do once the write (if any) succeeded.
+    pub action: SlotAction,
+    /// Ghost holders to mark Aborted (with [`expired_message`]) once the write succeeded.
+    pub expired: Vec<ExpiredHolder>,
+    /// This node resumes a slot that another incarnation of its handler held: it died while
+    /// holding the slot and restarted.
+    pub restarted: bool,
+}
+
+/// The ledger of `input.generation` as read, pruned: holders that ended or no longer match
+/// dropped, holders (other than `input.node`) whose lease ran out moved to the tombstones, and
+/// every holder given a lease. Returns it with the ghosts to mark and whether `input.node`
+/// resumes another incarnation's slot.
+fn prune(input: &SlotInput<'_>) -> (SlotLedger, SlotLedger, Vec<ExpiredHolder>, bool) {
+    let SlotInput {
+        node,
+        incarnation,
+        generation,
+        ledger,
+        states,
+        ref now,
+        hold_for,
+        ..
+    } = *input;
+    let prior = ledger
+        .filter(|l| l.generation == generation)
+        .cloned()
+        .unwrap_or_else(|| SlotLedger::new(generation));
+    let mut next = SlotLedger::new(generation);
+    let mut restarted = false;
+    let not_ended = |n: &String| states.get(n).is_some_and(|s| !s.is_final());
+    for holder in prior.holders.iter().filter(|h| not_ended(h)) {
+        let lease = prior
+            .leases
+            .get(holder)
+            .cloned()
+            .unwrap_or_else(|| SlotLease::new(now, hold_for, ""));
+        if holder == node {
+            restarted = !lease.incarnation.is_empty() && lease.incarnation != incarnation;
+        } else if lease.expired_at(now) {
+            next.expired.insert(holder.clone(), lease);
+            continue;
+        }
+        next.holders.insert(holder.clone());
+        next.leases.insert(holder.clone(), lease);
+    }
+    // Tombstones stay until the ghost's enactment shows an end (or it claims again).
+    for (ghost, lease) in prior.expired.iter().filter(|(g, _)| not_ended(g)) {
+        if !next.holders.contains(ghost) {
+            next.expired
+                .entry(ghost.clone())
+                .or_insert_with(|| lease.clone());
+        }
+    }
+    let expired = next
+        .expired
+        .iter()
+        .map(|(node, lease)| ExpiredHolder {
+            node: node.clone(),
+            lease: lease.clone(),
+        })
+        .collect();
+    (prior, next, expired, restarted)
+}
+
+/// Decide about `input.node`'s slot: resume (renewing the lease), claim, wait or abort, pruning
+/// holders that ended, no longer match, or whose lease expired.
+pub fn decide(input: &SlotInput<'_>) -> SlotPlan {
+    let node = input.node;
+    let (prior, mut next, expired, restarted) = prune(input);
+    let mine = SlotLease::new(&input.now, input.hold_for, input.incarnation);
+    let action = if next.expired.contains_key(node) {
+        SlotAction::Expired
+    } else if next.holders.contains(node) {
+        next.leases.insert(node.to_owned(), mine);
+        SlotAction::Apply
+    } else if next.holders.len() + failed_final(input.states) < input.max_unavailable {
+        next.holders.insert(node.to_owned());
+        next.leases.insert(node.to_owned(), mine);
+        SlotAction::Apply
+    } else if should_abort(input.states, input.max_unavailable) {
+        SlotAction::Abort
+    } else {
+        SlotAction::Wait
+    };
+    // Apply always writes (a claim, or a renewal that also confirms the slot against the
+    // version read); Wait and Abort write only a pruned ledger.
+    let write = action == SlotAction::Apply || next != prior;
+    SlotPlan {
+        ledger: write.then_some(next),
+        action,
+        expired,
+        restarted,
+    }
+}
+
+/// What a node that is done with the policy (its enactment at an end) does about the others'
+/// slots: the pruned ledger to write (`None`: nothing to prune), the ghosts to mark Aborted
+/// after the write, and when to look again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sweep {
+    /// Write this ledger against the version read (`None`: nothing to write).
+    pub ledger: Option<SlotLedger>,
+    /// Ghost holders to mark Aborted once the write (if any) succeeded.
+    pub expired: Vec<ExpiredHolder>,
+    /// Look again after this long: a holder's lease runs out then, or, while some enactment
+    /// has not ended, a claim not yet made could expire at the latest then. `None`: the
+    /// rollout ended, nothing to watch.
+    pub look_again: Option<Duration>,
+}
+
+/// The sweep of a node that is done with the policy, so that a ghost is pruned even when no
+/// node is left waiting for its slot (the policy would stay Progressing, refusing spec edits).
+///
+/// ```
+/// use knmstate_state_engine::concurrency::SlotState;
+/// use knmstate_state_engine::slot::{sweep, SlotInput, SlotLedger, SlotLease};
+/// use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+/// use k8s_openapi::jiff::Timestamp;
+/// use std::collections::BTreeMap;
+/// use std::time::Duration;
+/// let t = |s| Time(Timestamp::from_second(s).unwrap());
+/// let mut l = SlotLedger::new(1);
+/// l.holders.insert("n2".into());
+/// l.leases.insert("n2".into(), SlotLease::new(&t(0), Duration::from_mins(1), "a"));
+/// let states = BTreeMap::from([("n1".to_string(), SlotState::Available), ("n2".to_string(), SlotState::Progressing)]);
+/// let at = |now| sweep(&SlotInput { node: "n1", incarnation: "b", generation: 1, ledger: Some(&l),
+///     states: &states, max_unavailable: 1, now, hold_for: Duration::from_mins(1) });
+/// assert_eq!(at(t(20)).look_again, Some(Duration::from_secs(41)));
+/// assert_eq!(at(t(61)).expired[0].node, "n2");
+/// ```
+pub fn sweep(input: &SlotInput<'_>) -> Sweep {
+    let (prior, next, expired, _) = prune(input);
+    let soonest = next.leases.values().map(|l| l.expires.0).min().map(|t| {
+        Duration::try_from(input.now.0.duration_until(t))
+            .unwrap_or_default()
+            .saturating_add(Duration::from_secs(1))
+    });
+    let unfinished = input.states.values().any(|s| !s.is_final());
+    Sweep {
+        look_again: soonest.or(unfinished.then_some(input.hold_for)),
+        ledger: (next != prior).then_some(next),
+        expired,
+    }
+}
+
+/// The heartbeat: `ledger` with `node`'s lease renewed at `now` for as long as it held before
+/// (its holder chose the length when it claimed); `None` when `node` holds no slot in it.
+///
+/// ```
+/// use knmstate_state_engine::slot::{renew, SlotLedger, SlotLease};
+/// use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+/// use k8s_openapi::jiff::Timestamp;
+/// use std::time::Duration;
+/// let t = |s| Time(Timestamp::from_second(s).unwrap());
+/// let mut l = SlotLedger::new(1);
+/// l.holders.insert("n1".into());
+/// l.leases.insert("n1".into(), SlotLease::new(&t(0), Duration::from_mins(1), "a"));
+/// let renewed = renew(&l, "n1", "a", &t(50)).unwrap();
+/// assert_eq!(renewed.leases["n1"].expires, t(110));
+/// assert!(renew(&l, "n2", "b", &t(50)).is_none());
+/// ```
+pub fn renew(ledger: &SlotLedger, node: &str, incarnation: &str, now: &Time) -> Option<SlotLedger> {
+    if !ledger.holders.contains(node) {
+        return None;
+    }
+    let length = ledger
+        .leases
+        .get(node)
+        .and_then(|l| l.renewed.0.duration_until(l.expires.0).try_into().ok())
+        .unwrap_or(MIN_GRACE);
+    let mut next = ledger.clone();
+    next.leases
+        .insert(node.to_owned(), SlotLease::new(now, length, incarnation));
+    Some(next)
+}
+
+/// `ledger` without `node`'s slot (its apply ended); `None` when it holds none.
+///
+/// ```
+/// use knmstate_state_engine::slot::{release, SlotLedger};
+/// let mut l = SlotLedger::new(1);
+/// l.holders.insert("n1".into());
+/// assert!(release(&l, "n1").unwrap().holders.is_empty());
+/// assert!(release(&l, "n2").is_none());
+/// ```
+pub fn release(ledger: &SlotLedger, node: &str) -> Option<SlotLedger> {
+    if !ledger.holders.contains(node) {
+        return None;
+    }
+    let mut next = ledger.clone();
+    next.holders.remove(node);
+    next.leases.remove(node);
+    Some(next)
+}
+
+/// The Aborted message of a ghost holder's enactment.
+///
+/// ```
+/// use knmstate_state_engine::slot::{expired_message, SlotLease};
+/// use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+/// use k8s_openapi::jiff::Timestamp;
+/// use std::time::Duration;
+/// let lease = SlotLease::new(&Time(Timestamp::from_second(0).unwrap()), Duration::from_mins(1), "a");
+/// assert_eq!(
+///     expired_message("n1", "p", &lease),
+///     "reconciliation of enactment \"n1.p\" has aborted: its handler did not renew the \
+///      maxUnavailable slot since 1970-01-01T00:00:00Z and the slot expired at \
+///      1970-01-01T00:01:00Z (handler gone or node cut off); the slot was freed"
+/// );
+/// ```
+pub fn expired_message(node: &str, policy: &str, lease: &SlotLease) -> String {
+    format!(
+        "{}: its handler did not renew the maxUnavailable slot since {} and the slot expired at \
+         {} (handler gone or node cut off); the slot was freed",
+        crate::conditions::aborted_message(node, policy),
+        lease.renewed.0,
+        lease.expires.0
+    )
+}
+
+/// The event message when a node resumes a slot its previous handler process held.
+pub fn restarted_message(node: &str, policy: &str) -> String {
+    format!(
+        "the handler of node {node} restarted while holding the maxUnavailable slot of policy \
+         {policy} (the previous process died mid-apply; its checkpoint was rolled back at \
+         start-up); resuming the slot"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SlotState::*;
+
+    fn t(s: i64) -> Time {
+        Time(Timestamp::from_second(s).unwrap())
+    }
+
+    fn states(v: &[(&str, SlotState)]) -> BTreeMap<String, SlotState> {
+        v.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect()
+    }
+
+    fn ledger(generation: i64, holders: &[(&str, i64)]) -> SlotLedger {
+        let mut l = SlotLedger::new(generation);
+        for (n, renewed) in holders {
+            l.holders.insert((*n).to_owned());
+            l.leases.insert(
+                (*n).to_owned(),
+                SlotLease::new(&t(*renewed), Duration::from_mins(1), "old"),
+            );
+        }
+        l
+    }
+
+    fn run(
+        node: &str,
+        l: Option<&SlotLedger>,
+        s: &BTreeMap<String, SlotState>,
+        max: usize,
+        now: i64,
+    ) -> SlotPlan {
+        decide(&SlotInput {
+            node,
+            incarnation: "new",
+            generation: 1,
+            ledger: l,
+            states: s,
+            max_unavailable: max,
+            now: t(now),
+            hold_for: Duration::from_mins(1),
+        })
+    }
+
+    #[test]
+    fn a_finished_or_gone_holder_frees_its_slot() {
+        let s = states(&[("n1", Available), ("n2", Idle)]);
+        let p = run("n2", Some(&ledger(1, &[("n1", 0), ("n9", 0)])), &s, 1, 10);
+        assert_eq!(p.action, SlotAction::Apply);
+        let l = p.ledger.unwrap();
+        assert_eq!(l.holders.iter().collect::<Vec<_>>(), ["n2"]);
+        assert!(p.expired.is_empty() && l.expired.is_empty());
+    }
+
+    #[test]
+    fn a_fresh_claim_counts_before_its_enactment_says_progressing() {
+        let s = states(&[("n1", Pending), ("n2", Idle)]);
+        let p = run("n2", Some(&ledger(1, &[("n1", 0)])), &s, 1, 10);
+        assert_eq!((p.action, p.ledger), (SlotAction::Wait, None));
+    }
+
+    #[test]
+    fn a_ledger_of_another_generation_says_nothing() {
+        let s = states(&[("n1", Progressing), ("n2", Idle)]);
+        let mut l = ledger(1, &[("n1", 0)]);
+        l.generation = 0;
+        assert_eq!(run("n2", Some(&l), &s, 1, 10).action, SlotAction::Apply);
+    }
+
+    #[test]
+    fn progressing_without_a_ledger_entry_holds_no_slot() {
+        let s = states(&[("n1", Progressing), ("n2", Idle)]);
+        assert_eq!(run("n2", None, &s, 1, 0).action, SlotAction::Apply);
+    }
+
+    #[test]
+    fn a_holder_resumes_renews_and_learns_it_restarted() {
+        let s = states(&[("n1", Progressing)]);
+        let p = run("n1", Some(&ledger(1, &[("n1", 0)])), &s, 1, 100);
+        assert_eq!(p.action, SlotAction::Apply);
+        assert!(p.restarted, "the lease names another incarnation");
+        assert!(p.expired.is_empty(), "its own old lease is no ghost");
+        let lease = &p.ledger.unwrap().leases["n1"];
+        assert_eq!(
+            (lease.renewed.clone(), lease.incarnation.as_str()),
+            (t(100), "new")
+        );
+    }
+
+    #[test]
+    fn an_expired_holder_is_pruned_and_kept_as_a_tombstone_until_marked() {
+        let s = states(&[("n1", Progressing), ("n2", Idle), ("n3", Idle)]);
+        let l = ledger(1, &[("n1", 0)]);
+        assert_eq!(
+            run("n2", Some(&l), &s, 1, 60).action,
+            SlotAction::Wait,
+            "not yet expired"
+        );
+        let p = run("n2", Some(&l), &s, 1, 61);
+        assert_eq!(p.action, SlotAction::Apply);
+        assert_eq!(
+            p.expired
+                .iter()
+                .map(|e| e.node.as_str())
+                .collect::<Vec<_>>(),
+            ["n1"]
+        );
+        let written = p.ledger.unwrap();
+        assert!(written.expired.contains_key("n1"));
+        // The claimant died before marking: the next decision reports the ghost again.
+        let s = states(&[("n1", Progressing), ("n2", Progressing), ("n3", Idle)]);
+        let again = run("n3", Some(&written), &s, 1, 62);
+        assert_eq!(again.action, SlotAction::Wait);
+        assert_eq!(again.expired.len(), 1);
+        assert!(again.ledger.is_none(), "nothing new to write");
+        // Once marked Aborted, the tombstone goes.
+        let s = states(&[("n1", Aborted), ("n2", Progressing), ("n3", Idle)]);
+        let done = run("n3", Some(&written), &s, 1, 63);
+        assert!(done.expired.is_empty());
+        assert!(done.ledger.unwrap().expired.is_empty());
+    }
+
+    #[test]
+    fn a_ghost_that_comes_back_marks_itself_and_never_claims() {
+        let mut l = ledger(1, &[]);
+        l.expired.insert(
+            "n1".into(),
+            SlotLease::new(&t(0), Duration::from_mins(1), "old"),
+        );
+        let s = states(&[("n1", Progressing), ("n2", Available)]);
+        let p = run("n1", Some(&l), &s, 1, 100);
+        assert_eq!(p.action, SlotAction::Expired);
+        assert_eq!(
+            p.expired
+                .iter()
+                .map(|e| e.node.as_str())
+                .collect::<Vec<_>>(),
+            ["n1"]
+        );
+        assert!(p.ledger.is_none(), "nothing to write: {:?}", p.ledger);
+    }
+
+    #[test]
+    fn a_lease_from_an_older_handler_starts_at_the_first_decision() {
+        let mut l = ledger(1, &[]);
+        l.holders.insert("n1".into());
+        let s = states(&[("n1", Progressing), ("n2", Idle)]);
+        let p = run("n2", Some(&l), &s, 1, 1_000);
+        assert_eq!(p.action, SlotAction::Wait);
+        assert_eq!(p.ledger.unwrap().leases["n1"].renewed, t(1_000));
+    }
+
+    #[test]
+    fn failures_use_slots_then_abort() {
+        let l = ledger(1, &[("n2", 0)]);
+        let s = states(&[("n1", FailedFinal), ("n2", Progressing), ("n3", Idle)]);
+        assert_eq!(run("n3", Some(&l), &s, 2, 1).action, SlotAction::Wait);
+        assert_eq!(run("n3", Some(&l), &s, 3, 1).action, SlotAction::Apply);
+        let s = states(&[("n1", FailedFinal), ("n2", FailedFinal), ("n3", Idle)]);
+        let p = run("n3", Some(&l), &s, 2, 1);
+        assert_eq!(p.action, SlotAction::Abort);
+        assert!(
+            p.ledger.unwrap().holders.is_empty(),
+            "the ended holder is pruned"
+        );
+    }
+
+    #[test]
+    fn ledger_json_of_an_older_handler_still_reads() {
+        let old: SlotLedger = serde_json::from_str(r#"{"generation":2,"holders":["n1"]}"#).unwrap();
+        assert_eq!(old.holders.len(), 1);
+        assert!(old.leases.is_empty());
+        let new = serde_json::to_string(&ledger(1, &[("n1", 0)])).unwrap();
+        assert!(new.contains(r#""holders":["n1"]"#), "{new}");
+    }
+
+    #[test]
+    fn renewal_keeps_the_length_and_release_frees() {
+        let l = ledger(1, &[("n1", 0)]);
+        let r = renew(&l, "n1", "x", &t(30)).unwrap();
+        assert_eq!(r.leases["n1"].expires, t(90));
+        assert_eq!(r.leases["n1"].incarnation, "x");
+        let freed = release(&r, "n1").unwrap();
+        assert!(freed.holders.is_empty() && freed.leases.is_empty());
+    }
+}
