@@ -25,9 +25,12 @@
 //!   it is re-applied. A generation whose retries are exhausted (or that was aborted) is never
 //!   re-applied: re-breaking the network on every restart is worse (upstream #1440); a new
 //!   generation starts over with fresh conditions and retry counts.
-//! * **Concurrency without ghost slots.** The slot is decided by state-engine from the
-//!   enactments of the current generation, with a per-policy ledger `Lease` written
-//!   optimistically ([`slots`]); nothing can leak (upstream #1571).
+//! * **Concurrency without ghost slots.** The slot is decided by state-engine's slot protocol
+//!   ([`knmstate_state_engine::slot`]) from the enactments of the current generation and a
+//!   per-policy ledger `Lease` written optimistically ([`slots`]). Each holder has a lease it
+//!   renews while applying; a holder whose handler never comes back is pruned once its lease
+//!   (checkpoint timeout plus a margin) ran out, its enactment Aborted with a `SlotExpired`
+//!   event, so a dead node no longer stalls the rollout (upstream #1571).
 //! * **Bridge VLAN default only where it can work.** Upstream injects a VLAN trunk on every
 //!   linux-bridge port without `vlan`; a kernel without bridge VLAN filtering then cannot bring
 //!   the bridge up at all. By default (`DEFAULT_BRIDGE_VLAN=auto`) the trunk is injected only
