@@ -3,12 +3,21 @@
 //! nmstate's validation errors carry a message but no field path. [`locate`] finds the field by
 //! taking the state apart: it walks down from the root, and at each level removes one child at
 //! a time and asks nmstate again. A child whose removal makes the state acceptable holds the
-//! fault; failing that, the one child whose removal changes the message (nmstate now complains
-//! that something it needs is missing); failing that, the child the message quotes (its value,
-//! or its key spelled with spaces). The walk stops where no child is to blame: the denial then
-//! names the smallest object that holds the fault.
+//! fault (of several, the one the message quotes, else the first that holds fields); failing
+//! that, the one child whose removal changes the message (nmstate now complains that something
+//! it needs is missing); failing that, the child the message quotes (its value, the longest if
+//! several, or its key spelled with spaces). The walk stops where no child is to blame: the
+//! denial then names the smallest object that holds the fault. The walk has a budget
+//! ([`BUDGET_PROBES`], [`BUDGET_TIME`]); spent, it names the field reached so far.
 
 use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// At most this many probes per refusal: a huge state (the API server sends up to 3 MiB) must
+/// not keep the webhook busy; the denial then names a less precise field.
+const BUDGET_PROBES: usize = 256;
+/// And at most this long, well inside the API server's webhook timeout.
+const BUDGET_TIME: Duration = Duration::from_millis(1_500);
 
 /// What nmstate says about a state with one part removed, next to the refusal being located.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +40,17 @@ enum Step {
 /// The path of the field at fault in `state`, as `.routes.config[0].destination` (empty for the
 /// whole state). `message` is nmstate's refusal; `probe` judges a state with a part removed.
 pub fn locate(state: &Value, message: &str, probe: impl Fn(&Value) -> Probe) -> String {
+    let deadline = Instant::now() + BUDGET_TIME;
+    let mut left = BUDGET_PROBES;
+    // Out of budget, a probe tells nothing: the walk stops at the field found so far.
+    let mut probe = |s: &Value| {
+        if left == 0 || Instant::now() > deadline {
+            left = 0;
+            return None;
+        }
+        left -= 1;
+        Some(probe(s))
+    };
     let mut path: Vec<Step> = Vec::new();
     // A desired state is a shallow tree; the bound only guards against a pathological one.
     for _ in 0..32 {
@@ -45,9 +65,10 @@ pub fn locate(state: &Value, message: &str, probe: impl Fn(&Value) -> Probe) -> 
             let mut trial = state.clone();
             remove(&mut trial, &path, step);
             match probe(&trial) {
-                Probe::Accepted => accepted.push(step.clone()),
-                Probe::Other => other.push(step.clone()),
-                Probe::Same => {}
+                Some(Probe::Accepted) => accepted.push(step.clone()),
+                Some(Probe::Other) => other.push(step.clone()),
+                Some(Probe::Same) => {}
+                None => return render(&path),
             }
         }
         let next = pick_accepted(node, &accepted, message)
@@ -231,6 +252,21 @@ mod tests {
             locate(&state, "Invalid IPv4 network prefix length '33'", probe),
             ".addr.prefix-length"
         );
+    }
+
+    #[test]
+    fn a_huge_state_spends_the_budget_and_names_what_it_reached() {
+        let mut items: Vec<Value> = (0..1_000).map(|i| json!({"x": i})).collect();
+        items.push(json!({"x": "bad"}));
+        let state = json!({"need": 1, "items": items});
+        let calls = std::cell::Cell::new(0);
+        let path = locate(&state, "bad", |s| {
+            calls.set(calls.get() + 1);
+            fake(s)
+        });
+        assert_eq!(path, ".items");
+        // the probe budget, or fewer when the time budget ran out first (a loaded machine)
+        assert!(calls.get() <= BUDGET_PROBES, "{} probes", calls.get());
     }
 
     #[test]
