@@ -408,3 +408,59 @@ async fn match_conditions_select_requests() {
     assert!(msg.contains("spec.example.com"), "{msg}");
     server.shutdown().await;
 }
+
+/// A Service with a named targetPort and Endpoints (as the box's kubelet writes them): the
+/// webhook is dialled at the Endpoints' address and the port named like the Service port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_through_a_service_and_its_endpoints() {
+    let server = common::server().await;
+    let client = server.client().unwrap();
+    install_widget_crd(&client).await;
+    let (port, pem) = webhook_server().await;
+    let svc: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "default");
+    svc.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "hook"},
+            "spec": {"ports": [{"name": "webhook", "port": 443, "targetPort": "webhook"}]}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let eps: Api<k8s_openapi::api::core::v1::Endpoints> =
+        Api::namespaced(client.clone(), "default");
+    eps.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "hook"},
+            "subsets": [{"addresses": [{"ip": "127.0.0.1"}],
+                "ports": [{"name": "other", "port": 1}, {"name": "webhook", "port": port}]}]}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let ca = base64::engine::general_purpose::STANDARD.encode(&pem);
+    let cc = json!({"service": {"name": "hook", "namespace": "default", "path": "/validate"}, "caBundle": ca});
+    create_config(
+        &client,
+        "ValidatingWebhookConfiguration",
+        "svc",
+        vec![hook(
+            "svc.example.com",
+            cc,
+            json!(["widgets"]),
+            json!(["CREATE"]),
+            "Fail",
+        )],
+    )
+    .await;
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &widget("ok", 1))
+        .await
+        .unwrap();
+    let (_, msg) = api_error(
+        api.create(&PostParams::default(), &widget("big", 1000))
+            .await
+            .unwrap_err(),
+    );
+    assert!(msg.contains("size too big"), "{msg}");
+    server.shutdown().await;
+}
