@@ -1,15 +1,15 @@
 //! A per-node plan: what a desired state would change on a node's current state.
 //!
-//! nmstate desired states are partial: a key that is not written is left as it is. So an
-//! interface is **changed** when one of the keys the desired state writes differs from the
-//! current value (objects compared key by key, recursively; lists compared as a whole,
-//! order-insensitive; MAC addresses case-insensitive), **created** when no current interface
-//! has its name, and **removed** when it says `state: absent` and exists. Routes are compared
-//! on `routes.config` (a route with `state: absent` removes every current route it matches),
-//! DNS on `dns-resolver.config`. Ports are compared on their controller: a port listed by a
-//! desired bridge or bond (or naming a `controller` itself) that is not its port now is
-//! **attached**; a current port of a desired bridge or bond that its full port list leaves out,
-//! or of one being removed, is **detached**. The plan also says whether it touches the default route
+//! nmstate desired states are partial: a key that is not written is left as it is. So an interface
+//! is **changed** when one of the keys the desired state writes differs from the current value
+//! (objects compared key by key, recursively; lists compared as a whole, order-insensitive; MAC
+//! addresses case-insensitive; `ethernet` fits a `veth`), **created** when no current interface has
+//! its name, and **removed** when it says `state: absent` and exists. Routes are compared on
+//! `routes.config` (a route with `state: absent` removes every current route it matches), DNS on
+//! `dns-resolver.config`. Ports are compared on their controller: a port listed by a desired bridge
+//! or bond (or naming a `controller` itself) that is not its port now is **attached**; a current
+//! port of a desired bridge or bond that its full port list leaves out, or of one being removed, is
+//! **detached**. The plan also says whether it touches the default route
 //! (`0.0.0.0/0` or `::/0` in the main table) or the interface carrying it, which decides the
 //! probes in [`crate::rollback`].
 //!
@@ -270,6 +270,10 @@ fn contains(d: &Value, c: &Value, key: &str) -> bool {
         }
         (Value::String(ds), Value::String(cs)) if key == "mac-address" => {
             ds.eq_ignore_ascii_case(cs)
+        }
+        // nmstate reports a veth as `veth` and accepts `ethernet` for it.
+        (Value::String(ds), Value::String(cs)) if key == "type" => {
+            ds == cs || (ds == "ethernet" && cs == "veth")
         }
         (Value::Object(dm), _) => dm.is_empty() && c.is_null(),
         _ => d == c,
@@ -698,6 +702,15 @@ mod tests {
             "{:?}",
             plan(&cur, &desired)
         );
+    }
+
+    #[test]
+    fn an_ethernet_desired_state_fits_a_veth() {
+        let cur = json!({"interfaces": [{"name": "eth1", "type": "veth", "state": "up"}]});
+        let desired = json!({"interfaces": [{"name": "eth1", "type": "ethernet", "state": "up"}]});
+        assert!(plan(&cur, &desired).is_empty());
+        let bond = json!({"interfaces": [{"name": "eth1", "type": "bond", "state": "up"}]});
+        assert!(!plan(&cur, &bond).is_empty());
     }
 
     #[test]
