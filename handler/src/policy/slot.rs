@@ -54,16 +54,7 @@ impl<B: Backend> Run<B> {
             let read = slots::read(&leases, &self.name).await?;
             let listed = self.list_enactments().await?;
             let limit = self.max_unavailable(listed.states.len()).await?;
-            let plan = slot::decide(&SlotInput {
-                node: self.node(),
-                incarnation: &self.ctx.rollout.incarnation,
-                generation: self.generation,
-                ledger: read.ledger.as_ref(),
-                states: &listed.states,
-                max_unavailable: limit,
-                now: slots::now(),
-                hold_for,
-            });
+            let plan = slot::decide(&self.input(&read, &listed, limit, hold_for));
             tracing::debug!(policy = %self.name, ?plan, limit, "slot decision");
             if let Some(next) = &plan.ledger
                 && !slots::write(&leases, &self.policy, &read, next).await?
@@ -141,16 +132,8 @@ impl<B: Backend> Run<B> {
             self.ctx.config.defaults.checkpoint_timeout,
             retry.max_backoff,
         );
-        let sweep = slot::sweep(&SlotInput {
-            node: self.node(),
-            incarnation: &self.ctx.rollout.incarnation,
-            generation: self.generation,
-            ledger: read.ledger.as_ref(),
-            states: &listed.states,
-            max_unavailable: 1,
-            now: slots::now(),
-            hold_for: timing.hold_for,
-        });
+        // A sweep never claims: the limit does not matter.
+        let sweep = slot::sweep(&self.input(&read, &listed, 1, timing.hold_for));
         if let Some(next) = &sweep.ledger
             && !slots::write(&leases, &self.policy, &read, next).await?
         {
@@ -170,6 +153,26 @@ impl<B: Backend> Run<B> {
         }
         if let Err(e) = slots::release(&self.ctx, &self.policy).await {
             tracing::warn!(policy = %self.name, error = %e.report(), "failed to release the slot");
+        }
+    }
+
+    /// What state-engine's slot protocol decides from, now.
+    fn input<'a>(
+        &'a self,
+        read: &'a slots::ReadLedger,
+        listed: &'a Listed,
+        max_unavailable: usize,
+        hold_for: Duration,
+    ) -> SlotInput<'a> {
+        SlotInput {
+            node: self.node(),
+            incarnation: &self.ctx.rollout.incarnation,
+            generation: self.generation,
+            ledger: read.ledger.as_ref(),
+            states: &listed.states,
+            max_unavailable,
+            now: slots::now(),
+            hold_for,
         }
     }
 
@@ -204,6 +207,8 @@ impl<B: Backend> Run<B> {
             if SlotState::of(Some(&status), self.generation).is_final() {
                 continue;
             }
+            // A ghost that died before its first status write of this generation.
+            cond::enter_generation(&mut status, self.generation);
             let message = slot::expired_message(&ghost.node, &self.name, &ghost.lease);
             EnactmentTransition::Aborted {
                 message: message.clone(),
