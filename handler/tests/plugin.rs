@@ -181,7 +181,11 @@ async fn status_lays_out_each_node_and_watch_ends_with_the_verdict() -> Result<(
         name: name.into(),
         succeeded,
         duration_seconds: 0.2,
-        message: String::new(),
+        message: if succeeded {
+            String::new()
+        } else {
+            format!("probe {name} failed: unreachable")
+        },
     };
     enact(
         &c,
@@ -259,12 +263,16 @@ async fn status_lays_out_each_node_and_watch_ends_with_the_verdict() -> Result<(
             && n2.contains("probe default-gateway failed"),
         "{text}"
     );
+    assert!(
+        text.contains("n2 probe default-gateway: probe default-gateway failed: unreachable\n"),
+        "{text}"
+    );
     let n1 = text
         .lines()
         .find(|l| l.starts_with("n1 "))
         .unwrap_or_default();
     assert!(
-        n1.contains("Available") && n1.contains("1s") && n1.contains("api-server ok"),
+        n1.contains("Available") && n1.contains("1s") && n1.contains("all 2 ok"),
         "{text}"
     );
 

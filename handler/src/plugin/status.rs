@@ -246,6 +246,27 @@ fn plan_lines(node: &str, plan: &EnactmentPlan) -> String {
     out
 }
 
+/// The probes of the last apply in a few words: `all 4 ok`, or the failed ones by name and how
+/// many passed (`default-gateway FAILED; 1 ok`), or `-` when none ran.
+fn probes_cell(probes: &[ProbeReport]) -> String {
+    let ok = probes.iter().filter(|p| p.succeeded).count();
+    if probes.is_empty() {
+        return "-".to_owned();
+    }
+    if ok == probes.len() {
+        return format!("all {ok} ok");
+    }
+    let mut failed: Vec<String> = probes
+        .iter()
+        .filter(|p| !p.succeeded)
+        .map(|p| format!("{} FAILED", p.name))
+        .collect();
+    if ok > 0 {
+        failed.push(format!("{ok} ok"));
+    }
+    failed.join("; ")
+}
+
 /// The view for people.
 pub fn text(s: &PolicyStatus) -> String {
     let mut out = format!("Policy {}", s.policy);
@@ -278,11 +299,6 @@ pub fn text(s: &PolicyStatus) -> String {
     ]);
     let dash = || "-".to_owned();
     for n in &s.nodes {
-        let probes: Vec<String> = n
-            .probes
-            .iter()
-            .map(|p| format!("{} {}", p.name, if p.succeeded { "ok" } else { "FAILED" }))
-            .collect();
         t.row(vec![
             n.node.clone(),
             n.policy_generation.map_or_else(dash, |g| g.to_string()),
@@ -290,11 +306,7 @@ pub fn text(s: &PolicyStatus) -> String {
             n.reason.clone(),
             n.for_seconds.map_or_else(dash, human_duration),
             n.apply_seconds.map_or_else(dash, human_duration),
-            if probes.is_empty() {
-                dash()
-            } else {
-                probes.join(", ")
-            },
+            probes_cell(&n.probes),
             if n.rollback_reason.is_empty() {
                 dash()
             } else {
@@ -304,8 +316,17 @@ pub fn text(s: &PolicyStatus) -> String {
     }
     out.push_str(&t.render());
     for n in &s.nodes {
-        if !n.message.is_empty() && n.condition != e::AVAILABLE {
+        // Available and Progressing say nothing their reason does not; the others explain.
+        if !n.message.is_empty() && ![e::AVAILABLE, e::PROGRESSING].contains(&n.condition.as_str())
+        {
             let _ = writeln!(out, "{}: {}", n.node, cap(&n.message));
+        }
+        for p in n
+            .probes
+            .iter()
+            .filter(|p| !p.succeeded && !p.message.is_empty())
+        {
+            let _ = writeln!(out, "{} probe {}: {}", n.node, p.name, cap(&p.message));
         }
         if let Some(plan) = &n.plan {
             out.push_str(&plan_lines(&n.node, plan));

@@ -173,9 +173,9 @@ fn the_status_view_lays_out_every_node_on_one_screen() {
     assert_eq!(v.nodes[0].for_seconds, Some(90.0));
     let want = "Policy p (generation 2): Progressing / ConfigurationProgressing\n\
         [###############---------------] 1/2 nodes done\n\
-        NODE  GEN  CONDITION  REASON                      FOR    APPLY  PROBES  ROLLBACK\n\
-        n1    2    Available  SuccessfullyConfigured      1m30s  2s     dns ok  -\n\
-        n2    2    Pending    MaxUnavailableLimitReached  1m0s   -      -       -\n";
+        NODE  GEN  CONDITION  REASON                      FOR    APPLY  PROBES    ROLLBACK\n\
+        n1    2    Available  SuccessfullyConfigured      1m30s  2s     all 1 ok  -\n\
+        n2    2    Pending    MaxUnavailableLimitReached  1m0s   -      -         -\n";
     assert_eq!(text(&v), want);
 }
 
