@@ -25,6 +25,12 @@
 //!   it is re-applied. A generation whose retries are exhausted (or that was aborted) is never
 //!   re-applied: re-breaking the network on every restart is worse (upstream #1440); a new
 //!   generation starts over with fresh conditions and retry counts.
+//! * **Drift reports and dry runs** (our additions, no new condition type). While running, the
+//!   handler compares its node with every policy it applied at each NodeNetworkState read
+//!   ([`drift`]) and reports a node that no longer satisfies one in the enactment's
+//!   `status.drift` with a `ConfigurationDrifted` Warning; it re-applies only a policy annotated
+//!   `nmstate.io/reapply-on-drift: "true"` (and, as above, at its first look after a start). A
+//!   policy annotated `nmstate.io/dry-run: "true"` is planned into `status.plan`, never applied.
 //! * **Concurrency without ghost slots.** The slot is decided by state-engine's slot protocol
 //!   ([`knmstate_state_engine::slot`]) from the enactments of the current generation and a
 //!   per-policy ledger `Lease` written optimistically ([`slots`]). Each holder has a lease it

@@ -5,10 +5,10 @@
 //! |---|---|
 //! | selector match → create or delete this node's enactment | `enactment.rs` |
 //! | wait for the retry backoff and for earlier policies (name order) | `ordering.rs` |
+//! | drift of an applied generation: `status.drift`, event; re-applied only when opted in | `drift.rs` |
 //! | render (captures resolved by the backend, reusing `status.capturedStates`; default linux-bridge VLAN trunk) | `render.rs` |
 //! | nmstate's feature statistics (logged, never failing the policy) | `features.rs` |
 //! | dry run (`nmstate.io/dry-run`): the plan to `status.plan`, nothing applied | `dry_run.rs` |
-//! | drift of an applied generation: `status.drift`, event; re-applied only when opted in | `drift.rs` |
 //! | apply decision (a generation that succeeded, and that the node still satisfies, or whose retries are exhausted, is not applied again) | this file |
 //! | slot (state-engine's slot protocol: Pending, Aborted, or Progressing; ghosts pruned; the lease renewed while applying, released after) | `slot.rs` |
 //! | the apply transaction (apply without commit → probes → commit, or roll back) | `apply.rs` |
@@ -32,6 +32,7 @@ use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
 use knmstate_nm_backend::Backend;
 use knmstate_state_engine::conditions::{self as cond, EnactmentTransition};
+use knmstate_state_engine::plan;
 use knmstate_state_engine::rollback::{self, ApplyDecision};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -169,6 +170,7 @@ impl<B: Backend> Run<B> {
     }
 
     async fn run(&mut self) -> Result<Action> {
+        step!(self.check_drift().await);
         step!(self.render().await);
         step!(self.check_bridge_vlan_filtering().await);
         step!(self.dry_run().await);
@@ -204,12 +206,12 @@ impl<B: Backend> Run<B> {
             .await
             .map_err(Error::ReadNetworkState)?;
         self.record_features(&before.state);
-        // Nothing to change (per interface, route and DNS; secrets hidden on both sides); a
-        // drifted generation is reported, and re-applied only when `drift.rs` says so.
-        let satisfied = match self.check_drift(&before.state).await? {
-            ControlFlow::Continue(satisfied) => satisfied,
-            ControlFlow::Break(action) => return Ok(ControlFlow::Break(action)),
-        };
+        // Nothing to change (per interface, route and DNS; secrets hidden on both sides).
+        let satisfied = plan::plan(
+            &secrets::hidden(&before.state),
+            &secrets::hidden(&self.desired),
+        )
+        .is_empty();
         match rollback::apply_decision(Some(&self.status), self.generation, retry, Some(satisfied))
         {
             ApplyDecision::Apply => Ok(ControlFlow::Continue(before.state)),
