@@ -38,7 +38,7 @@ pub use metrics::{http_get, metric_value};
 pub use specs::{
     absent, bad_dns_spec, bad_gateway_spec, bridge, healthy_uplink_spec, on_node, policy,
 };
-pub use watch::{EnactmentLog, EnactmentWatch};
+pub use watch::{EnactmentLog, EnactmentWatch, ProgressOrder};
 
 /// How often the suites poll the cluster: gentler than the in-process tests, since a real
 /// cluster is shared.

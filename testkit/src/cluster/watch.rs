@@ -108,3 +108,42 @@ impl EnactmentWatch {
         self.snapshot()
     }
 }
+
+/// A running watch on the enactments of one node that records the order in which policies'
+/// enactments there first went `Progressing` (in the API's event order).
+pub struct ProgressOrder {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProgressOrder {
+    /// Start watching the enactments of `node`.
+    pub fn start(e2e: &E2e, node: &str) -> Self {
+        use futures::StreamExt;
+        use kube::runtime::watcher;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let cfg = watcher::Config::default().labels(&format!("nmstate.io/node={node}"));
+        let stream = watcher(e2e.nnce.clone(), cfg);
+        let sink = seen.clone();
+        let task = tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                let Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) = ev else {
+                    continue;
+                };
+                let policy = e.labels().get(POLICY_LABEL).cloned().unwrap_or_default();
+                let Ok(mut l) = sink.lock() else { return };
+                if is_true(&e, "Progressing") && !l.contains(&policy) {
+                    l.push(policy);
+                }
+            }
+        });
+        Self { seen, task }
+    }
+
+    /// Stop watching and return the policies in the order they first went `Progressing`.
+    pub fn stop(self) -> Vec<String> {
+        self.task.abort();
+        self.seen.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
