@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use knmstate_nm_backend::{Backend, NmBackend, Recovery, fault};
+use knmstate_nm_backend::{Backend, NmBackend, Recovery};
 use knmstate_runtime::{init_logging, shutdown_signal};
 
 use crate::config::HandlerConfig;
@@ -34,7 +34,6 @@ pub async fn start(config: HandlerConfig) -> Result<()> {
         .map_err(Error::ReadNetworkState)?;
     tracing::info!(nm = %state.nm_version, nmstate = %state.nmstate_version, "NetworkManager reachable");
     recover(&backend).await?;
-    fault::point("recovered", None).await;
     let kube_config = kube::Config::infer().await.map_err(Error::FindApiServer)?;
     let client = kube::Client::try_from(kube_config.clone()).map_err(Error::CreateClient)?;
     let handler = Handler {

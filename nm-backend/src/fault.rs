@@ -11,8 +11,7 @@
 //! `applied` (nmstate applied, the checkpoint recorded), `probing`, `probed-<probe>` (after each
 //! probe that passed), `probes-passed`, `committing` (the commit recorded as begun),
 //! `committed` (NetworkManager committed, the record not yet cleared),
-//! `committed-before-status` (handler: before it writes Success); and `recovered` (handler
-//! start-up, after recovery, before anything else).
+//! `committed-before-status` (handler: before it writes Success).
 
 /// The environment variable naming the point to pause at.
 pub const PAUSE_AT_ENV: &str = "KNMSTATE_PAUSE_AT";

@@ -6,13 +6,15 @@
 //! re-runs itself inside the harness's switch namespace, where the stand-in listens on the
 //! switch's gateway address; each handler is started on its node with `nodes.sh exec`, so it
 //! runs in the node's network, mount and UTS namespaces and talks to the node's own
-//! NetworkManager.
+//! NetworkManager. `KNMSTATE_HANDLER_TEST_LOG` overrides the handlers' `RUST_LOG`.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod fault_points;
 mod killed_probing_dns;
 mod scenarios;
+mod table200;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,9 +32,15 @@ use support::{Cluster, eventually, example, iface, wait_condition};
 
 const PREFIX: &str = "knmh";
 const PHASE_ENV: &str = "KNMSTATE_HANDLER_TEST_PHASE";
+/// Set (to a backend state directory) for a run of the handler's start-up recovery before
+/// [`show`].
+const RECOVER_ENV: &str = "KNMSTATE_HANDLER_TEST_RECOVER";
 const T: Duration = Duration::from_mins(2);
 
 fn main() -> ExitCode {
+    if std::env::var(PHASE_ENV).as_deref() == Ok("show") {
+        return show(std::env::var_os(RECOVER_ENV).map(Into::into));
+    }
     if std::env::var_os(PHASE_ENV).is_some() {
         return match in_switch() {
             Ok(()) => ExitCode::SUCCESS,
@@ -53,6 +61,38 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("real-node handler tests failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Print nmstate's own view of the node this runs on (JSON), for [`Node::nmstate_view`];
+/// with a backend state directory, after the handler's start-up recovery from it (logged to
+/// stderr).
+fn show(recover_from: Option<std::path::PathBuf>) -> ExitCode {
+    use knmstate_nm_backend::{Backend, NmBackend};
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .try_init();
+    let shown = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(async {
+                if let Some(dir) = recover_from {
+                    knmstate_handler::start::recover(&NmBackend::with_state_dir(dir)).await?;
+                }
+                Ok(NmBackend::new().current_state().await?)
+            })
+        });
+    match shown {
+        Ok(current) => {
+            println!("{}", current.state);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("failed to retrieve the state: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -90,6 +130,11 @@ struct HandlerProcess {
 
 impl HandlerProcess {
     fn start(node: &str, kubeconfig: &Path, dir: &Path) -> Result<Self> {
+        Self::start_with(node, kubeconfig, dir, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment (fault points).
+    fn start_with(node: &str, kubeconfig: &Path, dir: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let log = std::fs::File::create(dir.join(format!("{node}.log")))?;
         let child = Command::new("bash")
             .arg(Nodes::script())
@@ -116,7 +161,12 @@ impl HandlerProcess {
             .env("CHECKPOINT_TIMEOUT_SECONDS", "120")
             .env("NNS_DEBOUNCE_MILLISECONDS", "200")
             .env("PROBE_DNS_HOST", "gw.knmstate.test")
-            .env("RUST_LOG", "info,nispor=error,nmstate=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("KNMSTATE_HANDLER_TEST_LOG")
+                    .unwrap_or_else(|_| "info,nispor=error,nmstate=warn".into()),
+            )
+            .envs(env.iter().copied())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()?;
@@ -225,6 +275,41 @@ struct Node {
 }
 
 impl Node {
+    /// nmstate's own view of the node's network (what the handler's backend retrieves).
+    fn nmstate_view(&self) -> Result<serde_json::Value> {
+        Ok(self.view_after(None)?.0)
+    }
+
+    /// The handler's start-up recovery from the backend state directory of the handler that
+    /// ran in `dir` (the test's directory), then nmstate's view, as [`nmstate_view`] gives it,
+    /// and the recovery's log.
+    fn recover_then_view(&self, dir: &Path) -> Result<(serde_json::Value, String)> {
+        self.view_after(Some(&dir.join(&self.name).join("knmstate-handler-state")))
+    }
+
+    fn view_after(&self, recover_from: Option<&Path>) -> Result<(serde_json::Value, String)> {
+        let mut cmd = Command::new("bash");
+        cmd.arg(Nodes::script())
+            .args(["--prefix", PREFIX, "exec", &self.name])
+            .arg(std::env::current_exe()?)
+            .env(PHASE_ENV, "show");
+        if let Some(dir) = recover_from {
+            cmd.env(RECOVER_ENV, dir);
+        }
+        let out = cmd.output()?;
+        if !out.status.success() {
+            bail!(
+                "nmstate's view of {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok((
+            serde_json::from_slice(&out.stdout)?,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
     /// Run `cmd` on the node; its stdout when it succeeded.
     fn exec(&self, cmd: &[&str]) -> Result<String> {
         let out = Command::new("bash")

@@ -243,5 +243,7 @@ pub(crate) async fn run_all(
     }
     step("SIGTERM mid-apply rolled back, restarted and converged", t);
 
-    super::killed_probing_dns::run(c, h, kubeconfig, dir, handlers).await
+    super::killed_probing_dns::run(c, h, kubeconfig, dir, handlers).await?;
+    super::fault_points::run(c, h, kubeconfig, dir, handlers).await?;
+    super::table200::run(c, h).await
 }
