@@ -2,7 +2,8 @@
 //! one node applied in name order, a bridge without ports, bridge ports with `vlan: {}` (no
 //! VLAN filtering, no default trunk), and the user guide's troubleshooting flow (a typo'd
 //! interface goes Degraded naming it, then is fixed) with the controller's metrics for the
-//! Degraded policy and its Failing and Aborted enactments. Needs a cluster (`KUBECONFIG`) and
+//! Degraded policy and its Failing and Aborted enactments; static addresses and routes on both
+//! stacks with the static-route count. Needs a cluster (`KUBECONFIG`) and
 //! `KNMSTATE_E2E_NODE_EXEC`; the metrics checks also `KNMSTATE_E2E_METRICS_URL`.
 
 use std::time::Duration;
@@ -106,9 +107,11 @@ fn bridge_vlans(exec: &NodeExec, node: &str, iface: &str) -> anyhow::Result<Stri
 }
 
 /// Upstream's linux-bridge cases that need no VLAN filtering: a bridge without ports is created
-/// and reported with no ports and `vlan_filtering 0`; then the same bridge with the spare NIC
-/// as a port with `vlan: {}` — the explicit empty VLAN config suppresses the default trunk, so
-/// the port is enslaved, VLAN filtering stays off and the port carries no VLAN list.
+/// and reported with no ports and `vlan_filtering 0` (upstream sees 1 on a kernel with bridge
+/// VLAN filtering; this one has none), and its enactment carries that desired state; then the
+/// same bridge with the spare NIC as a port with `vlan: {}` — the explicit empty VLAN config
+/// suppresses the default trunk, so the port is enslaved, VLAN filtering stays off and the
+/// port carries no VLAN list.
 #[tokio::test]
 async fn a_bridge_without_ports_then_a_port_with_empty_vlan() -> anyhow::Result<()> {
     let Some(e2e) = connect("bridge without ports, port with vlan {}").await else {
@@ -136,6 +139,14 @@ async fn a_bridge_without_ports_then_a_port_with_empty_vlan() -> anyhow::Result<
         anyhow::ensure!(ports == 0, "a bridge without ports reports {ports} ports");
         let details = link_details(&exec, &node, br)?;
         anyhow::ensure!(details.contains("vlan_filtering 0"), "{details}");
+        // Upstream nnce_desiredstate: the enactment carries the desired state it applied.
+        let enactment = e2e.enactments(name).await?.remove(&node);
+        let applied = enactment.map(|e| e.data["status"]["desiredState"].clone());
+        let want = json!({"interfaces": [bridge(br)]});
+        anyhow::ensure!(
+            applied.as_ref() == Some(&want),
+            "enactment desiredState {applied:?}, want {want}"
+        );
 
         let mut with_port = bridge(br);
         with_port["bridge"]["port"] = json!([{"name": SPARE, "vlan": {}}]);
@@ -289,6 +300,14 @@ async fn a_typo_goes_degraded_naming_the_interface_then_is_fixed() -> anyhow::Re
             let (t, _, message) = active_condition(e).unwrap_or_default();
             if t == "Failing" {
                 anyhow::ensure!(message.contains("eth666"), "{node}: {message}");
+                // Upstream's error_messages_formatting: no debug noise in the message.
+                for noise in [
+                    "Traceback (most recent call last):",
+                    "DEBUG",
+                    "warnings.warn",
+                ] {
+                    anyhow::ensure!(!message.contains(noise), "{node}: {noise:?} in {message}");
+                }
                 failing.push(node.clone());
             } else {
                 aborted.push(node.clone());
@@ -332,4 +351,144 @@ async fn a_typo_goes_degraded_naming_the_interface_then_is_fixed() -> anyhow::Re
     .await;
     e2e.delete_policy(name).await?;
     outcome
+}
+
+/// The `kubernetes_nmstate_routes{type="static"}` sample of `node` for `stack` (0 when absent).
+async fn static_routes(url: &str, node: &str, stack: &str) -> anyhow::Result<f64> {
+    let text = http_get(url).await?;
+    Ok(metric_value(
+        &text,
+        "kubernetes_nmstate_routes",
+        &[("node", node), ("ip_stack", stack), ("type", "static")],
+    )
+    .unwrap_or(0.0))
+}
+
+/// Whether `node`'s reported state has `ip` on `iface` and a running route to `dest` through it.
+async fn reports_address_and_route(
+    e2e: &E2e,
+    node: &str,
+    iface: &str,
+    (family, ip): (&str, &str),
+    dest: &str,
+) -> anyhow::Result<(bool, bool)> {
+    let has_ip = e2e
+        .reported_interface(node, iface)
+        .await?
+        .and_then(|i| i[family]["address"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .any(|a| a["ip"] == ip);
+    let state = e2e.state(node).await?;
+    let has_route = state.data["status"]["currentState"]["routes"]["running"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["destination"] == dest && r["next-hop-interface"] == iface);
+    Ok((has_ip, has_route))
+}
+
+/// Upstream `static_addr_and_route` (static V4 and V6 addresses, each with a route) and the
+/// static-route count of upstream's metrics: on the spare NIC of one node, both addresses and
+/// both routes are reported, the controller counts one more static route per stack, and once
+/// they are removed the addresses, the routes and the counts are back where they were.
+#[tokio::test]
+async fn static_addresses_and_routes_on_both_stacks() -> anyhow::Result<()> {
+    let Some(e2e) = connect("static addresses and routes").await else {
+        return Ok(());
+    };
+    let url = std::env::var("KNMSTATE_E2E_METRICS_URL").ok();
+    if url.is_none() {
+        knmstate_testkit::cluster::skip(
+            "static route metrics",
+            "KNMSTATE_E2E_METRICS_URL is not set",
+        );
+    }
+    let node = e2e.handler_nodes().await?.remove(0);
+    let name = "e2e-ups-static";
+    let (v4, v6) = ("198.18.200.1", "2001:db8:200::1");
+    let (dest4, dest6) = ("198.19.200.0/24", "2001:db8:201::/64");
+    let before = match &url {
+        Some(u) => Some((
+            static_routes(u, &node, "ipv4").await?,
+            static_routes(u, &node, "ipv6").await?,
+        )),
+        None => None,
+    };
+    e2e.delete_policy(name).await?;
+    let outcome = async {
+        e2e.apply_policy(&policy(
+            name,
+            json!({"nodeSelector": on_node(&node), "desiredState": {
+                "interfaces": [{"name": SPARE, "type": "ethernet", "state": "up",
+                    "ipv4": {"enabled": true, "dhcp": false,
+                             "address": [{"ip": v4, "prefix-length": 24}]},
+                    "ipv6": {"enabled": true, "dhcp": false, "autoconf": false,
+                             "address": [{"ip": v6, "prefix-length": 64}]}}],
+                "routes": {"config": [
+                    {"destination": dest4, "metric": 150, "next-hop-address": "198.18.200.254",
+                     "next-hop-interface": SPARE, "table-id": 254},
+                    {"destination": dest6, "metric": 150, "next-hop-address": "2001:db8:200::fe",
+                     "next-hop-interface": SPARE, "table-id": 254}]}}}),
+        ))
+        .await?;
+        e2e.wait_policy(name, "Available", Duration::from_mins(2))
+            .await?;
+        for (family, ip, dest) in [("ipv4", v4, dest4), ("ipv6", v6, dest6)] {
+            e2e.wait_until(
+                &format!("{node} to report {ip} on {SPARE} and a route to {dest}"),
+                Duration::from_secs(10),
+                || async {
+                    let (a, r) =
+                        reports_address_and_route(&e2e, &node, SPARE, (family, ip), dest).await?;
+                    Ok((a && r).then_some(()))
+                },
+            )
+            .await?;
+        }
+        if let (Some(u), Some((b4, b6))) = (&url, before) {
+            e2e.wait_until(
+                "one more static route per stack in the metrics",
+                Duration::from_mins(1),
+                || async {
+                    let now = (
+                        static_routes(u, &node, "ipv4").await?,
+                        static_routes(u, &node, "ipv6").await?,
+                    );
+                    Ok((now == (b4 + 1.0, b6 + 1.0)).then_some(()))
+                },
+            )
+            .await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    e2e.delete_policy(name).await?;
+    e2e.restore(
+        "e2e-ups-static-undo",
+        Some(on_node(&node)),
+        json!({"interfaces": [spare_released()],
+               "routes": {"config": [{"next-hop-interface": SPARE, "state": "absent"}]}}),
+    )
+    .await?;
+    outcome?;
+    for (family, ip, dest) in [("ipv4", v4, dest4), ("ipv6", v6, dest6)] {
+        let (a, r) = reports_address_and_route(&e2e, &node, SPARE, (family, ip), dest).await?;
+        assert!(!a && !r, "{ip} or the route to {dest} is left on {node}");
+    }
+    if let (Some(u), Some(b)) = (&url, before) {
+        e2e.wait_until(
+            "the static route counts to be back",
+            Duration::from_mins(1),
+            || async {
+                let now = (
+                    static_routes(u, &node, "ipv4").await?,
+                    static_routes(u, &node, "ipv6").await?,
+                );
+                Ok((now == b).then_some(()))
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }

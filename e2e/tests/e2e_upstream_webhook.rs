@@ -36,27 +36,39 @@ async fn the_mutation_timestamp_strictly_increases_on_update() -> anyhow::Result
     e2e.delete_policy(name).await?;
     let spec =
         |iface| json!({"nodeSelector": on_node(&node), "desiredState": {"interfaces": [iface]}});
-    let created = e2e
-        .apply_policy(&policy(name, spec(bridge("e2estamp0"))))
-        .await?;
-    let first = stamp(&created);
-    e2e.wait_policy(name, "Available", Duration::from_mins(2))
-        .await?;
-    let updated = e2e
-        .apply_policy(&policy(name, spec(absent("e2estamp0"))))
-        .await?;
-    let second = stamp(&updated);
-    assert!(
-        second > first,
-        "mutation timestamp not updated: {first} then {second}"
-    );
-    // The stored object carries the newer stamp too.
-    assert_eq!(stamp(&e2e.nncp.get(name).await?), second);
-    e2e.wait_policy(name, "Available", Duration::from_mins(2))
-        .await?;
-    e2e.wait_reported(&node, "e2estamp0", false).await?;
+    let outcome = async {
+        let created = e2e
+            .apply_policy(&policy(name, spec(bridge("e2estamp0"))))
+            .await?;
+        let first = stamp(&created);
+        e2e.wait_policy(name, "Available", Duration::from_mins(2))
+            .await?;
+        let updated = e2e
+            .apply_policy(&policy(name, spec(absent("e2estamp0"))))
+            .await?;
+        let second = stamp(&updated);
+        anyhow::ensure!(
+            second > first,
+            "mutation timestamp not updated: {first} then {second}"
+        );
+        // The stored object carries the newer stamp too.
+        let stored = stamp(&e2e.nncp.get(name).await?);
+        anyhow::ensure!(stored == second, "stored {stored}, returned {second}");
+        e2e.wait_policy(name, "Available", Duration::from_mins(2))
+            .await?;
+        e2e.wait_reported(&node, "e2estamp0", false).await
+    }
+    .await;
     e2e.delete_policy(name).await?;
-    Ok(())
+    if outcome.is_err() {
+        e2e.restore(
+            "e2e-ups-stamp-undo",
+            Some(on_node(&node)),
+            json!({"interfaces": [absent("e2estamp0")]}),
+        )
+        .await?;
+    }
+    outcome
 }
 
 /// Upstream: a spec change is refused while the policy is in progress ("policy <name> is still
