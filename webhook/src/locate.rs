@@ -3,12 +3,13 @@
 //! nmstate's validation errors carry a message but no field path. [`locate`] finds the field by
 //! taking the state apart: it walks down from the root, and at each level removes one child at
 //! a time and asks nmstate again. A child whose removal makes the state acceptable holds the
-//! fault (of several, the one the message quotes, else the first that holds fields); failing
-//! that, the one child whose removal changes the message (nmstate now complains that something
-//! it needs is missing); failing that, the child the message quotes (its value, the longest if
-//! several, or its key spelled with spaces). The walk stops where no child is to blame: the
-//! denial then names the smallest object that holds the fault. The walk has a budget
-//! ([`BUDGET_PROBES`], [`BUDGET_TIME`]); spent, it names the field reached so far.
+//! fault (of several, the one whose value the message quotes, else the first that holds fields,
+//! else the one whose key it quotes); failing that, the one child whose removal changes the
+//! message (nmstate now complains that something it needs is missing); failing that, the child
+//! the message quotes (its value, the longest if several, or its key spelled with spaces). The
+//! walk stops where no child is to blame: the denial then names the smallest object that holds
+//! the fault. The walk has a budget ([`BUDGET_PROBES`], [`BUDGET_TIME`]); spent, it names the
+//! field reached so far.
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -93,13 +94,14 @@ fn pick_accepted(node: &Value, accepted: &[Step], message: &str) -> Option<Step>
     match accepted {
         [] => None,
         [one] => Some(one.clone()),
-        several => quoted(node, several, message)
+        several => quoted_value(node, several, message)
             .or_else(|| {
                 several
                     .iter()
                     .find(|s| child(node, s).is_some_and(|c| c.is_object() || c.is_array()))
                     .cloned()
             })
+            .or_else(|| quoted_key(several, message))
             .or_else(|| several.first().cloned()),
     }
 }
@@ -148,6 +150,11 @@ fn remove(state: &mut Value, path: &[Step], step: &Step) {
 
 /// The one candidate the message quotes: by its scalar value, else by its key.
 fn quoted(node: &Value, candidates: &[Step], message: &str) -> Option<Step> {
+    quoted_value(node, candidates, message).or_else(|| quoted_key(candidates, message))
+}
+
+/// The candidate whose scalar value the message quotes.
+fn quoted_value(node: &Value, candidates: &[Step], message: &str) -> Option<Step> {
     let lower = message.to_lowercase();
     // By value, the longest quoted one: `2001:db8::1/64` quotes the address and its prefix,
     // the address is the more specific match.
@@ -160,10 +167,16 @@ fn quoted(node: &Value, candidates: &[Step], message: &str) -> Option<Step> {
         .collect();
     by_value.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
     match by_value.as_slice() {
-        [(_, one)] => return Some((*one).clone()),
-        [(a, one), (b, _), ..] if a > b => return Some((*one).clone()),
-        _ => {}
+        [(_, one)] => Some((*one).clone()),
+        [(a, one), (b, _), ..] if a > b => Some((*one).clone()),
+        _ => None,
     }
+}
+
+/// The one candidate whose key the message quotes (as written, or with spaces for dashes).
+/// Weaker than a value: serde's "invalid type" quotes `type` in every type error.
+fn quoted_key(candidates: &[Step], message: &str) -> Option<Step> {
+    let lower = message.to_lowercase();
     let by_key: Vec<&Step> = candidates
         .iter()
         .filter(|s| match s {

@@ -38,6 +38,11 @@ fn eth1(ipv4: &Value) -> Value {
         "bridge": {"port": [{"name": "br1"}]}}]}),
     "spec.desiredState.interfaces[0].bridge.port[0].name"
 )]
+#[case::stp_of_the_wrong_type(
+    json!({"interfaces": [{"name": "br1", "type": "linux-bridge", "state": "up",
+        "bridge": {"options": {"stp": 1}, "port": [{"name": "eth1"}]}}]}),
+    "spec.desiredState.interfaces[0].bridge.options.stp"
+)]
 #[case::undecodable_mtu(
     json!({"interfaces": [{"name": "eth1", "type": "ethernet", "mtu": "jumbo"}]}),
     "spec.desiredState.interfaces[0].mtu"
