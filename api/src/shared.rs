@@ -190,7 +190,7 @@ pub struct DriftReport {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
     /// Whether the handler re-applies the policy (`nmstate.io/reapply-on-drift: "true"`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reapply: bool,
 }
 
