@@ -84,6 +84,34 @@ async fn fleet(c: &Cluster) -> Result<std::path::PathBuf> {
     Ok(kubeconfig)
 }
 
+/// The handler DaemonSet as the operator renders it, with short probe timings.
+async fn handler_daemon_set(c: &Cluster) -> Result<()> {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(c.client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "nmstate"}}))?,
+        )
+        .await?;
+    let sets: Api<k8s_openapi::api::apps::v1::DaemonSet> =
+        Api::namespaced(c.client.clone(), "nmstate");
+    let labels = json!({"app": "kubernetes-nmstate", "component": "kubernetes-nmstate-handler"});
+    let ds = json!({
+        "metadata": {"name": "nmstate-handler", "namespace": "nmstate"},
+        "spec": {"selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": "nmstate-handler", "image": "knmstate", "env": [
+                {"name": "PROBE_TIMEOUT_SECONDS", "value": "15"},
+                {"name": "CHECKPOINT_TIMEOUT_SECONDS", "value": "90"},
+                {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+            ]}]}
+        }}
+    });
+    sets.create(&PostParams::default(), &serde_json::from_value(ds)?)
+        .await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn plan_shows_selected_nodes_pace_and_per_node_changes() -> Result<()> {
     let c = Cluster::start().await?;
@@ -92,6 +120,8 @@ async fn plan_shows_selected_nodes_pace_and_per_node_changes() -> Result<()> {
     policy.spec.max_unavailable = Some(IntOrString::Int(1));
     let policies: Api<NodeNetworkConfigurationPolicy> = Api::all(c.client.clone());
     policies.create(&PostParams::default(), &policy).await?;
+
+    handler_daemon_set(&c).await?;
 
     let out = kubectl_nmstate(&kubeconfig, &["plan", "linux-bridge", "-o", "json"]).await?;
     assert!(
@@ -111,6 +141,11 @@ async fn plan_shows_selected_nodes_pace_and_per_node_changes() -> Result<()> {
     assert_eq!(n2["node"], "n2");
     assert_eq!(n2["plan"]["ports"], json!([{"port": "eth1", "to": "br1"}]));
     assert_eq!(n2["plan"]["interfaces"][0]["name"], "br1");
+    assert_eq!(plan["handlerSettings"], "nmstate/nmstate-handler");
+    assert_eq!(
+        n2["checkpointTimeoutSeconds"], 90,
+        "the handlers' own checkpoint timeout"
+    );
     assert_eq!(
         n2["probes"],
         json!(["default-gateway", "dns", "api-server", "node-readiness"])

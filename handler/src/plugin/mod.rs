@@ -19,6 +19,7 @@ mod input;
 mod output;
 pub mod plan;
 mod plan_text;
+pub mod settings;
 mod sources;
 pub mod status;
 #[cfg(test)]
@@ -33,7 +34,6 @@ use std::time::{Duration, Instant};
 
 use clap::{ArgAction, Parser, Subcommand};
 use knmstate_api::names::policy as p;
-use knmstate_state_engine::rollback::HandlerDefaults;
 
 pub use error::PluginError;
 pub use output::Format;
@@ -81,8 +81,8 @@ pub struct PlanArgs {
     /// plan against instead of the cluster's.
     #[arg(long = "state", value_name = "FILE")]
     pub states: Vec<PathBuf>,
-    /// Whether the nodes' kernels filter bridge VLANs, so the handler injects the default
-    /// linux-bridge VLAN trunk.
+    /// Whether the nodes' kernels filter bridge VLANs, so handlers in their default `auto`
+    /// bridge VLAN mode inject the default linux-bridge VLAN trunk.
     #[arg(long, default_value_t = true, action = ArgAction::Set)]
     pub bridge_vlan_filtering: bool,
     /// Output format.
@@ -178,18 +178,21 @@ impl PlanArgs {
         Ok(plan::Options {
             focus,
             bridge_vlan_filtering: self.bridge_vlan_filtering,
-            defaults: HandlerDefaults::default(),
+            handler: settings::HandlerSettings::defaults("offline"),
         })
     }
 
     async fn plans(&self) -> Result<Vec<plan::PolicyPlan>, PluginError> {
-        let options = self.options()?;
+        let mut options = self.options()?;
         let offline = !self.states.is_empty();
         let client = if offline {
             None
         } else {
             Some(sources::client().await?)
         };
+        if let Some(c) = &client {
+            options.handler = settings::from_cluster(c).await;
+        }
         let (policies, from_cluster) = sources::policies(&self.policy, client.as_ref()).await?;
         let mut plans = Vec::new();
         for policy in &policies {

@@ -14,13 +14,14 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_state_engine::plan::{self as engine, Plan};
-use knmstate_state_engine::rollback::{self, HandlerDefaults, ProbeKind, SkipReason};
+use knmstate_state_engine::rollback::{self, ProbeKind, SkipReason};
 use knmstate_state_engine::{aggregate, concurrency, render, secrets, selector};
 use kube::ResourceExt;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::error::PluginError;
+use super::settings::HandlerSettings;
 
 /// What a plan may look at: the nodes (their labels and readiness; empty offline unless Node
 /// objects were given) and each node's reported state.
@@ -51,11 +52,11 @@ pub enum Focus {
 pub struct Options {
     /// Which nodes to show.
     pub focus: Focus,
-    /// Whether the nodes' kernels filter bridge VLANs (the handler then injects the default
-    /// linux-bridge VLAN trunk, in its default `auto` mode).
+    /// Whether the nodes' kernels filter bridge VLANs (the handlers in their default `auto`
+    /// mode then inject the default linux-bridge VLAN trunk).
     pub bridge_vlan_filtering: bool,
-    /// The handler settings the probes are chosen with.
-    pub defaults: HandlerDefaults,
+    /// The settings the handlers run with (probe timeouts, DNS host, bridge VLAN default).
+    pub handler: HandlerSettings,
 }
 
 /// The plan of one node.
@@ -105,6 +106,8 @@ pub struct PolicyPlan {
     pub at_once: usize,
     /// The fewest rounds the rollout takes at that pace.
     pub rounds: usize,
+    /// Where the handler settings the probes were chosen with came from.
+    pub handler_settings: String,
     /// The nodes shown, in name order.
     pub nodes: Vec<NodePlan>,
 }
@@ -185,6 +188,7 @@ pub fn plan_policy(
         at_once: limit.value,
         rounds: selected.len().div_ceil(limit.value),
         selected_nodes: selected.into_iter().collect(),
+        handler_settings: options.handler.source.clone(),
         nodes,
     })
 }
@@ -226,13 +230,16 @@ fn node_plan(
             return out;
         }
     };
-    let desired = render::finish(resolved.desired_state, options.bridge_vlan_filtering);
+    let inject = options
+        .handler
+        .inject_bridge_vlan(options.bridge_vlan_filtering);
+    let desired = render::finish(resolved.desired_state, inject);
     let plan = engine::plan(&secrets::hidden(current), &secrets::hidden(&desired));
     let probes = rollback::select_probes(
         &plan,
         current,
         policy.spec.probes.as_ref(),
-        &options.defaults,
+        &options.handler.defaults,
     );
     out.probes = probes.probes.iter().map(|p| p.kind).collect();
     out.skipped_probes = probes.skipped;

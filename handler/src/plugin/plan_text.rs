@@ -46,6 +46,7 @@ pub fn policy_text(p: &PolicyPlan) -> String {
          nodes take free slots first come, first served",
         p.max_unavailable, p.at_once, p.rounds
     );
+    let _ = writeln!(out, "Handler settings: {}", p.handler_settings);
     for n in &p.nodes {
         out.push('\n');
         out.push_str(&node_text(n));

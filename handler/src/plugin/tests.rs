@@ -76,7 +76,7 @@ fn options(focus: Focus) -> Options {
     Options {
         focus,
         bridge_vlan_filtering: true,
-        defaults: Default::default(),
+        handler: super::settings::HandlerSettings::defaults("test"),
     }
 }
 
