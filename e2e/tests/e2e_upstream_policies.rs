@@ -3,14 +3,15 @@
 //! VLAN filtering, no default trunk), and the user guide's troubleshooting flow (a typo'd
 //! interface goes Degraded naming it, then is fixed) with the controller's metrics for the
 //! Degraded policy and its Failing and Aborted enactments; static addresses and routes on both
-//! stacks with the static-route count. Needs a cluster (`KUBECONFIG`) and
-//! `KNMSTATE_E2E_NODE_EXEC`; the metrics checks also `KNMSTATE_E2E_METRICS_URL`.
+//! stacks with the static-route count; several nodes applying at once. Needs a cluster
+//! (`KUBECONFIG`) and `KNMSTATE_E2E_NODE_EXEC`; the metrics checks also
+//! `KNMSTATE_E2E_METRICS_URL`.
 
 use std::time::Duration;
 
 use knmstate_testkit::cluster::{
-    E2e, NodeExec, ProgressOrder, absent, active_condition, bridge, connect, http_get, is_true,
-    metric_value, on_node, policy,
+    E2e, EnactmentWatch, NodeExec, ProgressOrder, absent, active_condition, bridge, connect,
+    http_get, is_true, metric_value, on_node, policy,
 };
 use kube::api::ListParams;
 use serde_json::{Value, json};
@@ -490,5 +491,48 @@ async fn static_addresses_and_routes_on_both_stacks() -> anyhow::Result<()> {
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Upstream `nncp_parallel`: with the default maxUnavailable (50 %, rounded up) several nodes
+/// apply a policy at once — more than one enactment is Progressing at the same time, never
+/// more than the limit — and all end Available.
+#[tokio::test]
+async fn several_nodes_apply_at_once_within_the_default_max_unavailable() -> anyhow::Result<()> {
+    let Some(e2e) = connect("parallel apply").await else {
+        return Ok(());
+    };
+    let nodes = e2e.handler_nodes().await?;
+    if nodes.len() < 3 {
+        knmstate_testkit::cluster::skip("parallel apply", "fewer than three nodes");
+        return Ok(());
+    }
+    let limit = nodes.len().div_ceil(2);
+    let name = "e2e-ups-parallel";
+    e2e.delete_policy(name).await?;
+    let watch = EnactmentWatch::start(&e2e, name);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    e2e.apply_policy(&policy(
+        name,
+        json!({"desiredState": {"interfaces": [bridge("e2epar0")]}}),
+    ))
+    .await?;
+    let available = e2e
+        .wait_policy(name, "Available", Duration::from_mins(3))
+        .await;
+    let log = watch.stop();
+    e2e.delete_policy(name).await?;
+    e2e.restore(
+        "e2e-ups-parallel-undo",
+        None,
+        json!({"interfaces": [absent("e2epar0")]}),
+    )
+    .await?;
+    available?;
+    let peak = log.peak.get("Progressing").copied().unwrap_or(0);
+    assert!(
+        (2..=limit).contains(&peak),
+        "{peak} enactments Progressing at once, want 2..={limit}: {log:?}"
+    );
     Ok(())
 }
