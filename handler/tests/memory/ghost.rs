@@ -150,3 +150,42 @@ async fn a_handler_restarted_while_holding_its_slot_resumes_it_with_an_event() -
     h1.stop().await?;
     h2.stop().await
 }
+
+#[tokio::test]
+async fn a_live_holder_retrying_for_longer_than_a_lease_keeps_its_slot() -> Result<()> {
+    let c = Cluster::start().await?;
+    let mut policy = example("linux-bridge.yaml")?;
+    policy["spec"]["maxUnavailable"] = json!(1);
+    c.add_node("n1", &[]).await?;
+    c.add_node("n2", &[]).await?;
+    let b1 = MemoryBackend::harness_like("198.18.0.101");
+    let b2 = MemoryBackend::harness_like("198.18.0.102");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (max, tracker) = track_applying(vec![b1.clone(), b2.clone()], stop.clone());
+    // Every attempt of n1 outlasts its checkpoint (rolled back, retried): five attempts span
+    // several leases, kept by the renewal at each attempt and the heartbeat during it.
+    let mut config = short_leases(&c, "n1");
+    config.defaults.retry.max_retries = 5;
+    let lease = SlotTiming::new(Duration::from_secs(2), Duration::from_millis(400)).hold_for;
+    let h1 = c.start_handler_with(config, b1.clone(), Arc::new(ModelProbes { hold: lease }));
+    c.create_policy(policy).await?;
+    wait_condition(&c, "n1.linux-bridge", "Progressing", T).await?;
+    let started = Instant::now();
+    let h2 = start(&c, "n2", &b2, Duration::ZERO);
+    let long = lease * 10 + T;
+    let n1 = wait_condition(&c, "n1.linux-bridge", "Failing", long).await?;
+    let held = started.elapsed();
+    wait_condition(&c, "n2.linux-bridge", "Aborted", T).await?;
+    stop.store(true, Ordering::SeqCst);
+    tracker.await?;
+    assert!(
+        held > lease,
+        "the slot was held for {held:?}, longer than a lease ({lease:?})"
+    );
+    assert_eq!(max.load(Ordering::SeqCst), 1, "n2 never applied beside n1");
+    let conditions = &n1.status.expect("status").conditions;
+    assert!(!conditions.is_true("Aborted"), "n1 was never pruned");
+    assert!(b2.checkpoints().is_empty() && iface(&b2.state(), "br1").is_none());
+    h1.stop().await?;
+    h2.stop().await
+}
