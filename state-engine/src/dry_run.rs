@@ -105,6 +105,15 @@ fn summary(p: &Plan) -> Vec<String> {
         };
         out.push(format!("interface {} ({ty}): {what}", i.name));
     }
+    for port in &p.ports {
+        let name = &port.port;
+        out.push(match (&port.from, &port.to) {
+            (None, Some(to)) => format!("port {name}: attach to {to}"),
+            (Some(from), Some(to)) => format!("port {name}: move from {from} to {to}"),
+            (Some(from), None) => format!("port {name}: detach from {from}"),
+            (None, None) => continue,
+        });
+    }
     for (verb, routes) in [("add", &p.routes_added), ("remove", &p.routes_removed)] {
         for r in routes {
             out.push(format!("route {verb} {}", route_line(r)));
@@ -218,6 +227,7 @@ mod tests {
             [
                 "interface br1 (linux-bridge): create",
                 "interface eth1 (ethernet): change mtu",
+                "port eth1: attach to br1",
                 "route add 198.19.0.0/24 via 198.18.1.1 dev br1",
                 r#"dns: {"server":["198.18.0.1"]} -> {"server":["2001:db8::53"]}"#,
             ]
@@ -236,7 +246,7 @@ mod tests {
                 summary: p.summary,
                 ..Default::default()
             }),
-            "planned, not applied (dry run): 4 changes, see status.plan"
+            "planned, not applied (dry run): 5 changes, see status.plan"
         );
     }
 

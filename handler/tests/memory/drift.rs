@@ -71,7 +71,13 @@ async fn a_dry_run_plans_on_every_node_and_applies_once_the_annotation_goes() ->
         let e = wait_available(&c, &format!("n{i}.linux-bridge"), "ConfigurationPlanned").await?;
         let s = e.status.expect("status");
         let plan = s.plan.expect("status.plan");
-        assert_eq!(plan.summary, ["interface br1 (linux-bridge): create"]);
+        assert_eq!(
+            plan.summary,
+            [
+                "interface br1 (linux-bridge): create",
+                "port eth1: attach to br1"
+            ]
+        );
         assert_eq!(
             plan.probes,
             ["default-gateway", "dns", "api-server", "node-readiness"]
@@ -79,7 +85,7 @@ async fn a_dry_run_plans_on_every_node_and_applies_once_the_annotation_goes() ->
         assert!(s.last_apply.is_none(), "nothing applied");
         assert_eq!(
             s.conditions.find("Available").map(|c| c.message.as_str()),
-            Some("planned, not applied (dry run): 1 change, see status.plan")
+            Some("planned, not applied (dry run): 2 changes, see status.plan")
         );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
