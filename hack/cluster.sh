@@ -32,6 +32,10 @@
 #                     namespace of its own, the API bridged in at 127.0.0.1:6443.
 # Nothing is configured in the host's network namespace: no link, address or route.
 #
+# Build profile: KNMSTATE_CLUSTER_PROFILE=debug (the default) or release; `up` builds the box's
+# binaries with that cargo profile (release for measurements, e.g. hack/bench-overhead.sh) and
+# records it in <state>/profile.
+#
 # Files: everything lives in the state dir ($KNMSTATE_CLUSTER_DIR, default target/cluster in the
 # repository: visible inside the nodes, whose /run is private): binaries copied there (so a
 # rebuild does not change a running cluster), kubeconfigs, pod directories (volumes, hostPaths
@@ -43,6 +47,7 @@ STATE="${KNMSTATE_CLUSTER_DIR:-$REPO/target/cluster}"
 PREFIX="${KNMSTATE_CLUSTER_PREFIX:-knmbox}"
 WEBHOOK_PORT="${KNMSTATE_WEBHOOK_PORT:-19443}"
 METRICS_PORT="${KNMSTATE_METRICS_PORT:-18089}"
+PROFILE="${KNMSTATE_CLUSTER_PROFILE:-debug}"
 # Handler timings: short, like upstream's e2e (NNCP_MAX_RETRIES=2, backoff 1-5 s), with short
 # probe budgets so that a policy which breaks a node is rolled back within a minute. They are
 # the operator's settings (its env), which it renders into the handler DaemonSet.
@@ -85,8 +90,10 @@ ensure_packages() {
 }
 
 build() {
-    log "building (cargo build, debug profile)"
-    (cd "$REPO" && cargo build -q -p knmstate-testkit -p knmstate-handler \
+    local profile_flag=()
+    [[ $PROFILE == release ]] && profile_flag=(--release)
+    log "building (cargo build, $PROFILE profile)"
+    (cd "$REPO" && cargo build -q "${profile_flag[@]}" -p knmstate-testkit -p knmstate-handler \
         -p knmstate-controller -p knmstate-webhook --bins)
     local target_dir
     target_dir="$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
@@ -94,7 +101,7 @@ build() {
     mkdir -p "$BIN"
     local b
     for b in knmstate-apiserver knmstate-boxlet knmstate-webhook knmstate-controller handler; do
-        cp "$target_dir/debug/$b" "$BIN/$b.new"
+        cp "$target_dir/$PROFILE/$b" "$BIN/$b.new"
         mv "$BIN/$b.new" "$BIN/$b"
     done
 }
@@ -235,10 +242,13 @@ cmd_up() {
     need_root
     local n="${1:-3}"
     [[ "$n" =~ ^[1-9]$ ]] || die "usage: up [N] (1..9 nodes)"
+    [[ $PROFILE == debug || $PROFILE == release ]] ||
+        die "KNMSTATE_CLUSTER_PROFILE must be debug or release, not '$PROFILE'"
     ensure_packages
     cmd_down quiet
     mkdir -p "$STATE" "$LOGS" "$PIDS"
     echo "$PREFIX" >"$STATE/prefix"
+    echo "$PROFILE" >"$STATE/profile"
     build
     log "starting the API stand-in"
     start_apiserver
