@@ -76,24 +76,18 @@ pub struct EnactmentWatch {
 impl EnactmentWatch {
     /// Start watching the enactments of `policy` (start before creating the policy).
     pub fn start(e2e: &E2e, policy: &str) -> Self {
-        use futures::StreamExt;
-        use kube::runtime::watcher;
+        use kube::runtime::watcher::Event;
         let log = std::sync::Arc::new(std::sync::Mutex::new(EnactmentLog::default()));
-        let cfg = watcher::Config::default().labels(&format!("{POLICY_LABEL}={policy}"));
-        let stream = watcher(e2e.nnce.clone(), cfg);
-        let sink = log.clone();
-        let task = tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(ev) = stream.next().await {
-                let Ok(ev) = ev else { continue };
-                let Ok(mut l) = sink.lock() else { return };
-                match ev {
-                    watcher::Event::Apply(e) | watcher::Event::InitApply(e) => l.observe(e),
-                    watcher::Event::Delete(e) => l.forget(&e),
-                    watcher::Event::Init | watcher::Event::InitDone => {}
-                }
-            }
-        });
+        let task = spawn_watch(
+            e2e,
+            &format!("{POLICY_LABEL}={policy}"),
+            log.clone(),
+            |l, ev| match ev {
+                Event::Apply(e) | Event::InitApply(e) => l.observe(e),
+                Event::Delete(e) => l.forget(&e),
+                Event::Init | Event::InitDone => {}
+            },
+        );
         Self { log, task }
     }
 
@@ -119,25 +113,21 @@ pub struct ProgressOrder {
 impl ProgressOrder {
     /// Start watching the enactments of `node`.
     pub fn start(e2e: &E2e, node: &str) -> Self {
-        use futures::StreamExt;
-        use kube::runtime::watcher;
+        use kube::runtime::watcher::Event;
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let cfg = watcher::Config::default().labels(&format!("nmstate.io/node={node}"));
-        let stream = watcher(e2e.nnce.clone(), cfg);
-        let sink = seen.clone();
-        let task = tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(ev) = stream.next().await {
-                let Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) = ev else {
-                    continue;
-                };
-                let policy = e.labels().get(POLICY_LABEL).cloned().unwrap_or_default();
-                let Ok(mut l) = sink.lock() else { return };
-                if is_true(&e, "Progressing") && !l.contains(&policy) {
-                    l.push(policy);
+        let task = spawn_watch(
+            e2e,
+            &format!("nmstate.io/node={node}"),
+            seen.clone(),
+            |l: &mut Vec<String>, ev| {
+                if let Event::Apply(e) | Event::InitApply(e) = ev {
+                    let policy = e.labels().get(POLICY_LABEL).cloned().unwrap_or_default();
+                    if is_true(&e, "Progressing") && !l.contains(&policy) {
+                        l.push(policy);
+                    }
                 }
-            }
-        });
+            },
+        );
         Self { seen, task }
     }
 
@@ -146,4 +136,24 @@ impl ProgressOrder {
         self.task.abort();
         self.seen.lock().map(|l| l.clone()).unwrap_or_default()
     }
+}
+
+/// Watch the enactments with label selector `labels` in a task, folding each event into `sink`.
+fn spawn_watch<T: Send + 'static>(
+    e2e: &E2e,
+    labels: &str,
+    sink: std::sync::Arc<std::sync::Mutex<T>>,
+    on_event: impl Fn(&mut T, kube::runtime::watcher::Event<DynamicObject>) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    let stream = watcher(e2e.nnce.clone(), watcher::Config::default().labels(labels));
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            let Ok(ev) = ev else { continue };
+            let Ok(mut state) = sink.lock() else { return };
+            on_event(&mut state, ev);
+        }
+    })
 }
