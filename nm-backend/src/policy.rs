@@ -63,14 +63,17 @@ fn resolve_unguarded(
         .get("capture")
         .and_then(Value::as_object)
         .is_some_and(|c| !c.is_empty());
-    if !has_captures {
+    // Without captures the desired state passes as it is — unless it refers to one: nmpolicy
+    // then refuses it here, naming the missing capture, where nmstate would only fail later on
+    // an interface literally named `{{ capture.… }}`.
+    if !has_captures && !refers_to_a_capture(&desired) {
         return Ok(ResolvedPolicy {
             desired_state: desired,
             captured_states: BTreeMap::new(),
         });
     }
     let parsed: NetworkPolicy = serde_json::from_value(serde_json::json!({
-        "capture": policy.get("capture").cloned().unwrap_or(Value::Null),
+        "capture": policy.get("capture").cloned().unwrap_or_else(|| serde_json::json!({})),
         "desiredState": desired,
     }))
     .map_err(|e| BackendError::ResolvePolicy(e.to_string()))?;
@@ -116,6 +119,16 @@ fn resolve_unguarded(
         desired_state: to_value(&filled)?,
         captured_states,
     })
+}
+
+/// Whether a string of `state` holds a capture reference (`{{ capture.… }}`).
+fn refers_to_a_capture(state: &Value) -> bool {
+    match state {
+        Value::String(s) => s.contains("{{") && s.contains("capture."),
+        Value::Array(a) => a.iter().any(refers_to_a_capture),
+        Value::Object(o) => o.values().any(refers_to_a_capture),
+        _ => false,
+    }
 }
 
 /// nmstate's feature statistics (topology and features) of `desired` applied over `current`.
@@ -224,6 +237,16 @@ mod tests {
         let out = resolve_policy(&p, &current(), &BTreeMap::new()).expect("resolved");
         assert_eq!(out.desired_state, p["desiredState"]);
         assert!(out.captured_states.is_empty());
+    }
+
+    #[test]
+    fn a_capture_reference_without_its_capture_is_refused() {
+        let policy = json!({"desiredState": {"interfaces": [{
+            "name": "{{ capture.base-iface.interfaces.0.name }}", "type": "ethernet",
+            "state": "up"}]}});
+        let err = resolve_policy(&policy, &current(), &BTreeMap::new()).unwrap_err();
+        assert!(matches!(err, BackendError::ResolvePolicy(_)), "{err:?}");
+        assert!(err.to_string().contains("base-iface"), "{err}");
     }
 
     #[test]
