@@ -1,8 +1,18 @@
-//! What every reconcile of this handler shares: the API client, the event recorder, the node's
-//! network backend, the configuration, the probe factory and the caches of this node's
-//! objects.
+//! What every reconcile of this handler shares: the API client of its requests and its event
+//! recorder, the node's network backend, the configuration, the probe factory and the caches of
+//! this node's objects.
+//!
+//! The handler's requests (status, Lease and event writes, the reads beside them) go through
+//! [`Requests`], a client of their own apart from the watches': each request is bounded
+//! ([`REQUEST_TIMEOUT`]), and its connection pool is replaced after every apply
+//! ([`Requests::renew`]). An apply changes the node's addresses: a connection the pool opened
+//! from an address the apply added and its rollback removed (the slot heartbeat renews its
+//! Lease during the apply) is dead, and reusing it waited for the request's write timeout
+//! (295 s) while the enactment stayed unwritten. Watches keep the long-lived client; kube's
+//! watcher restarts a watch that went silent.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
@@ -18,14 +28,80 @@ use crate::config::HandlerConfig;
 use crate::error::{Error, Result};
 use crate::probes::{ProbeEnv, ProbeFactory};
 
+/// Bound of each API request of the handler (connecting, sending, and waiting for the answer).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The client of the handler's API requests and its event recorder, whose connection pool is
+/// replaced after each apply.
+pub struct Requests {
+    /// How to reach the API server, with every request bounded by [`REQUEST_TIMEOUT`].
+    config: kube::Config,
+    /// The events' reporting instance.
+    instance: String,
+    /// The client and the recorder over it (one connection pool).
+    current: Mutex<(kube::Client, Recorder)>,
+}
+
+impl Requests {
+    /// A client of bounded requests to the API server of `config`, whose events come from
+    /// `instance` of `knmstate-handler`.
+    pub fn new(config: &kube::Config, instance: String) -> Result<Self> {
+        let mut config = config.clone();
+        config.connect_timeout = Some(REQUEST_TIMEOUT);
+        config.write_timeout = Some(REQUEST_TIMEOUT);
+        config.read_timeout = Some(REQUEST_TIMEOUT);
+        // The timeout counts from the request, not from when its connection went idle.
+        config.reset_reader_on_write = true;
+        let current = Mutex::new(Self::build(&config, &instance)?);
+        Ok(Self {
+            config,
+            instance,
+            current,
+        })
+    }
+
+    fn build(config: &kube::Config, instance: &str) -> Result<(kube::Client, Recorder)> {
+        let client = kube::Client::try_from(config.clone()).map_err(Error::CreateClient)?;
+        let recorder = knmstate_runtime::events::recorder(
+            client.clone(),
+            knmstate_api::names::field_manager::HANDLER,
+            Some(instance.to_owned()),
+        );
+        Ok((client, recorder))
+    }
+
+    /// The client (its connections are pooled until the next [`renew`](Self::renew)).
+    pub fn client(&self) -> kube::Client {
+        self.lock().0.clone()
+    }
+
+    /// The event recorder, over the same connections.
+    pub fn recorder(&self) -> Recorder {
+        self.lock().1.clone()
+    }
+
+    /// Forget every pooled connection (after an apply, which may have removed the addresses
+    /// they were opened from): the next requests connect afresh. Requests in flight finish on
+    /// their connections.
+    pub fn renew(&self) {
+        match Self::build(&self.config, &self.instance) {
+            Ok(fresh) => *self.lock() = fresh,
+            // Built once already from the same settings; the old pool stays, bounded.
+            Err(e) => tracing::warn!(error = %e.report(), "failed to renew the API connections"),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (kube::Client, Recorder)> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Shared state of the handler's reconcilers, generic over the node's network backend.
 pub struct Context<B: Backend> {
-    /// API client (cached reads come from the stores below).
-    pub client: kube::Client,
+    /// The handler's API requests and events (cached reads come from the stores below).
+    pub requests: Requests,
     /// How to reach the API server; probes make fresh clients from it.
     pub kube_config: kube::Config,
-    /// Event recorder (reporting controller `knmstate-handler`, instance = the node).
-    pub recorder: Recorder,
     /// The node's network.
     pub backend: B,
     /// Settings.
@@ -75,17 +151,17 @@ impl<B: Backend> Context<B> {
 
     /// Enactments API.
     pub fn enactment_api(&self) -> Api<NodeNetworkConfigurationEnactment> {
-        Api::all(self.client.clone())
+        Api::all(self.requests.client())
     }
 
     /// Policies API.
     pub fn policy_api(&self) -> Api<NodeNetworkConfigurationPolicy> {
-        Api::all(self.client.clone())
+        Api::all(self.requests.client())
     }
 
     /// NodeNetworkState API.
     pub fn state_api(&self) -> Api<NodeNetworkState> {
-        Api::all(self.client.clone())
+        Api::all(self.requests.client())
     }
 
     /// What the probes need.

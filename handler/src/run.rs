@@ -23,16 +23,16 @@ use kube::{Api, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::HandlerConfig;
-use crate::context::Context;
+use crate::context::{Context, Requests};
 use crate::error::{Error, Result};
 use crate::probes::ProbeFactory;
 use crate::{nns, policy, sweep};
 
 /// What the handler runs with.
 pub struct Handler<B: Backend> {
-    /// API client.
+    /// API client of the watches (the requests get their own, [`crate::context::Requests`]).
     pub client: kube::Client,
-    /// How to reach the API server (for the API-server probe's fresh clients).
+    /// How to reach the API server (for the requests' client and the API-server probe's).
     pub kube_config: kube::Config,
     /// The node's network.
     pub backend: B,
@@ -128,16 +128,11 @@ impl<B: Backend + Clone + 'static> Handler<B> {
         .reconcile_on(deleted_policies);
         let enactments = enactment_ctl.store();
 
-        let recorder = knmstate_runtime::events::recorder(
-            client.clone(),
-            names::field_manager::HANDLER,
-            Some(format!("{node}.nmstate-handler")),
-        );
+        let requests = Requests::new(&self.kube_config, format!("{node}.nmstate-handler"))?;
         let bridge_vlan_filtering = self.config.bridge_vlan_filtering;
         let ctx = Arc::new(Context {
-            client: client.clone(),
+            requests,
             kube_config: self.kube_config,
-            recorder,
             backend: self.backend,
             config: self.config,
             probes: self.probes,

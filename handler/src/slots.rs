@@ -71,7 +71,7 @@ pub fn now() -> Time {
 
 /// The handler's Leases API.
 pub fn leases<B: Backend>(ctx: &Context<B>) -> Api<Lease> {
-    Api::namespaced(ctx.client.clone(), &ctx.config.namespace)
+    Api::namespaced(ctx.requests.client(), &ctx.config.namespace)
 }
 
 /// Read the ledger of `policy`.
@@ -186,9 +186,10 @@ pub async fn heartbeat<B: Backend>(
     let every = SlotTiming::new(ctx.config.defaults.checkpoint_timeout, retry.max_backoff)
         .renew_every
         .max(Duration::from_millis(500));
-    let api = leases(ctx);
     loop {
         tokio::time::sleep(every).await;
+        // Read each time: the connections are renewed after an apply.
+        let api = leases(ctx);
         let mut held: Vec<NodeNetworkConfigurationPolicy> = vec![policy.clone()];
         for e in ctx.enactments.state() {
             let progressing = e.status.as_ref().is_some_and(|s| {

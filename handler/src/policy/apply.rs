@@ -48,7 +48,10 @@ impl<B: Backend> Run<B> {
         tracing::info!(policy = %self.name, generation = self.generation,
             probes = ?probe_plan.probes.iter().map(|p| p.kind.name()).collect::<Vec<_>>(),
             skipped = ?probe_plan.skipped, "applying");
-        let (report, failure) = self.attempt(&before, &probe_plan).await?;
+        let attempt = self.attempt(&before, &probe_plan).await;
+        // The apply may have changed or removed the addresses pooled connections came from.
+        ctx.requests.renew();
+        let (report, failure) = attempt?;
         if failure.is_none() {
             fault::point("committed-before-status", Some(&self.name)).await;
         }

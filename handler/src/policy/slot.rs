@@ -267,7 +267,7 @@ impl<B: Backend> Run<B> {
 
     /// maxUnavailable over the nodes matching the policy (at least the enactments' count).
     async fn max_unavailable(&self, enactments: usize) -> Result<usize> {
-        let nodes: Api<Node> = Api::all(self.ctx.client.clone());
+        let nodes: Api<Node> = Api::all(self.ctx.requests.client());
         let list = nodes
             .list_metadata(&ListParams::default())
             .await

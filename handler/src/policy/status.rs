@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 use crate::objects;
 use knmstate_state_engine::secrets;
 
+/// Tries of a status write that fails without an answer from the API server.
+const STATUS_WRITE_TRIES: usize = 2;
+
 impl<B: Backend> Run<B> {
     pub(super) fn transition(&mut self, t: &EnactmentTransition) {
         t.apply(&mut self.status.conditions, &now());
@@ -73,18 +76,31 @@ impl<B: Backend> Run<B> {
             &self.enactment,
             &self.status,
         );
-        self.ctx
-            .enactment_api()
-            .patch_status(
-                &self.enactment,
-                &PatchParams::apply(names::field_manager::HANDLER).force(),
-                &Patch::Apply(&body),
-            )
-            .await
-            .map_err(|source| Error::WriteEnactmentStatus {
-                name: self.enactment.clone(),
-                source,
-            })?;
+        let params = PatchParams::apply(names::field_manager::HANDLER).force();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let written = self
+                .ctx
+                .enactment_api()
+                .patch_status(&self.enactment, &params, &Patch::Apply(&body))
+                .await;
+            match written {
+                Ok(_) => break,
+                // A connection that failed (timed out, reset) is not reused: try a new one now
+                // rather than after the reconcile's backoff.
+                Err(e) if tries < STATUS_WRITE_TRIES && !matches!(e, kube::Error::Api(_)) => {
+                    tracing::warn!(enactment = %self.enactment, error = %e,
+                        "failed to write the enactment status; trying again");
+                }
+                Err(source) => {
+                    return Err(Error::WriteEnactmentStatus {
+                        name: self.enactment.clone(),
+                        source,
+                    });
+                }
+            }
+        }
         self.stored = self.status.clone();
         Ok(true)
     }
@@ -111,7 +127,8 @@ impl<B: Backend> Run<B> {
         };
         if let Err(e) = self
             .ctx
-            .recorder
+            .requests
+            .recorder()
             .publish(&ev, &self.policy.object_ref(&()))
             .await
         {
