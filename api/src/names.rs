@@ -145,6 +145,9 @@ pub mod enactment {
     pub const REASON_MAX_UNAVAILABLE: &str = "MaxUnavailableLimitReached";
     /// Reason when aborted.
     pub const REASON_ABORTED: &str = "ConfigurationAborted";
+    /// Reason on `Pending` while NetworkManager holds a checkpoint another tool created (the
+    /// apply waits for it to go). Our addition.
+    pub const REASON_FOREIGN_CHECKPOINT: &str = "ForeignCheckpointHeld";
     /// Reason on `Available` of a dry-run policy: planned (`status.plan`), not applied. Our
     /// addition; no condition type is added.
     pub const REASON_PLANNED: &str = "ConfigurationPlanned";

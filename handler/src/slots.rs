@@ -36,6 +36,8 @@ pub struct RolloutMemory {
     pub incarnation: String,
     /// Per policy: since when it waits for an earlier policy (name order) on this node.
     pub waiting_since: Mutex<HashMap<String, Instant>>,
+    /// Per policy: how many applies in a row a checkpoint of another tool kept from starting.
+    foreign_waits: Mutex<HashMap<String, u32>>,
 }
 
 impl RolloutMemory {
@@ -45,7 +47,28 @@ impl RolloutMemory {
         Self {
             incarnation: format!("{}-{}", std::process::id(), started.as_nanosecond()),
             waiting_since: Mutex::new(HashMap::new()),
+            foreign_waits: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Count one more apply of `policy` that a foreign checkpoint kept from starting; the
+    /// count in a row, from 1.
+    pub fn foreign_wait(&self, policy: &str) -> u32 {
+        let mut waits = self
+            .foreign_waits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = waits.entry(policy.to_owned()).or_default();
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// An apply of `policy` started: the waits for foreign checkpoints are over.
+    pub fn forget_foreign_waits(&self, policy: &str) {
+        self.foreign_waits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(policy);
     }
 }
 

@@ -23,6 +23,8 @@
 
 use crate::concurrency::SlotState;
 use crate::plan::Plan;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use knmstate_api::condition::{ConditionList, ConditionStatus};
 use knmstate_api::shared::{
     DnsProbeOverride, NodeNetworkConfigurationEnactmentStatus, PolicyProbes, ProbeOverride,
 };
@@ -387,6 +389,71 @@ pub fn record_retry_count(counts: &mut BTreeMap<String, i64>, generation: i64, f
     counts.insert(generation.to_string(), i64::from(failures));
 }
 
+/// The wait of an apply that did not start because NetworkManager holds checkpoints another
+/// tool created (nm-backend's `foreign-checkpoint`; NetworkManager would refuse the apply's own
+/// checkpoint beside them). Such an apply touched nothing and is not the policy's failure, so
+/// it uses no attempt (`retryCount` stays): the node gives its slot back, shows that it waits
+/// ([`mark_waiting_for_foreign_checkpoints`]) and tries again after `delay`. knmstate never
+/// commits, rolls back or destroys such a checkpoint: its owner does, or NetworkManager at its
+/// rollback timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignCheckpointWait {
+    /// Shown on `Pending` (and on `Progressing`, false).
+    pub message: String,
+    /// Before the next try.
+    pub delay: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait after the `waits`-th apply in a row (1 for the first) that NetworkManager's
+    /// `checkpoints` (D-Bus paths) of another tool kept from starting: the retry backoff of
+    /// `waits`, and no attempt used.
+    ///
+    /// ```
+    /// use knmstate_state_engine::rollback::RetryPolicy;
+    /// use std::time::Duration;
+    /// let w = RetryPolicy::default()
+    ///     .wait_for_foreign_checkpoints(&["/org/freedesktop/NetworkManager/Checkpoint/7".into()], 3);
+    /// assert_eq!(w.delay, Duration::from_secs(4));
+    /// assert!(w.message.contains("Checkpoint/7"));
+    /// ```
+    pub fn wait_for_foreign_checkpoints(
+        &self,
+        checkpoints: &[String],
+        waits: u32,
+    ) -> ForeignCheckpointWait {
+        ForeignCheckpointWait {
+            message: format!(
+                "waiting for NetworkManager checkpoints another tool created ({}): knmstate \
+                 leaves them to their owner or their rollback timeout, and applies once they \
+                 are gone (no attempt is used)",
+                checkpoints.join(", ")
+            ),
+            delay: self.backoff(waits.max(1)),
+        }
+    }
+}
+
+/// Mark `conditions` as waiting for another tool's checkpoints: `Pending` with `message` and
+/// reason `ForeignCheckpointHeld`, `Progressing` false, nothing failed.
+pub fn mark_waiting_for_foreign_checkpoints(
+    conditions: &mut ConditionList,
+    message: &str,
+    now: &Time,
+) {
+    use knmstate_api::names::enactment as e;
+    crate::conditions::EnactmentTransition::Pending.apply(conditions, now);
+    let r = e::REASON_FOREIGN_CHECKPOINT;
+    conditions.set(e::PENDING, ConditionStatus::True, r, message, now.clone());
+    conditions.set(
+        e::PROGRESSING,
+        ConditionStatus::False,
+        r,
+        message,
+        now.clone(),
+    );
+}
+
 /// Whether to apply a policy generation on this node (on a reconcile, e.g. after a restart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyDecision {
@@ -637,5 +704,39 @@ mod tests {
         };
         assert_eq!(retry_count(Some(&s), 2), 3);
         assert_eq!(retry_count(Some(&s), 3), 0);
+    }
+
+    #[test]
+    fn a_foreign_checkpoint_wait_uses_no_attempt_and_shows_pending() {
+        let r = RetryPolicy::default();
+        let cps = vec!["/org/freedesktop/NetworkManager/Checkpoint/3".to_owned()];
+        let w = r.wait_for_foreign_checkpoints(&cps, 1);
+        assert_eq!(w.delay, r.initial_backoff);
+        assert_eq!(
+            r.wait_for_foreign_checkpoints(&cps, 20).delay,
+            r.max_backoff
+        );
+        let mut status = NodeNetworkConfigurationEnactmentStatus {
+            policy_generation: Some(1),
+            ..Default::default()
+        };
+        let now = Time(Timestamp::now());
+        T::Progressing.apply(&mut status.conditions, &now);
+        mark_waiting_for_foreign_checkpoints(&mut status.conditions, &w.message, &now);
+        assert_eq!(SlotState::of(Some(&status), 1), SlotState::Pending);
+        let pending = status.conditions.find("Pending").expect("Pending");
+        assert_eq!(pending.reason, "ForeignCheckpointHeld");
+        assert!(
+            pending.message.contains("Checkpoint/3"),
+            "{}",
+            pending.message
+        );
+        assert!(!status.conditions.is_true("Progressing"));
+        assert!(!status.conditions.is_true("Failing"));
+        assert_eq!(retry_count(Some(&status), 1), 0);
+        assert_eq!(
+            apply_decision(Some(&status), 1, &r, None),
+            ApplyDecision::Apply
+        );
     }
 }

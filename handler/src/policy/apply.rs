@@ -51,7 +51,13 @@ impl<B: Backend> Run<B> {
         let attempt = self.attempt(&before, &probe_plan).await;
         // The apply may have changed or removed the addresses pooled connections came from.
         ctx.requests.renew();
-        let (report, failure) = attempt?;
+        let (report, failure) = match attempt? {
+            Tried::Ran { report, failure } => (report, failure),
+            Tried::BesideForeignCheckpoints(checkpoints) => {
+                return self.wait_for_foreign_checkpoints(&checkpoints).await;
+            }
+        };
+        ctx.rollout.forget_foreign_waits(&self.name);
         if failure.is_none() {
             fault::point("committed-before-status", Some(&self.name)).await;
         }
@@ -117,12 +123,9 @@ impl<B: Backend> Run<B> {
     }
 
     /// One apply transaction: the report for `status.lastApply`, and the failure message when
-    /// it was not committed. A shutdown while probing rolls back and ends the reconcile.
-    async fn attempt(
-        &self,
-        before: &Value,
-        plan: &ProbePlan,
-    ) -> Result<(ApplyReport, Option<String>)> {
+    /// it was not committed; or the foreign checkpoints it did not start beside. A shutdown
+    /// while probing rolls back and ends the reconcile.
+    async fn attempt(&self, before: &Value, plan: &ProbePlan) -> Result<Tried> {
         let ctx = &self.ctx;
         let probes = self.select_probes(before, plan).await?;
         if ctx.shutting_down() {
@@ -158,6 +161,11 @@ impl<B: Backend> Run<B> {
                 },
             )
             .await;
+        if let TransactionOutcome::ApplyFailed(BackendError::ForeignCheckpoint(checkpoints)) =
+            transaction.outcome
+        {
+            return Ok(Tried::BesideForeignCheckpoints(checkpoints));
+        }
         for stale in &transaction.destroyed_stale {
             tracing::warn!(checkpoint = %stale, "rolled back a checkpoint left by an earlier apply");
         }
@@ -196,8 +204,19 @@ impl<B: Backend> Run<B> {
                 Some(format!("{message}{after_rollback}"))
             }
         };
-        Ok((report, failure))
+        Ok(Tried::Ran { report, failure })
     }
+}
+
+/// How an apply transaction ended.
+enum Tried {
+    /// It ran: the report for `status.lastApply`, the failure message unless committed.
+    Ran {
+        report: ApplyReport,
+        failure: Option<String>,
+    },
+    /// It did not start: NetworkManager holds these checkpoints of another tool.
+    BesideForeignCheckpoints(Vec<String>),
 }
 
 /// A probe's entry in `status.lastApply` (the message only when it failed, scrubbed of the

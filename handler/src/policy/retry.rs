@@ -2,7 +2,8 @@
 //! FailedToConfigure with the decisive error first, and a Warning event. An attempt during
 //! which the handler died (killed, out of memory, panicked, evicted) counts as a failed one:
 //! start-up recovery rolled it back and handed it over, so a policy that kills the handler is
-//! not re-applied forever (upstream #1440's pattern).
+//! not re-applied forever (upstream #1440's pattern). An apply that a checkpoint of another
+//! tool kept from starting is no attempt at all: the node waits for it, without its slot.
 
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -13,8 +14,9 @@ use knmstate_state_engine::conditions::{self as cond, EnactmentTransition};
 use knmstate_state_engine::rollback::{self, RetryDecision};
 use kube::runtime::controller::Action;
 
-use super::{Run, Step};
+use super::{Run, Step, now};
 use crate::error::Result;
+use crate::slots;
 use knmstate_state_engine::secrets::{self, MAX_MESSAGE_BYTES};
 
 /// The failure of an attempt during which the handler died.
@@ -69,6 +71,36 @@ impl<B: Backend> Run<B> {
             }
         }
         Ok(outcome)
+    }
+
+    /// The apply did not start: NetworkManager holds `checkpoints` another tool created. It
+    /// touched nothing and is not the policy's failure, so no attempt is used (state-engine's
+    /// [`RetryPolicy::wait_for_foreign_checkpoints`](rollback::RetryPolicy)): Pending with a
+    /// message naming them, the slot given back, and another try after the backoff. The
+    /// checkpoints are left to their owner or their rollback timeout.
+    pub(super) async fn wait_for_foreign_checkpoints(
+        &mut self,
+        checkpoints: &[String],
+    ) -> Result<Action> {
+        let ctx = self.ctx.clone();
+        let waits = ctx.rollout.foreign_wait(&self.name);
+        let wait = ctx
+            .config
+            .defaults
+            .retry
+            .wait_for_foreign_checkpoints(checkpoints, waits);
+        tracing::warn!(policy = %self.name, ?checkpoints, waits, delay = ?wait.delay,
+            "NetworkManager holds checkpoints knmstate did not create: waiting for them to go");
+        rollback::mark_waiting_for_foreign_checkpoints(
+            &mut self.status.conditions,
+            &wait.message,
+            &now(),
+        );
+        self.write_status().await?;
+        if let Err(e) = slots::release(&ctx, &self.policy).await {
+            tracing::warn!(policy = %self.name, error = %e.report(), "failed to release the slot");
+        }
+        Ok(Action::requeue(wait.delay))
     }
 
     /// Record the failure of this attempt (`error`, secrets in clear) and decide what next.

@@ -6,6 +6,7 @@ mod support;
 mod concurrency;
 mod drift;
 mod failures;
+mod foreign_checkpoint;
 mod ghost;
 mod ordering;
 mod oversized;
