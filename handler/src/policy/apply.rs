@@ -26,6 +26,10 @@ use knmstate_state_engine::secrets;
 /// Budget of an external probe's check before the apply.
 const PRECHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// First and longest wait between writes of a committed apply's status.
+const REPORT_RETRY_FIRST: Duration = Duration::from_millis(200);
+const REPORT_RETRY_MAX: Duration = Duration::from_secs(5);
+
 impl<B: Backend> Run<B> {
     /// Apply the rendered desired state over `before` (the node's state now).
     pub(super) async fn apply(&mut self, before: Value) -> Result<Action> {
@@ -73,10 +77,35 @@ impl<B: Backend> Run<B> {
                     }
                 }
                 self.transition(&EnactmentTransition::Success);
-                self.write_status().await?;
+                self.report_committed().await?;
                 Ok(Action::await_change())
             }
             Some(error) => self.after_failure(&error).await,
+        }
+    }
+
+    /// Write the Available status of a committed apply, trying again while the API server
+    /// cannot be reached (restarting, connection refused, 5xx, 429) until it can or the handler
+    /// stops: a reconcile that failed here would find the enactment still Progressing and apply
+    /// the policy a second time.
+    async fn report_committed(&mut self) -> Result<()> {
+        let mut delay = REPORT_RETRY_FIRST;
+        loop {
+            match self.write_status().await {
+                Err(Error::WriteEnactmentStatus { name, source })
+                    if unreachable(&source) && !self.ctx.shutting_down() =>
+                {
+                    tracing::warn!(enactment = %name, error = %source, ?delay,
+                        "failed to report a committed apply; trying again");
+                }
+                written => return written,
+            }
+            let mut shutdown = self.ctx.shutdown.clone();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait_for(|s| *s) => {}
+            }
+            delay = (delay * 2).min(REPORT_RETRY_MAX);
         }
     }
 
@@ -217,6 +246,15 @@ enum Tried {
     },
     /// It did not start: NetworkManager holds these checkpoints of another tool.
     BesideForeignCheckpoints(Vec<String>),
+}
+
+/// Whether a request failed for want of a working API server (not refused by it): no
+/// connection, a timeout, a 5xx or 429 answer.
+fn unreachable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => status.code >= 500 || status.code == 429,
+        _ => true,
+    }
 }
 
 /// A probe's entry in `status.lastApply` (the message only when it failed, scrubbed of the
