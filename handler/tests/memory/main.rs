@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod apiserver_restart;
 mod concurrency;
 mod drift;
 mod failures;
