@@ -45,6 +45,9 @@ pub mod name {
     pub const PROMETHEUS_RULE: &str = "kubernetes-nmstate-prometheus-rules";
     /// Role and binding letting Prometheus read the endpoints.
     pub const PROMETHEUS: &str = "prometheus-k8s";
+    /// The read-only cluster role aggregated into the cluster's `cluster-reader`, when it
+    /// has one (upstream's name).
+    pub const CLUSTER_READER: &str = "nmstate-cluster-reader";
 }
 
 /// `app: kubernetes-nmstate` plus `component` when given.

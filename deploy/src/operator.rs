@@ -28,7 +28,15 @@ fn own_cluster_rules() -> Vec<RbacRule> {
         rule("nmstate.io", &["nmstates/status"], &["patch"]),
         // operator/reconcile.rs lists Nodes for the webhook's topology.
         rule("", &["nodes"], &["list"]),
+        // operator/reconcile.rs gets the `cluster-reader` ClusterRole to know whether to
+        // aggregate a read-only role into it.
+        rule("rbac.authorization.k8s.io", &["clusterroles"], &["get"]),
     ]
+    .into_iter()
+    // What that aggregated role grants, which the bundle's installation (rendered without a
+    // `cluster-reader`) does not show.
+    .chain(rbac::cluster_reader_rules())
+    .collect()
 }
 
 /// What the operator calls itself, in its namespace.

@@ -74,6 +74,35 @@ pub fn handler_namespace_rules() -> Vec<PolicyRule> {
     )]
 }
 
+/// The cluster role whose presence makes the installation aggregate a read-only role into
+/// it (`OpenShift` has it).
+pub const CLUSTER_READER: &str = "cluster-reader";
+
+/// The label that aggregates a cluster role's rules into [`CLUSTER_READER`].
+pub const AGGREGATE_TO_CLUSTER_READER: &str =
+    "rbac.authorization.k8s.io/aggregate-to-cluster-reader";
+
+/// The cluster readers (whoever holds [`CLUSTER_READER`]): every nmstate.io kind the
+/// handler reports through, read-only, as upstream's `nmstate-cluster-reader` grants.
+pub fn cluster_reader_rules() -> Vec<PolicyRule> {
+    vec![rule(NMSTATE, &[NNCP, NNCE, NNS], &["get", "list", "watch"])]
+}
+
+/// `<prefix>nmstate-cluster-reader`: [`cluster_reader_rules`] labelled to be aggregated into
+/// [`CLUSTER_READER`]. No binding: the aggregation is the grant.
+fn cluster_reader_role(s: &InstallSettings) -> ClusterRole {
+    let mut metadata = meta::meta(&s.prefixed(name::CLUSTER_READER), None, None);
+    metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(AGGREGATE_TO_CLUSTER_READER.to_owned(), "true".to_owned());
+    ClusterRole {
+        metadata,
+        rules: Some(cluster_reader_rules()),
+        ..ClusterRole::default()
+    }
+}
+
 /// The controller, cluster-wide.
 pub fn controller_cluster_rules() -> Vec<PolicyRule> {
     vec![
@@ -172,7 +201,8 @@ pub(crate) fn role(
 }
 
 /// ServiceAccounts, roles and bindings of the handler, the controller, the webhook (an
-/// account without any role: it calls no API) and Prometheus.
+/// account without any role: it calls no API) and Prometheus; and, when the cluster has a
+/// [`CLUSTER_READER`] role ([`InstallSettings::cluster_reader`]), the role aggregated into it.
 pub fn objects(s: &InstallSettings) -> Vec<Object> {
     let ns = s.namespace.as_str();
     let handler = s.prefixed(name::HANDLER);
@@ -211,6 +241,9 @@ pub fn objects(s: &InstallSettings) -> Vec<Object> {
         prometheus_rules(),
         subject(&s.prometheus_service_account, &s.monitoring_namespace),
     ));
+    if s.cluster_reader {
+        out.push(cluster_reader_role(s).into());
+    }
     out
 }
 

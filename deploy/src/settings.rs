@@ -53,6 +53,10 @@ pub struct InstallSettings {
     /// `CHECKPOINT_TIMEOUT_SECONDS` passed to every handler; `None` leaves the handler's
     /// default (upstream's 480 s).
     pub checkpoint_timeout_seconds: Option<u64>,
+    /// Whether the cluster has a `cluster-reader` cluster role (`OpenShift`): then a read-only
+    /// `nmstate-cluster-reader` role is aggregated into it. The operator looks it up each
+    /// reconcile; the generated trees leave it out.
+    pub cluster_reader: bool,
 }
 
 impl Default for InstallSettings {
@@ -71,6 +75,7 @@ impl Default for InstallSettings {
             max_backoff_seconds: rollback::DEFAULT_MAX_BACKOFF.as_secs(),
             probe_timeout_seconds: None,
             checkpoint_timeout_seconds: None,
+            cluster_reader: false,
         }
     }
 }

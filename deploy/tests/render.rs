@@ -398,3 +398,53 @@ fn no_role_grants_a_wildcard_and_the_operator_holds_what_it_grants() {
         }
     }
 }
+
+#[test]
+fn the_cluster_reader_role_is_rendered_only_when_the_cluster_has_cluster_reader() {
+    let without = installation(&NMStateSpec::default(), |s| s.prefix = "alt".into());
+    assert!(!without.contains("ClusterRole", "alt-nmstate-cluster-reader"));
+    let with = installation(&NMStateSpec::default(), |s| {
+        s.prefix = "alt".into();
+        s.cluster_reader = true;
+    });
+    let role = with
+        .get::<ClusterRole>("alt-nmstate-cluster-reader")
+        .unwrap();
+    assert_eq!(
+        role.metadata.labels.as_ref().unwrap()["rbac.authorization.k8s.io/aggregate-to-cluster-reader"],
+        "true"
+    );
+    let rules = role.rules.clone().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].api_groups, Some(vec!["nmstate.io".to_owned()]));
+    assert_eq!(rules[0].verbs, ["get", "list", "watch"]);
+    assert_eq!(
+        rules[0].resources.clone().unwrap(),
+        [
+            "nodenetworkconfigurationpolicies",
+            "nodenetworkconfigurationenactments",
+            "nodenetworkstates"
+        ]
+    );
+    // Aggregation is the grant: nothing binds it.
+    assert!(!with.contains("ClusterRoleBinding", "alt-nmstate-cluster-reader"));
+    // The operator's roles come from an installation rendered without it (the generated
+    // bundle), yet let it look `cluster-reader` up and grant the aggregated role.
+    let (cluster, _) = operator_rules(&without);
+    let holds = |group: &str, res: &str, verb: &str| {
+        cluster.iter().any(|o| {
+            o.api_groups == Some(vec![group.to_owned()])
+                && o.resources.iter().flatten().any(|x| x == res)
+                && o.verbs.iter().any(|v| v == verb)
+        })
+    };
+    assert!(holds("rbac.authorization.k8s.io", "clusterroles", "get"));
+    for res in rules[0].resources.iter().flatten() {
+        for verb in &rules[0].verbs {
+            assert!(
+                holds("nmstate.io", res, verb),
+                "operator lacks {verb} on {res}"
+            );
+        }
+    }
+}

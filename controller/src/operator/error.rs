@@ -17,6 +17,14 @@ pub enum OperatorError {
         /// What the API server answered.
         source: kube::Error,
     },
+    /// Looking up the cluster's `cluster-reader` cluster role failed.
+    #[error("failed to look up ClusterRole {name}")]
+    LookUpClusterReader {
+        /// The cluster role.
+        name: &'static str,
+        /// What the API server answered.
+        source: kube::Error,
+    },
     /// Asking the API server whether it serves a kind failed.
     #[error("failed to discover whether {api_version} is served")]
     Discover {
@@ -87,6 +95,7 @@ impl OperatorError {
         match self {
             Self::Render { .. } => "render-failed",
             Self::ListNodes { .. } => "list-nodes-failed",
+            Self::LookUpClusterReader { .. } => "look-up-cluster-reader-failed",
             Self::Discover { .. } => "discover-failed",
             Self::ApplyObject { .. } => "apply-object-failed",
             Self::Prune { .. } => "prune-failed",

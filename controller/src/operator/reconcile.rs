@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::jiff::Timestamp;
 use knmstate_api::names::nmstate::HONOURED_NAME;
 use knmstate_api::v1::NMState;
+use knmstate_deploy::rbac::CLUSTER_READER;
 use knmstate_deploy::rollout::Verdict;
 use knmstate_deploy::topology::infra_node_count;
 use knmstate_deploy::{InstallSettings, Knobs, render};
@@ -64,6 +66,7 @@ pub async fn reconcile(
         .map_err(|source| OperatorError::ListNodes { source })?;
     let mut settings = ctx.settings.clone();
     settings.infra_nodes = infra_node_count(&knobs, &nodes.items);
+    settings.cluster_reader = has_cluster_reader(&ctx.client).await?;
     // CRDs and the Namespace first: the certificates' Secrets live in it, and the webhook
     // configurations are applied only once they can carry the CA bundle.
     let foundation = render(&cr.spec, &settings)?.objects;
@@ -105,6 +108,20 @@ pub async fn reconcile(
     Ok(Action::requeue(
         next.min(issued.due_in.max(Duration::from_secs(1))),
     ))
+}
+
+/// Whether the cluster has a `cluster-reader` cluster role (`OpenShift`) to aggregate a
+/// read-only role into; looked up every reconcile, so one created or deleted later is followed
+/// at the next resync (a role no longer rendered is pruned).
+async fn has_cluster_reader(client: &Client) -> Result<bool, OperatorError> {
+    Api::<ClusterRole>::all(client.clone())
+        .get_opt(CLUSTER_READER)
+        .await
+        .map(|role| role.is_some())
+        .map_err(|source| OperatorError::LookUpClusterReader {
+            name: CLUSTER_READER,
+            source,
+        })
 }
 
 /// On failure: say so in the status (`InternalError`), retry soon.

@@ -1,11 +1,13 @@
 //! The NMState operator against the API stand-in: the CR `nmstate` gets its installation
 //! applied (owned, in order, unserved kinds skipped) and reaches Available once the workloads
 //! report ready; a second CR is ignored with a condition; a nodeSelector change updates the
-//! DaemonSet's template; deleting the CR removes the workloads.
+//! DaemonSet's template; deleting the CR removes the workloads; the role aggregated into the
+//! cluster's `cluster-reader` follows that role's presence.
 //!
 //! The stand-in serves the built-in kinds of an installation but runs no kubelet and no
 //! workload controllers: the test writes the workloads' status itself, as they would.
 
+mod cluster_reader;
 mod scenarios;
 
 use std::collections::BTreeMap;
