@@ -119,7 +119,7 @@ async fn a_dry_run_changes_no_node_shows_each_plan_and_applies_once_the_annotati
             .filter_map(Value::as_str)
             .collect();
         anyhow::ensure!(
-            summary.contains(&"interface br-dry (linux-bridge): create"),
+            summary.contains(&"create interface br-dry (linux-bridge)"),
             "{node}: {summary:?}"
         );
         anyhow::ensure!(

@@ -28,7 +28,7 @@ use knmstate_api::shared::{EnactmentPlan, NodeNetworkConfigurationEnactmentStatu
 use serde_json::Value;
 
 use crate::drift;
-use crate::plan::{self, InterfaceChangeKind, Plan};
+use crate::plan::{self, Plan};
 use crate::rollback::{self, HandlerDefaults};
 
 /// The switches a policy's annotations turn on.
@@ -93,48 +93,9 @@ pub fn enactment_plan(
     }
 }
 
-/// One line per change of `p`.
+/// One line per change of `p`, in the plan's own wording ([`Plan::change_lines`]).
 fn summary(p: &Plan) -> Vec<String> {
-    let mut out = Vec::new();
-    for i in &p.interfaces {
-        let ty = i.r#type.as_deref().unwrap_or("unknown");
-        let what = match &i.kind {
-            InterfaceChangeKind::Create => "create".to_owned(),
-            InterfaceChangeKind::Remove => "remove".to_owned(),
-            InterfaceChangeKind::Change { fields } => format!("change {}", fields.join(", ")),
-        };
-        out.push(format!("interface {} ({ty}): {what}", i.name));
-    }
-    for port in &p.ports {
-        let name = &port.port;
-        out.push(match (&port.from, &port.to) {
-            (None, Some(to)) => format!("port {name}: attach to {to}"),
-            (Some(from), Some(to)) => format!("port {name}: move from {from} to {to}"),
-            (Some(from), None) => format!("port {name}: detach from {from}"),
-            (None, None) => continue,
-        });
-    }
-    for (verb, routes) in [("add", &p.routes_added), ("remove", &p.routes_removed)] {
-        for r in routes {
-            out.push(format!("route {verb} {}", route_line(r)));
-        }
-    }
-    if let Some(dns) = &p.dns {
-        out.push(format!("dns: {} -> {}", dns.before, dns.after));
-    }
-    out
-}
-
-/// `198.19.0.0/24 via 198.18.1.1 dev eth1` (the parts a route has).
-fn route_line(r: &Value) -> String {
-    let part = |k: &str| r.get(k).and_then(Value::as_str);
-    let mut s = part("destination").unwrap_or("*").to_owned();
-    for (word, key) in [("via", "next-hop-address"), ("dev", "next-hop-interface")] {
-        if let Some(v) = part(key) {
-            s = format!("{s} {word} {v}");
-        }
-    }
-    s
+    p.change_lines().iter().map(ToString::to_string).collect()
 }
 
 /// The plan to store: the `stored` one while it says the same as `fresh` (so an unchanged plan
@@ -154,7 +115,7 @@ pub fn next_plan(stored: Option<&EnactmentPlan>, fresh: EnactmentPlan) -> Enactm
 ///
 /// ```
 /// use knmstate_api::shared::EnactmentPlan;
-/// let p = EnactmentPlan { summary: vec!["interface br1 (linux-bridge): create".into()], ..Default::default() };
+/// let p = EnactmentPlan { summary: vec!["create interface br1 (linux-bridge)".into()], ..Default::default() };
 /// assert_eq!(knmstate_state_engine::dry_run::planned_message(&p),
 ///     "planned, not applied (dry run): 1 change, see status.plan");
 /// ```
@@ -225,11 +186,11 @@ mod tests {
         assert_eq!(
             p.summary,
             [
-                "interface br1 (linux-bridge): create",
-                "interface eth1 (ethernet): change mtu",
-                "port eth1: attach to br1",
-                "route add 198.19.0.0/24 via 198.18.1.1 dev br1",
-                r#"dns: {"server":["198.18.0.1"]} -> {"server":["2001:db8::53"]}"#,
+                "create interface br1 (linux-bridge)",
+                "change interface eth1 (ethernet): mtu",
+                "attach port eth1: becomes a port of br1",
+                "add route: 198.19.0.0/24 via 198.18.1.1 dev br1",
+                r#"change dns: {"server":["198.18.0.1"]} → {"server":["2001:db8::53"]}"#,
             ]
         );
         assert_eq!(

@@ -144,6 +144,18 @@ pub struct ChangeLine {
     pub detail: String,
 }
 
+impl std::fmt::Display for ChangeLine {
+    /// `attach port eth1: becomes a port of br1`; `create interface br1 (linux-bridge)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.verb, self.what)?;
+        if self.detail.is_empty() {
+            Ok(())
+        } else {
+            write!(f, ": {}", self.detail)
+        }
+    }
+}
+
 impl Plan {
     /// The plan in words, one line per change: interfaces, ports, routes, DNS.
     ///

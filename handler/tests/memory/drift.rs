@@ -74,8 +74,8 @@ async fn a_dry_run_plans_on_every_node_and_applies_once_the_annotation_goes() ->
         assert_eq!(
             plan.summary,
             [
-                "interface br1 (linux-bridge): create",
-                "port eth1: attach to br1"
+                "create interface br1 (linux-bridge)",
+                "attach port eth1: becomes a port of br1"
             ]
         );
         assert_eq!(
