@@ -10,6 +10,11 @@
 #   hack/cluster.sh status          processes and nodes
 #   hack/cluster.sh exec NODE CMD…  run CMD on a node (inside its network, mount and UTS namespaces)
 #   hack/cluster.sh env             print the variables the end-to-end suites read
+#   hack/cluster.sh restart-apiserver [SECONDS]
+#                                   stop the API stand-in (SIGTERM: it writes its store to
+#                                   <state>/apiserver.json), stay down SECONDS (default 1), start
+#                                   it again from that file on the same address; every client
+#                                   reconnects by itself (KNMSTATE_E2E_RESTART_APISERVER in e2e.env)
 #
 # Run as root. The box installs knmstate the way a user does: `kubectl apply -k` of the operator
 # bundle (config/operator, through a kustomize overlay in the state dir that only shortens the
@@ -139,7 +144,8 @@ http_ok() (
 )
 
 start_apiserver() {
-    spawn apiserver "$BIN/knmstate-apiserver" --listen 127.0.0.1:0 --kubeconfig "$STATE/kubeconfig"
+    spawn apiserver "$BIN/knmstate-apiserver" --listen 127.0.0.1:0 --kubeconfig "$STATE/kubeconfig" \
+        --data-file "$STATE/apiserver.json"
     wait_for "the API stand-in's kubeconfig" 30 apiserver test -s "$STATE/kubeconfig"
     API_PORT="$(sed -n 's#.*server: http://127\.0\.0\.1:\([0-9]*\).*#\1#p' "$STATE/kubeconfig")"
     [[ -n $API_PORT ]] || die "no server address in $STATE/kubeconfig"
@@ -152,6 +158,23 @@ start_apiserver() {
     # Pods with a network namespace of their own reach the API at 127.0.0.1:6443 there.
     sed "s#server: http://127\.0\.0\.1:$API_PORT#server: http://127.0.0.1:$NODE_API_PORT#" \
         "$STATE/kubeconfig" >"$STATE/kubeconfig-pod"
+}
+
+# The stand-in stopped and started again from its persisted store on the port it had.
+cmd_restart_apiserver() {
+    need_root
+    local down="${1:-1}" pid port
+    [[ "$down" =~ ^[0-9]+$ ]] || die "usage: restart-apiserver [SECONDS]"
+    alive apiserver || die "the API stand-in is not running"
+    port="$(sed -n 's#.*server: http://127\.0\.0\.1:\([0-9]*\).*#\1#p' "$STATE/kubeconfig")"
+    [[ -n $port ]] || die "no server address in $STATE/kubeconfig"
+    pid="$(cat "$PIDS/apiserver.pid")"
+    kill -TERM "$pid"
+    wait_for "the API stand-in to stop" 30 "" bash -c "! kill -0 $pid 2>/dev/null"
+    sleep "$down"
+    mv "$LOGS/apiserver.log" "$LOGS/apiserver.log.$(date +%s)"
+    spawn apiserver "$BIN/knmstate-apiserver" --listen "127.0.0.1:$port" --data-file "$STATE/apiserver.json"
+    wait_for "the API stand-in" 30 apiserver http_ok "$port" /readyz
 }
 
 node_ip() { nodes exec "$1" ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1 | head -1; }
@@ -235,6 +258,9 @@ KUBECONFIG=$STATE/kubeconfig
 KNMSTATE_E2E_METRICS_URL=http://127.0.0.1:$METRICS_PORT/metrics
 KNMSTATE_E2E_NODE_EXEC=env KNMSTATE_CLUSTER_DIR=$STATE $REPO/hack/cluster.sh exec
 KNMSTATE_E2E_PROBE_TIMEOUT_SECONDS=${PROBE_TIMEOUT_SECONDS:-15}
+KNMSTATE_E2E_RESTART_APISERVER=env KNMSTATE_CLUSTER_DIR=$STATE $REPO/hack/cluster.sh restart-apiserver
+KNMSTATE_E2E_HANDLER_ENV=$(printf '%s ' "${OPERATOR_ENV[@]}")
+KNMSTATE_E2E_LOGS=$LOGS
 EOF
 }
 
@@ -382,5 +408,6 @@ case "$sub" in
     status) cmd_status ;;
     exec) cmd_exec "$@" ;;
     env) [[ -s "$STATE/e2e.env" ]] || die "the cluster is not up"; cat "$STATE/e2e.env" ;;
-    *) die "usage: cluster.sh up [N] | down | status | exec NODE CMD... | env" ;;
+    restart-apiserver) cmd_restart_apiserver "$@" ;;
+    *) die "usage: cluster.sh up [N] | down | status | exec NODE CMD... | env | restart-apiserver [SECONDS]" ;;
 esac
