@@ -230,7 +230,8 @@ async fn restore(e2e: &E2e, name: &str) -> anyhow::Result<()> {
 /// The node that goes Progressing first is frozen (SIGSTOP): it neither renews its slot nor
 /// answers. The other two wait (Pending) until its lease ran out, then apply one at a time; the
 /// frozen node's enactment is Aborted with the ghost message and the policy has a
-/// `SlotExpired` event. Thawed, the node is wholly old or wholly new with no checkpoint left.
+/// `SlotExpired` event. Then killed and restarted by the box kubelet, the node is wholly old or
+/// wholly new with no checkpoint left, and the generation is not applied again there.
 #[tokio::test]
 async fn a_node_dead_for_good_mid_apply_frees_its_slot_once_its_lease_expires() -> anyhow::Result<()>
 {
@@ -271,24 +272,49 @@ async fn a_node_dead_for_good_mid_apply_frees_its_slot_once_its_lease_expires() 
         Err(e) => Err(e),
     };
     let log = watch.stop();
-    // Thaw it whatever happened, and let it settle before looking at the node.
-    Box::signal(pid, "CONT")?;
+    // Whatever happened: kill it; the box kubelet starts a new handler, whose start-up
+    // recovery undoes what the dead one left. It finds its enactment Aborted and never applies
+    // this generation again.
+    let killed_at = log_len(&bx, &ghost);
+    Box::signal(pid, "KILL")?;
     let settled = e2e
         .wait_until(
-            &format!("{ghost} thawed: no checkpoint left, wholly old or new"),
+            &format!("{ghost}'s handler restarted: no checkpoint left, wholly old or new"),
             Duration::from_mins(1),
             || async {
+                let restarted = bx.handler_pid(&ghost).is_ok_and(|p| p != pid);
+                let recovered = logged_any(&bx, &ghost, killed_at, "handler ready")?;
                 let left = bx.checkpoints(&ghost)?;
                 let state = bx.consistent(&ghost)?;
-                Ok((left.is_empty() && state.is_ok()).then_some(()))
+                Ok((restarted && recovered && left.is_empty() && state.is_ok()).then_some(()))
             },
         )
         .await;
+    // Time for the new handler to reconcile the policy (and, wrongly, to apply it again).
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let last_state = bx.consistent(&ghost);
+    let still_aborted = e2e
+        .enactments(name)
+        .await?
+        .get(&ghost)
+        .is_some_and(|e| is_true(e, "Aborted"));
+    let reapplied = logged(&bx, &ghost, killed_at, name, "applying")?;
     let cleanup = restore(&e2e, name).await;
     outcome?;
     settled.map_err(|e| e.context(format!("{ghost}: {last_state:?}")))?;
     cleanup?;
+    assert!(
+        still_aborted,
+        "{ghost}'s enactment is no longer Aborted after its restart"
+    );
+    assert!(
+        matches!(last_state, Ok(Ok(()))),
+        "{ghost} after its restart: {last_state:?}"
+    );
+    assert_eq!(
+        reapplied, 0,
+        "{ghost} applied the generation again after its restart"
+    );
     assert!(
         log.peak.get("Progressing").copied().unwrap_or(0) <= 1,
         "more than one node progressing at once: {log:?}"
@@ -388,6 +414,13 @@ fn logged(bx: &Box, node: &str, from: u64, policy: &str, message: &str) -> anyho
                 .is_some_and(|(_, rest)| rest.is_empty() || rest.starts_with(' '))
         })
         .count())
+}
+
+/// Whether `node`'s handler logged a line containing `text` after byte `from`.
+fn logged_any(bx: &Box, node: &str, from: u64, text: &str) -> anyhow::Result<bool> {
+    let log = std::fs::read(bx.handler_log(node))?;
+    let tail = String::from_utf8_lossy(log.get(usize::try_from(from)?..).unwrap_or_default());
+    Ok(tail.contains(text))
 }
 
 fn log_len(bx: &Box, node: &str) -> u64 {
