@@ -4,7 +4,9 @@
 # would start on the host (NetworkManager, dnsmasq) are kept from starting while installing: only
 # the harness nodes run them, inside their own namespaces.
 set -euo pipefail
-pkgs=(network-manager dbus dnsmasq-base iproute2 iputils-ping util-linux procps socat openssl)
+# gcc and libc6-dev: the C parts of the build (ring, zstd); curl: the box kubelet's HTTP probes.
+pkgs=(network-manager dbus dnsmasq-base iproute2 iputils-ping util-linux procps socat openssl
+  gcc libc6-dev curl)
 # `--image`: also podman, for hack/image.sh (hack/test.sh never needs it).
 [[ "${1:-}" == --image ]] && pkgs+=(podman)
 missing=()
