@@ -205,11 +205,14 @@ impl Runtime {
 }
 "#
         );
-        let mut mounts = c.mounts.clone();
-        mounts.sort_by_key(|m| m.target.len());
-        for m in &mounts {
-            let src = self.volume_dir(sandbox, m, node);
-            std::fs::create_dir_all(&src)?;
+        let mounts: Vec<(&Mount, PathBuf)> = c
+            .mounts
+            .iter()
+            .map(|m| (m, self.volume_dir(sandbox, m, node)))
+            .collect();
+        for m in mount_order(&mounts, &overlay) {
+            let (m, src) = (m.0, &m.1);
+            std::fs::create_dir_all(src)?;
             let (s, t) = (quote(&src.display().to_string()), quote(&m.target));
             let _ = writeln!(script, "ensure_dir {t}\nmount -n --bind {s} {t}");
             if m.read_only {
@@ -248,6 +251,25 @@ impl Runtime {
             .stderr(f);
         cmd.spawn()
     }
+}
+
+/// The order to mount `mounts` (each with its source) in: parents before their children, and
+/// last those whose target would hide a source or the overlay dir still needed (an emptyDir at
+/// `/tmp` hides a box whose state dir is under `/tmp`).
+fn mount_order<'a>(
+    mounts: &'a [(&'a Mount, PathBuf)],
+    overlay: &Path,
+) -> Vec<&'a (&'a Mount, PathBuf)> {
+    let hides = |target: &str| {
+        mounts
+            .iter()
+            .map(|(_, src)| src.as_path())
+            .chain(std::iter::once(overlay))
+            .any(|p| p.starts_with(target))
+    };
+    let mut order: Vec<_> = mounts.iter().collect();
+    order.sort_by_key(|(m, _)| (hides(&m.target), m.target.len()));
+    order
 }
 
 /// `kill -SIG -PID`: the process group the container (or helper) leads.
@@ -303,4 +325,63 @@ pub async fn probe(p: &Probe, pid: u32, ports: &[(String, i32)]) -> bool {
         .stderr(Stdio::null())
         .status();
     matches!(tokio::time::timeout(Duration::from_secs(timeout + 2), out).await, Ok(Ok(s)) if s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(target: &str) -> Mount {
+        Mount {
+            volume: target.trim_start_matches('/').replace('/', "-"),
+            source: Source::EmptyDir(String::new()),
+            target: target.to_owned(),
+            read_only: false,
+        }
+    }
+
+    #[test]
+    fn a_target_that_hides_a_source_is_mounted_last() {
+        let (tmp, lock, dbus, certs) = (
+            mount("/tmp"),
+            mount("/var/k8s_nmstate"),
+            mount("/run/dbus"),
+            mount("/etc/webhook"),
+        );
+        let mounts = vec![
+            (&tmp, PathBuf::from("/tmp/box/volumes/tmp")),
+            (
+                &lock,
+                PathBuf::from("/tmp/box/hostpath/node1/var/k8s_nmstate"),
+            ),
+            (&dbus, PathBuf::from("/tmp/box/hostpath/node1/run/dbus")),
+            (&certs, PathBuf::from("/srv/box/volumes/certs")),
+        ];
+        let order: Vec<&str> = mount_order(&mounts, Path::new("/tmp/box/overlay/c"))
+            .iter()
+            .map(|(m, _)| m.target.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            ["/run/dbus", "/etc/webhook", "/var/k8s_nmstate", "/tmp"]
+        );
+        // A box outside /tmp keeps parents-first order by length.
+        let mounts: Vec<_> = mounts
+            .iter()
+            .map(|(m, p)| {
+                (
+                    *m,
+                    Path::new("/srv").join(p.strip_prefix("/tmp").unwrap_or(p)),
+                )
+            })
+            .collect();
+        let order: Vec<&str> = mount_order(&mounts, Path::new("/srv/box/overlay/c"))
+            .iter()
+            .map(|(m, _)| m.target.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            ["/tmp", "/run/dbus", "/etc/webhook", "/var/k8s_nmstate"]
+        );
+    }
 }
