@@ -210,6 +210,16 @@ impl Runtime {
             .iter()
             .map(|m| (m, self.volume_dir(sandbox, m, node)))
             .collect();
+        // A volume over an ancestor of the state dir (an emptyDir at /tmp, the box under /tmp)
+        // would hide the box's own files (binaries, kubeconfig): keep a view of the state dir
+        // aside (in an overlay of /mnt, nothing written to the machine) and put it back after.
+        let state = quote(&self.state.display().to_string());
+        let hidden = mounts
+            .iter()
+            .any(|(m, _)| self.state.starts_with(&m.target));
+        if hidden {
+            let _ = writeln!(script, "ensure_dir {KEEP}\nmount -n --bind {state} {KEEP}");
+        }
         for m in mount_order(&mounts, &overlay) {
             let (m, src) = (m.0, &m.1);
             std::fs::create_dir_all(src)?;
@@ -218,6 +228,9 @@ impl Runtime {
             if m.read_only {
                 let _ = writeln!(script, "mount -n -o remount,bind,ro {t}");
             }
+        }
+        if hidden {
+            let _ = writeln!(script, "mkdir -p {state}\nmount -n --bind {KEEP} {state}");
         }
         let env: Vec<String> = c
             .env
@@ -271,6 +284,9 @@ fn mount_order<'a>(
     order.sort_by_key(|(m, _)| (hides(&m.target), m.target.len()));
     order
 }
+
+/// Where a container's script keeps a view of the box's state dir while a volume hides it.
+const KEEP: &str = "/mnt/.knmstate-box-state";
 
 /// `kill -SIG -PID`: the process group the container (or helper) leads.
 pub async fn signal(pid: u32, sig: &str) {
