@@ -318,30 +318,7 @@ async fn webhook_through_a_service_reference() {
     )
     .await
     .unwrap();
-    let ca = base64::engine::general_purpose::STANDARD.encode(&pem);
-    let cc = json!({"service": {"name": "hook", "namespace": "default", "path": "/validate"}, "caBundle": ca});
-    create_config(
-        &client,
-        "ValidatingWebhookConfiguration",
-        "svc",
-        vec![hook(
-            "svc.example.com",
-            cc,
-            json!(["widgets"]),
-            json!(["CREATE"]),
-            "Fail",
-        )],
-    )
-    .await;
-    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
-    api.create(&PostParams::default(), &widget("ok", 1))
-        .await
-        .unwrap();
-    let (_, msg) = api_error(
-        api.create(&PostParams::default(), &widget("big", 1000))
-            .await
-            .unwrap_err(),
-    );
+    let msg = refusal_through_service_hook(&client, &pem).await;
     assert!(msg.contains("svc.example.com"), "{msg}");
     server.shutdown().await;
 }
@@ -437,7 +414,15 @@ async fn webhook_through_a_service_and_its_endpoints() {
     )
     .await
     .unwrap();
-    let ca = base64::engine::general_purpose::STANDARD.encode(&pem);
+    let msg = refusal_through_service_hook(&client, &pem).await;
+    assert!(msg.contains("size too big"), "{msg}");
+    server.shutdown().await;
+}
+
+/// Register a Fail webhook reached through the Service `default/hook` (CA `pem`), create a
+/// small widget (allowed) and a big one: the refusal's message.
+async fn refusal_through_service_hook(client: &kube::Client, pem: &impl AsRef<[u8]>) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(pem);
     let cc = json!({"service": {"name": "hook", "namespace": "default", "path": "/validate"}, "caBundle": ca});
     create_config(
         &client,
@@ -461,6 +446,5 @@ async fn webhook_through_a_service_and_its_endpoints() {
             .await
             .unwrap_err(),
     );
-    assert!(msg.contains("size too big"), "{msg}");
-    server.shutdown().await;
+    msg
 }
