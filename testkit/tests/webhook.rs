@@ -425,7 +425,7 @@ async fn refusal_through_service_hook(client: &kube::Client, pem: &impl AsRef<[u
     let ca = base64::engine::general_purpose::STANDARD.encode(pem);
     let cc = json!({"service": {"name": "hook", "namespace": "default", "path": "/validate"}, "caBundle": ca});
     create_config(
-        &client,
+        client,
         "ValidatingWebhookConfiguration",
         "svc",
         vec![hook(
