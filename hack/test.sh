@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n== %s ==\n' "$*"; }
+# The build's footprint: a full disk shows up as a linker killed by SIGBUS, far from its cause.
+disk() { printf 'disk: target %s; free %s\n' "$(du -sh "${CARGO_TARGET_DIR:-target}" 2>/dev/null | cut -f1)" \
+    "$(df -h --output=avail "${CARGO_TARGET_DIR:-target}" 2>/dev/null | tail -1 | tr -d ' ')"; }
 
 step "install Debian packages"
 hack/install-deps.sh
@@ -30,6 +33,8 @@ step "tests"
 # Running as root, the real-NetworkManager tests must run, never skip.
 [[ $(id -u) -eq 0 ]] && export KNMSTATE_REQUIRE_NODE_TESTS=1
 cargo test --workspace --locked --no-fail-fast
+disk
 
 step "end-to-end suites (cluster in a box)"
 hack/e2e.sh
+disk
