@@ -17,6 +17,7 @@
 //! ```
 
 pub mod admission;
+pub mod auth;
 pub mod discovery;
 pub mod error;
 pub mod fields;

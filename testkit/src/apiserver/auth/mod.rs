@@ -1,0 +1,36 @@
+//! Who is asking: the identity a request authenticates as, which authorization (RBAC) and
+//! admission (`request.userInfo` of ValidatingAdmissionPolicies and AdmissionReviews) see.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// An authenticated user, shaped like Kubernetes' `authentication.k8s.io/v1` `UserInfo`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// The user name, e.g. `system:serviceaccount:nmstate:nmstate-handler`.
+    pub username: String,
+    /// A unique id of the user, when the authenticator knows one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+    /// The groups the user belongs to, e.g. `system:serviceaccounts`, `system:authenticated`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Extra attributes, e.g. `authentication.kubernetes.io/node-name` of a bound
+    /// service-account token of a pod on a node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// The extra key a bound service-account token of a pod carries its node's name under.
+pub const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
+
+impl UserInfo {
+    /// The node a bound service-account token names, if any.
+    pub fn node_name(&self) -> Option<&str> {
+        self.extra
+            .get(NODE_NAME_EXTRA)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+}
