@@ -25,7 +25,26 @@ pub struct UserInfo {
 /// The extra key a bound service-account token of a pod carries its node's name under.
 pub const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
 
+/// The group whose members may do everything (Kubernetes' privileged group).
+pub const MASTERS_GROUP: &str = "system:masters";
+
+/// The group every authenticated user is in.
+pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
+
+/// The user name of the stand-in's administrator (kubectl, tests, and every request while
+/// authentication is not enforced).
+pub const ADMIN_USER: &str = "kubernetes-admin";
+
 impl UserInfo {
+    /// The administrator: member of `system:masters`, allowed everything.
+    pub fn admin() -> Self {
+        Self {
+            username: ADMIN_USER.to_owned(),
+            groups: vec![MASTERS_GROUP.to_owned(), AUTHENTICATED_GROUP.to_owned()],
+            ..Self::default()
+        }
+    }
+
     /// The node a bound service-account token names, if any.
     pub fn node_name(&self) -> Option<&str> {
         self.extra

@@ -75,6 +75,7 @@ impl Req {
             let ns = object::namespace(o).to_owned();
             let req = Req {
                 ctx: self.ctx.clone(),
+                user: self.user.clone(),
                 rt: self.rt.clone(),
                 t: Target {
                     namespace: Some(ns).filter(|n| !n.is_empty()),

@@ -15,6 +15,7 @@ use http::{Method, Response, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
+use super::auth::UserInfo;
 use super::discovery;
 use super::error::{ApiError, ApiResult, qualified};
 use super::metrics::Metrics;
@@ -229,6 +230,7 @@ async fn route(
     };
     let req = Req {
         ctx: ctx.clone(),
+        user: Arc::new(UserInfo::admin()),
         rt,
         t: target,
         q,
@@ -267,6 +269,8 @@ async fn route(
 /// One resource request.
 struct Req {
     ctx: Arc<Ctx>,
+    /// Who is asking (authorization has allowed the request already).
+    user: Arc<UserInfo>,
     rt: ResourceType,
     t: Target,
     q: Query,
