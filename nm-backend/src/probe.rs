@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::{StreamExt, stream::FuturesUnordered};
 /// DNS record types, for [`DnsProbe::record_type`].
 pub use hickory_proto::rr::RecordType;
 use hickory_proto::{
@@ -105,29 +106,109 @@ pub struct ProbeRun {
     pub failure: Option<BackendError>,
 }
 
-/// Run `probes` in order, stopping at the first failure, and record each run.
+/// Run `probes` together and record each run, with the result of running them one after
+/// another and stopping at the first failure, only sooner.
+///
+/// Every probe starts at once (they share the reads of the node's state, see [`SharedReads`]),
+/// and the verdicts are settled in the order of `probes`: the records are those of the probes
+/// up to the first one in that order that failed, and its failure stops the run; the probes
+/// after it are stopped and not recorded. So a failure waits only for the verdicts of the
+/// probes before it, a pass for all of them, and the report (which probes, in which order,
+/// which failure) is what the sequential run gave. Each record's duration counts from the
+/// common start to that probe's verdict.
 pub async fn run_recorded(probes: &[Box<dyn Probe>], ctx: &ProbeContext<'_>) -> ProbeRun {
+    let shared = SharedReads::new(ctx.current);
+    let ctx = ProbeContext {
+        before: ctx.before,
+        current: &shared,
+    };
+    let started = tokio::time::Instant::now();
+    let mut running: FuturesUnordered<_> = probes
+        .iter()
+        .enumerate()
+        .map(|(index, probe)| {
+            let ctx = &ctx;
+            async move {
+                let result = probe.run(ctx).await;
+                let duration = started.elapsed();
+                tracing::info!(probe = probe.name(), outcome = ?result, elapsed = ?duration, "probe");
+                (index, duration, result)
+            }
+        })
+        .collect();
+    let mut verdicts: Vec<Option<(Duration, Result<ProbeOutcome>)>> =
+        std::iter::repeat_with(|| None).take(probes.len()).collect();
     let mut run = ProbeRun::default();
-    for probe in probes {
-        let started = Instant::now();
-        let result = probe.run(ctx).await;
-        let record = ProbeRecord {
+    let mut next = 0;
+    while let Some(probe) = probes.get(next) {
+        let Some((duration, result)) = verdicts[next].take() else {
+            match running.next().await {
+                Some((index, duration, result)) => verdicts[index] = Some((duration, result)),
+                // Every probe gave its verdict, so the one awaited is there.
+                None => break,
+            }
+            continue;
+        };
+        run.records.push(ProbeRecord {
             name: probe.name().to_string(),
-            duration: started.elapsed(),
+            duration,
             outcome: result
                 .as_ref()
                 .map(Clone::clone)
                 .map_err(ToString::to_string),
-        };
-        tracing::info!(probe = probe.name(), outcome = ?record.outcome, elapsed = ?record.duration, "probe");
-        run.records.push(record);
+        });
         if let Err(e) = result {
             run.failure = Some(e);
             break;
         }
         crate::fault::point(&format!("probed-{}", probe.name()), None).await;
+        next += 1;
     }
     run
+}
+
+/// A [`StateSource`] shared by probes that run together: a probe that asks for the node's
+/// state while another probe's read of it is under way gets that read's state instead of
+/// starting its own (reading the whole state is the slow part of a probe's attempt). A read
+/// that ended before the probe asked is never reused, so each attempt of a probe still sees
+/// the node as it is at that attempt.
+pub struct SharedReads<'a> {
+    source: &'a dyn StateSource,
+    /// How many reads ended (successful or not).
+    ended: std::sync::atomic::AtomicU64,
+    /// The state of the last read, if it succeeded; locked during each read.
+    last: tokio::sync::Mutex<Option<Value>>,
+}
+
+impl<'a> SharedReads<'a> {
+    /// Share the reads of `source`.
+    pub fn new(source: &'a dyn StateSource) -> Self {
+        Self {
+            source,
+            ended: std::sync::atomic::AtomicU64::new(0),
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl StateSource for SharedReads<'_> {
+    fn network_state(&self) -> Pin<Box<dyn Future<Output = Result<Value>> + Send + '_>> {
+        use std::sync::atomic::Ordering;
+        Box::pin(async move {
+            let asked = self.ended.load(Ordering::SeqCst);
+            // Held during the read: whoever asks meanwhile waits for it, then takes it.
+            let mut last = self.last.lock().await;
+            if self.ended.load(Ordering::SeqCst) > asked
+                && let Some(state) = last.as_ref()
+            {
+                return Ok(state.clone());
+            }
+            let read = self.source.network_state().await;
+            *last = read.as_ref().ok().cloned();
+            self.ended.fetch_add(1, Ordering::SeqCst);
+            read
+        })
+    }
 }
 
 /// Run `probes` in order, stopping at the first failure.
@@ -680,5 +761,140 @@ mod tests {
                 "probe dns failed: resolving root-servers.net. failed for 300ms: no name server is configured"
             )
         );
+    }
+
+    /// A probe that answers `verdict` after `after`, reading the state once first.
+    struct Timed {
+        name: &'static str,
+        after: Duration,
+        fails: bool,
+    }
+
+    impl Probe for Timed {
+        fn name(&self) -> &str {
+            self.name
+        }
+
+        fn run<'a>(&'a self, ctx: &'a ProbeContext<'a>) -> ProbeFuture<'a> {
+            Box::pin(async move {
+                ctx.current.network_state().await?;
+                tokio::time::sleep(self.after).await;
+                if self.fails {
+                    Err(probe_failed(self.name, format!("{} broke", self.name)))
+                } else {
+                    Ok(ProbeOutcome::Passed(format!("{} answered", self.name)))
+                }
+            })
+        }
+    }
+
+    fn timed(name: &'static str, millis: u64, fails: bool) -> Box<dyn Probe> {
+        Box::new(Timed {
+            name,
+            after: Duration::from_millis(millis),
+            fails,
+        })
+    }
+
+    /// Counts the reads of the state; each read takes 100 ms.
+    struct CountedReads(std::sync::atomic::AtomicUsize);
+
+    impl StateSource for CountedReads {
+        fn network_state(&self) -> Pin<Box<dyn Future<Output = Result<Value>> + Send + '_>> {
+            Box::pin(async move {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok(json!({}))
+            })
+        }
+    }
+
+    fn summary(run: &ProbeRun) -> (Vec<(String, u128, bool)>, Option<String>) {
+        (
+            run.records
+                .iter()
+                .map(|r| (r.name.clone(), r.duration.as_millis(), r.succeeded()))
+                .collect(),
+            run.failure.as_ref().map(ToString::to_string),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_run_together_and_report_as_in_order() {
+        let before = json!({});
+        let reads = CountedReads(std::sync::atomic::AtomicUsize::new(0));
+        let ctx = ProbeContext {
+            before: &before,
+            current: &reads,
+        };
+        let owned = |s: &str, ms: u128, ok: bool| (s.to_owned(), ms, ok);
+
+        // All pass: every record in order, the run as long as the slowest probe (one shared
+        // read of 100 ms, then each probe's own wait), not their sum.
+        let all = [
+            timed("gw", 250, false),
+            timed("dns", 50, false),
+            timed("api", 10, false),
+        ];
+        let started = tokio::time::Instant::now();
+        let run = run_recorded(&all, &ctx).await;
+        assert_eq!(
+            summary(&run),
+            (
+                vec![
+                    owned("gw", 350, true),
+                    owned("dns", 150, true),
+                    owned("api", 110, true)
+                ],
+                None
+            )
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(350));
+        assert_eq!(reads.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // A later probe fails first: the earlier ones' verdicts are still awaited, and the
+        // report stops at the failing one.
+        let later_fails = [
+            timed("gw", 250, false),
+            timed("dns", 50, true),
+            timed("api", 10, false),
+        ];
+        let run = run_recorded(&later_fails, &ctx).await;
+        assert_eq!(
+            summary(&run),
+            (
+                vec![owned("gw", 350, true), owned("dns", 150, false)],
+                Some("probe dns failed: dns broke".to_owned())
+            )
+        );
+
+        // Two fail: the first in order is the reason, even though the other failed sooner;
+        // the run ends at its verdict without waiting for the slow probe after it.
+        let two_fail = [
+            timed("gw", 200, true),
+            timed("dns", 50, true),
+            timed("api", 5_000, false),
+        ];
+        let started = tokio::time::Instant::now();
+        let run = run_recorded(&two_fail, &ctx).await;
+        assert_eq!(
+            summary(&run),
+            (
+                vec![owned("gw", 300, false)],
+                Some("probe gw failed: gw broke".to_owned())
+            )
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shared_reads_join_a_read_under_way_but_never_reuse_an_old_one() {
+        let reads = CountedReads(std::sync::atomic::AtomicUsize::new(0));
+        let shared = SharedReads::new(&reads);
+        let (a, b) = tokio::join!(shared.network_state(), shared.network_state());
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(reads.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        shared.network_state().await.expect("read");
+        assert_eq!(reads.0.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }
