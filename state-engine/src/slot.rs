@@ -433,6 +433,142 @@ pub fn release(ledger: &SlotLedger, node: &str) -> Option<SlotLedger> {
     Some(next)
 }
 
+/// A holder that asks whether it still holds its slot: the fence it passes right before it
+/// applies and again right before it commits (or reports the attempt's failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotHolder<'a> {
+    /// This node.
+    pub node: &'a str,
+    /// This handler process's incarnation.
+    pub incarnation: &'a str,
+    /// The policy generation it applies.
+    pub generation: i64,
+}
+
+/// Why a holder no longer holds its slot (see [`fence`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotLoss {
+    /// No ledger, or one of another generation: the policy changed (or the Lease was deleted)
+    /// while this holder was away, and the holders of the new ledger do not count it.
+    OtherGeneration(Option<i64>),
+    /// Another node pruned it: its entry is a tombstone, with this last lease.
+    Pruned(SlotLease),
+    /// The ledger no longer names it (pruned, and the tombstone already cleared).
+    Absent,
+    /// Another process of this node's handler holds the slot (this one was replaced while it
+    /// was away): the lease names that incarnation.
+    OtherIncarnation(String),
+    /// Its lease ran out at `expires` and nobody pruned it yet: any claimant may do so at once.
+    Expired(SlotLease),
+}
+
+impl std::fmt::Display for SlotLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OtherGeneration(None) => write!(f, "the slot ledger is gone"),
+            Self::OtherGeneration(Some(g)) => {
+                write!(f, "the slot ledger is now of policy generation {g}")
+            }
+            Self::Pruned(lease) => write!(
+                f,
+                "its lease expired at {} and another node pruned it",
+                lease.expires.0
+            ),
+            Self::Absent => write!(f, "the slot ledger no longer names this node"),
+            Self::OtherIncarnation(other) => write!(
+                f,
+                "another process of this node's handler ({other}) holds it"
+            ),
+            Self::Expired(lease) => write!(f, "its lease expired at {}", lease.expires.0),
+        }
+    }
+}
+
+/// The fence: whether `holder` (this node, this process) is still a live holder of `ledger`
+/// at `now`, by its own clock (the clock that wrote its lease's expiry).
+///
+/// A holder stalled for longer than its lease (a frozen process, a very long pause: not dead)
+/// is pruned by the next claimant like a ghost, its enactment marked Aborted and its slot given
+/// to another node. Once it runs again it must not apply or commit: that apply would not be
+/// counted, one node beyond maxUnavailable. So it reads the ledger right before the apply and
+/// right before the commit and goes on only when the ledger names it a holder of its
+/// generation with a lease of its own incarnation that has not run out. An expired lease not
+/// yet pruned is lost too: a claimant may prune it at any moment, and the holder can not tell.
+/// A lease without an incarnation (written by an older handler, or given by a decision to a
+/// holder that had none) names no other process and holds.
+///
+/// ```
+/// use knmstate_state_engine::slot::{fence, SlotHolder, SlotLedger, SlotLease, SlotLoss};
+/// use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+/// use k8s_openapi::jiff::Timestamp;
+/// use std::time::Duration;
+/// let t = |s| Time(Timestamp::from_second(s).unwrap());
+/// let mut l = SlotLedger::new(1);
+/// l.holders.insert("n1".into());
+/// l.leases.insert("n1".into(), SlotLease::new(&t(0), Duration::from_mins(1), "a"));
+/// let me = SlotHolder { node: "n1", incarnation: "a", generation: 1 };
+/// assert_eq!(fence(Some(&l), &me, &t(30)), Ok(()));
+/// assert!(matches!(fence(Some(&l), &me, &t(61)), Err(SlotLoss::Expired(_))));
+/// ```
+pub fn fence(
+    ledger: Option<&SlotLedger>,
+    holder: &SlotHolder<'_>,
+    now: &Time,
+) -> Result<(), SlotLoss> {
+    let ledger = match ledger {
+        Some(l) if l.generation == holder.generation => l,
+        other => return Err(SlotLoss::OtherGeneration(other.map(|l| l.generation))),
+    };
+    if let Some(lease) = ledger.expired.get(holder.node) {
+        return Err(SlotLoss::Pruned(lease.clone()));
+    }
+    if !ledger.holders.contains(holder.node) {
+        return Err(SlotLoss::Absent);
+    }
+    match ledger.leases.get(holder.node) {
+        Some(l) if !l.incarnation.is_empty() && l.incarnation != holder.incarnation => {
+            Err(SlotLoss::OtherIncarnation(l.incarnation.clone()))
+        }
+        Some(l) if l.expired_at(now) => Err(SlotLoss::Expired(l.clone())),
+        // No lease: an older handler's entry, which holds until a decision gives it one.
+        None | Some(_) => Ok(()),
+    }
+}
+
+/// Where a holder found its slot lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceStage {
+    /// Right before the apply: nothing was applied.
+    BeforeApply,
+    /// Right before the commit: the applied state was rolled back, never committed.
+    BeforeCommit,
+    /// After a failed attempt, before reporting it: rolled back, the failure not counted.
+    AfterFailure,
+}
+
+/// The Aborted message of a holder that found its slot lost at `stage`.
+///
+/// ```
+/// use knmstate_state_engine::slot::{fenced_message, FenceStage, SlotLoss};
+/// assert_eq!(
+///     fenced_message("n1", "p", &SlotLoss::Absent, FenceStage::BeforeCommit),
+///     "reconciliation of enactment \"n1.p\" has aborted: the handler lost its maxUnavailable \
+///      slot while it was stalled (the slot ledger no longer names this node); the applied \
+///      state was rolled back, never committed"
+/// );
+/// ```
+pub fn fenced_message(node: &str, policy: &str, loss: &SlotLoss, stage: FenceStage) -> String {
+    let outcome = match stage {
+        FenceStage::BeforeApply => "nothing was applied",
+        FenceStage::BeforeCommit => "the applied state was rolled back, never committed",
+        FenceStage::AfterFailure => "the failed attempt was rolled back and is not counted",
+    };
+    format!(
+        "{}: the handler lost its maxUnavailable slot while it was stalled ({loss}); {outcome}",
+        crate::conditions::aborted_message(node, policy)
+    )
+}
+
 /// The Aborted message of a ghost holder's enactment.
 ///
 /// ```
@@ -641,6 +777,104 @@ mod tests {
         assert!(old.leases.is_empty());
         let new = serde_json::to_string(&ledger(1, &[("n1", 0)])).unwrap();
         assert!(new.contains(r#""holders":["n1"]"#), "{new}");
+    }
+
+    /// The ledger of the fence cases: n1 holds with a lease of incarnation "me" renewed at 0
+    /// for a minute, unless `shape` says otherwise.
+    fn fence_ledger(shape: &str) -> Option<SlotLedger> {
+        let mut l = ledger(1, &[("n1", 0)]);
+        l.leases.get_mut("n1").unwrap().incarnation = "me".into();
+        match shape {
+            "held" => {}
+            "no ledger" => return None,
+            "other generation" => l.generation = 2,
+            "tombstoned" => {
+                let lease = l.leases.remove("n1").unwrap();
+                l.holders.remove("n1");
+                l.expired.insert("n1".into(), lease);
+            }
+            "absent" => {
+                l = ledger(1, &[("n2", 0)]);
+            }
+            "other incarnation" => l.leases.get_mut("n1").unwrap().incarnation = "next".into(),
+            "no incarnation" => l.leases.get_mut("n1").unwrap().incarnation.clear(),
+            "no lease" => {
+                l.leases.remove("n1");
+            }
+            other => panic!("{other}"),
+        }
+        Some(l)
+    }
+
+    #[rstest::rstest]
+    #[case::held_and_live("held", 30, None)]
+    #[case::held_at_the_last_second("held", 60, None)]
+    #[case::expired_not_yet_pruned("held", 61, Some("expired"))]
+    #[case::tombstoned_by_a_pruner("tombstoned", 30, Some("pruned"))]
+    #[case::absent("absent", 30, Some("absent"))]
+    #[case::another_process_of_this_node("other incarnation", 30, Some("incarnation"))]
+    #[case::a_lease_without_incarnation("no incarnation", 30, None)]
+    #[case::an_older_handler_s_entry_without_lease("no lease", 30, None)]
+    #[case::another_generation("other generation", 30, Some("generation"))]
+    #[case::no_ledger("no ledger", 30, Some("generation"))]
+    fn the_fence_lets_only_a_live_holder_of_this_process_go_on(
+        #[case] shape: &str,
+        #[case] now: i64,
+        #[case] lost: Option<&str>,
+    ) {
+        let l = fence_ledger(shape);
+        let me = SlotHolder {
+            node: "n1",
+            incarnation: "me",
+            generation: 1,
+        };
+        let got = fence(l.as_ref(), &me, &t(now));
+        let kind = got.as_ref().err().map(|loss| match loss {
+            SlotLoss::Expired(_) => "expired",
+            SlotLoss::Pruned(_) => "pruned",
+            SlotLoss::Absent => "absent",
+            SlotLoss::OtherIncarnation(_) => "incarnation",
+            SlotLoss::OtherGeneration(_) => "generation",
+        });
+        assert_eq!(kind, lost, "{shape} at {now}: {got:?}");
+    }
+
+    #[test]
+    fn a_stalled_holder_pruned_by_the_next_claimant_is_fenced() {
+        // n1 claims at 0 and stalls; n2 prunes it at 61 and claims; n1 resumes at 90.
+        let s = states(&[("n1", Idle), ("n2", Idle)]);
+        let input = |node, incarnation, l, now| SlotInput {
+            node,
+            incarnation,
+            generation: 1,
+            ledger: l,
+            states: &s,
+            max_unavailable: 1,
+            now: t(now),
+            hold_for: Duration::from_mins(1),
+        };
+        let claimed = decide(&input("n1", "me", None, 0)).ledger.unwrap();
+        let me = SlotHolder {
+            node: "n1",
+            incarnation: "me",
+            generation: 1,
+        };
+        assert_eq!(fence(Some(&claimed), &me, &t(10)), Ok(()));
+        let s2 = states(&[("n1", Progressing), ("n2", Idle)]);
+        let pruned = decide(&SlotInput {
+            states: &s2,
+            ..input("n2", "other", Some(&claimed), 61)
+        });
+        assert_eq!(pruned.action, SlotAction::Apply);
+        let now_held = pruned.ledger.unwrap();
+        let loss = fence(Some(&now_held), &me, &t(90)).unwrap_err();
+        assert!(matches!(loss, SlotLoss::Pruned(_)), "{loss:?}");
+        assert!(
+            fenced_message("n1", "p", &loss, FenceStage::BeforeApply)
+                .ends_with("(its lease expired at 1970-01-01T00:01:00Z and another node pruned it); nothing was applied"),
+        );
+        // The renewal of a pruned holder does not bring it back.
+        assert!(renew(&now_held, "n1", "me", &t(90)).is_none());
     }
 
     #[test]
