@@ -234,6 +234,7 @@ examples! {
     bond => "bond",
     detach_bridge_port_and_restore_eth => "detach-bridge-port-and-restore-eth",
     dhcp => "dhcp",
+    dns_cleanup => "dns-cleanup",
     dns => "dns",
     ethernet => "ethernet",
     linux_bridge_vlan => "linux-bridge-vlan",

@@ -30,11 +30,15 @@ use crate::poll::eventually_every;
 
 mod exec;
 mod metrics;
+mod node_state;
+mod restart;
 mod specs;
 mod watch;
 
 pub use exec::NodeExec;
 pub use metrics::{http_get, metric_value};
+pub use node_state::{addresses, default_routes, dns_search, dns_servers};
+pub use restart::{NodeRestart, Rebooting};
 pub use specs::{
     absent, bad_dns_spec, bad_gateway_spec, bridge, healthy_uplink_spec, on_node, policy,
 };
