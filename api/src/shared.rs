@@ -92,6 +92,37 @@ pub struct ApplyReport {
     /// when nothing was rolled back or the probes did not run again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connectivity_restored: Option<bool>,
+    /// How long each step of the handler's reconcile that made this attempt took, so that the
+    /// slowest step is visible (our addition); absent for an attempt that died with its
+    /// handler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<ApplySteps>,
+}
+
+/// How long each step of the reconcile that made an apply attempt took, in seconds, in the
+/// order they ran. The status write that reports the attempt is not among them (it carries
+/// them); the handler logs its duration.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplySteps {
+    /// Rendering the desired state and deciding to apply it: captures resolved against the
+    /// node's state (as the handler keeps it, read again only when the node changed), the
+    /// checks of the rendered state, the plan against the node's state.
+    pub render_seconds: f64,
+    /// Claiming a concurrency slot of the policy (maxUnavailable): the slot ledger read and
+    /// written, and whatever state the protocol decides from.
+    pub slot_claim_seconds: f64,
+    /// Writing the `Progressing` status, together with the check before the apply of the
+    /// external probes (API server, node readiness), which runs at the same time.
+    pub progressing_seconds: f64,
+    /// nmstate's apply holding a checkpoint, its verification included, from the start of the
+    /// transaction to the start of the probes.
+    pub apply_seconds: f64,
+    /// The probes, run together: from the first one's start to the last verdict needed (each
+    /// probe's own time is in `probes`).
+    pub probes_seconds: f64,
+    /// The commit of the checkpoint; or the rollback, with the probes run again after it.
+    pub commit_seconds: f64,
 }
 
 /// Observed status of one node × policy enactment, written by that node's handler.
