@@ -112,8 +112,8 @@ pub struct ApplySteps {
     /// Claiming a concurrency slot of the policy (maxUnavailable): the slot ledger read and
     /// written, and whatever state the protocol decides from.
     pub slot_claim_seconds: f64,
-    /// Writing the `Progressing` status, together with the check before the apply of the
-    /// external probes (API server, node readiness), which runs at the same time.
+    /// Writing the `Progressing` status, then choosing the probes (the external probes, API
+    /// server and node readiness, are checked before the apply, together).
     pub progressing_seconds: f64,
     /// nmstate's apply holding a checkpoint, its verification included, from the start of the
     /// transaction to the start of the probes.
