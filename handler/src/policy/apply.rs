@@ -4,6 +4,9 @@
 //! the attempt recorded durably by the backend before the network is touched), record
 //! `status.lastApply` (with whether connectivity came back after a rollback), then Success or
 //! the retry decision. An attempt that died with the handler is counted first (`retry.rs`).
+//! The slot fence (`fence.rs`) is checked right before the apply, right before the commit and
+//! before a failure is reported: a holder that stalled past its lease neither applies nor
+//! commits, and reports Aborted.
 
 use std::time::Duration;
 
@@ -15,9 +18,11 @@ use knmstate_nm_backend::{
 use knmstate_state_engine::conditions::{self as cond, EnactmentTransition};
 use knmstate_state_engine::plan;
 use knmstate_state_engine::rollback::{self, ProbePlan, ProbeSpec};
+use knmstate_state_engine::slot::{FenceStage, SlotLoss};
 use kube::runtime::controller::Action;
 use serde_json::Value;
 
+use super::fence::CommitFence;
 use super::{Run, now};
 use crate::error::{Error, Result};
 use crate::probes::{ProbeEnv, Scrubbed};
@@ -60,6 +65,17 @@ impl<B: Backend> Run<B> {
             Tried::BesideForeignCheckpoints(checkpoints) => {
                 return self.wait_for_foreign_checkpoints(&checkpoints).await;
             }
+            Tried::Fenced {
+                loss,
+                stage,
+                report,
+            } => {
+                if report.is_some() {
+                    self.status.last_apply = report;
+                    ctx.request_nns_refresh();
+                }
+                return self.fenced(&loss, stage).await;
+            }
         };
         ctx.rollout.forget_foreign_waits(&self.name);
         if failure.is_none() {
@@ -80,7 +96,14 @@ impl<B: Backend> Run<B> {
                 self.report_committed().await?;
                 Ok(Action::await_change())
             }
-            Some(error) => self.after_failure(&error).await,
+            Some(error) => {
+                // A pruned holder's Retrying or Failing would overwrite its Aborted; an
+                // unreadable ledger leaves the failure to the next slot decision.
+                if let Ok(Err(loss)) = self.check_fence().await {
+                    return self.fenced(&loss, FenceStage::AfterFailure).await;
+                }
+                self.after_failure(&error).await
+            }
         }
     }
 
@@ -171,8 +194,17 @@ impl<B: Backend> Run<B> {
             }),
         };
         fault::point("before-apply", Some(&self.name)).await;
+        if let Err(loss) = self.check_fence().await? {
+            return Ok(Tried::Fenced {
+                loss,
+                stage: FenceStage::BeforeApply,
+                report: None,
+            });
+        }
         let backend = &ctx.backend;
         let probes = &probes;
+        let fence = &CommitFence::default();
+        let this = self;
         let mut shutdown = ctx.shutdown.clone();
         let transaction = backend
             .transaction(
@@ -183,7 +215,9 @@ impl<B: Backend> Run<B> {
                         before,
                         current: backend,
                     };
-                    probe::run_recorded(probes, &current).await
+                    let mut run = probe::run_recorded(probes, &current).await;
+                    fence.after_probes(this, &mut run).await;
+                    run
                 },
                 async move {
                     let _ = shutdown.wait_for(|s| *s).await;
@@ -209,6 +243,15 @@ impl<B: Backend> Run<B> {
             connectivity_restored: transaction.connectivity_restored(),
             ..Default::default()
         };
+        if let Some(loss) = fence.lost() {
+            "slot-lost".clone_into(&mut report.rollback_reason);
+            report.rolled_back = !transaction.committed();
+            return Ok(Tried::Fenced {
+                loss,
+                stage: FenceStage::BeforeCommit,
+                report: Some(report),
+            });
+        }
         let after_rollback = after_rollback_note(transaction.after_rollback.as_ref());
         let failure = match transaction.outcome {
             TransactionOutcome::Committed => None,
@@ -246,6 +289,12 @@ enum Tried {
     },
     /// It did not start: NetworkManager holds these checkpoints of another tool.
     BesideForeignCheckpoints(Vec<String>),
+    /// The slot was lost at `stage` (the fence): not applied, or rolled back (`report`).
+    Fenced {
+        loss: SlotLoss,
+        stage: FenceStage,
+        report: Option<ApplyReport>,
+    },
 }
 
 /// Whether a request failed for want of a working API server (not refused by it): no

@@ -12,6 +12,7 @@
 //! | apply decision (a generation that succeeded, and that the node still satisfies, or whose retries are exhausted, is not applied again) | this file |
 //! | slot (state-engine's slot protocol: Pending, Aborted, or Progressing; ghosts pruned; the lease renewed while applying, released after) | `slot.rs` |
 //! | the apply transaction (apply without commit → probes → commit, or roll back) | `apply.rs` |
+//! | the slot fence: still a live holder right before the apply, the commit and a failure report? | `fence.rs` |
 //! | Retrying / FailedToConfigure after a failed attempt | `retry.rs` |
 //! | the enactment status and events | `status.rs` |
 //!
@@ -61,6 +62,7 @@ mod drift;
 mod dry_run;
 mod enactment;
 mod features;
+mod fence;
 mod ordering;
 mod render;
 mod retry;
