@@ -15,6 +15,11 @@
 #                                   <state>/apiserver.json), stay down SECONDS (default 1), start
 #                                   it again from that file on the same address; every client
 #                                   reconnects by itself (KNMSTATE_E2E_RESTART_APISERVER in e2e.env)
+#   hack/cluster.sh restart-node NODE [SECONDS]
+#                                   reboot a node (hack/nodes.sh restart): its processes killed,
+#                                   its handler too, its links reset, down SECONDS (default 1),
+#                                   NetworkManager started again on its persisted keyfiles; the box
+#                                   kubelet restarts the handler (KNMSTATE_E2E_RESTART_NODE)
 #
 # Run as root. The box installs knmstate the way a user does: `kubectl apply -k` of the operator
 # bundle (config/operator, through a kustomize overlay in the state dir that only shortens the
@@ -259,6 +264,7 @@ KNMSTATE_E2E_METRICS_URL=http://127.0.0.1:$METRICS_PORT/metrics
 KNMSTATE_E2E_NODE_EXEC=env KNMSTATE_CLUSTER_DIR=$STATE $REPO/hack/cluster.sh exec
 KNMSTATE_E2E_PROBE_TIMEOUT_SECONDS=${PROBE_TIMEOUT_SECONDS:-15}
 KNMSTATE_E2E_RESTART_APISERVER=env KNMSTATE_CLUSTER_DIR=$STATE $REPO/hack/cluster.sh restart-apiserver
+KNMSTATE_E2E_RESTART_NODE=env KNMSTATE_CLUSTER_DIR=$STATE $REPO/hack/cluster.sh restart-node
 KNMSTATE_E2E_HANDLER_ENV=$(printf '%s ' "${OPERATOR_ENV[@]}")
 KNMSTATE_E2E_LOGS=$LOGS
 EOF
@@ -409,5 +415,10 @@ case "$sub" in
     exec) cmd_exec "$@" ;;
     env) [[ -s "$STATE/e2e.env" ]] || die "the cluster is not up"; cat "$STATE/e2e.env" ;;
     restart-apiserver) cmd_restart_apiserver "$@" ;;
-    *) die "usage: cluster.sh up [N] | down | status | exec NODE CMD... | env | restart-apiserver [SECONDS]" ;;
+    restart-node)
+        need_root
+        [[ -s "$STATE/prefix" ]] && PREFIX="$(cat "$STATE/prefix")"
+        nodes restart "$@"
+        ;;
+    *) die "usage: cluster.sh up [N] | down | status | exec NODE CMD... | env | restart-apiserver [SECONDS] | restart-node NODE [SECONDS]" ;;
 esac

@@ -7,6 +7,11 @@
 #   hack/nodes.sh [--state-dir DIR] [--prefix P] switch CMD...   run CMD in the switch namespace
 #                                                          (host mounts; reaches every node's eth0)
 #   hack/nodes.sh [--state-dir DIR] [--prefix P] status   list nodes and their addresses
+#   hack/nodes.sh [--state-dir DIR] [--prefix P] restart NODE [SECONDS]
+#                      reboot node NODE: every process in it killed (NetworkManager, D-Bus and
+#                      whatever runs there, e.g. a handler), every link but its NICs deleted and
+#                      the NICs reset (down, unaddressed, so their routes go), down SECONDS (default 1), then D-Bus and NetworkManager
+#                      started again on the node's persisted keyfiles and /var/lib/NetworkManager
 #
 # Layout:
 #   netns "<P>-sw"     the switch: bridge br0 (gateway 198.18.0.1/24, 2001:db8::1/64, dnsmasq for
@@ -155,8 +160,10 @@ cmd_down() {
     rmdir "$STATE_DIR" 2>/dev/null || true
 }
 
+# write_node_init NAME DIR [reboot]: with `reboot`, the keyfiles the node persisted are kept.
 write_node_init() {
-    local name="$1" dir="$2"
+    local name="$1" dir="$2" fresh=1
+    [[ ${3:-} == reboot ]] && fresh=0
     cat >"$dir/init.sh" <<EOF
 #!/usr/bin/env bash
 # Runs as: ip netns exec $(node_ns "$name") unshare -m -u --propagation private bash init.sh
@@ -172,7 +179,8 @@ mount -n -o remount,ro /sys
 hostname "$name"
 echo "$name" >/etc/hostname
 mkdir -p /run/dbus /run/NetworkManager /etc/NetworkManager/conf.d /etc/NetworkManager/system-connections
-rm -f /etc/NetworkManager/system-connections/* /etc/NetworkManager/conf.d/*
+[[ $fresh -eq 0 ]] || rm -f /etc/NetworkManager/system-connections/*
+rm -f /etc/NetworkManager/conf.d/*
 cat >/etc/NetworkManager/NetworkManager.conf <<'CONF'
 [main]
 plugins=keyfile
@@ -196,7 +204,7 @@ CONF
 for f in /usr/lib/NetworkManager/conf.d/*.conf; do
     [[ -e \$f ]] && : >"/etc/NetworkManager/conf.d/\$(basename "\$f")"
 done
-cat >/etc/NetworkManager/system-connections/eth0.nmconnection <<'CONF'
+[[ $fresh -eq 0 ]] || cat >/etc/NetworkManager/system-connections/eth0.nmconnection <<'CONF'
 [connection]
 id=eth0
 type=ethernet
@@ -210,7 +218,7 @@ method=auto
 method=auto
 addr-gen-mode=eui64
 CONF
-chmod 600 /etc/NetworkManager/system-connections/eth0.nmconnection
+chmod 600 /etc/NetworkManager/system-connections/* 2>/dev/null || true
 dbus-daemon --system --fork --print-pid=3
 exec 3>&-
 exec NetworkManager --no-daemon
@@ -276,12 +284,12 @@ wait_node() {
     deadline=$((SECONDS + 60))
     while :; do
         kill -0 "$pid" 2>/dev/null || { tail -20 "$(node_dir "$name")/nm.log" >&2; die "$name: NetworkManager exited"; }
-        if nsenter -t "$pid" -n -m -u -- ip -4 -o addr show dev eth0 2>/dev/null | grep -q 'inet 198\.18\.0\.' &&
+        if nsenter -t "$pid" -n -m -u -- ip -4 -o addr show 2>/dev/null | grep -q 'inet 198\.18\.0\.' &&
             nsenter -t "$pid" -n -m -u -- ip -4 route show default 2>/dev/null | grep -q 'via 198\.18\.0\.1' &&
             nsenter -t "$pid" -n -m -u -- nm-online -s -q -t 1 2>/dev/null; then
             return 0
         fi
-        [[ $SECONDS -lt $deadline ]] || { tail -20 "$(node_dir "$name")/nm.log" >&2; die "$name: no DHCP lease on eth0 after 60 s"; }
+        [[ $SECONDS -lt $deadline ]] || { tail -20 "$(node_dir "$name")/nm.log" >&2; die "$name: no DHCP lease after 60 s"; }
         sleep 0.2
     done
 }
@@ -307,6 +315,34 @@ cmd_up() {
         wait_node "node$i"
     done
     log "up: $n node(s) in $RUN"
+}
+
+# A reboot: power off (every process of the node killed, the kernel's network state reset to
+# bare NICs), stay down, boot (D-Bus and NetworkManager on the persisted configuration).
+cmd_restart() {
+    need_root
+    local name="${1:-}" down="${2:-1}" ns dir link
+    [[ "$name" =~ ^node[0-9]+$ && "$down" =~ ^[0-9]+$ ]] || die "usage: restart NODE [SECONDS]"
+    ns="$(node_ns "$name")"
+    dir="$(node_dir "$name")"
+    [[ -s "$dir/nm.pid" ]] || die "node $name is not up"
+    kill_netns_pids "$ns"
+    for link in $(ip -n "$ns" -o link show | awk -F': ' '{print $2}' | cut -d@ -f1); do
+        case "$link" in
+            lo) ;;
+            eth[0-2])
+                ip -n "$ns" link set "$link" nomaster down mtu 1500
+                ip -n "$ns" addr flush dev "$link"
+                ;;
+            *) ip -n "$ns" link del "$link" 2>/dev/null || true ;;
+        esac
+    done
+    sleep "$down"
+    write_node_init "$name" "$dir" reboot
+    ip netns exec "$ns" unshare -m -u --propagation private bash "$dir/init.sh" >>"$dir/nm.log" 2>&1 &
+    echo $! >"$dir/nm.pid"
+    wait_node "$name"
+    log "restarted $name"
 }
 
 cmd_exec() {
@@ -350,5 +386,6 @@ case "$sub" in
     exec) cmd_exec "$@" ;;
     switch) cmd_switch "$@" ;;
     status) cmd_status ;;
-    *) die "usage: nodes.sh [--state-dir DIR] [--prefix P] up N | down | exec NODE CMD... | switch CMD... | status" ;;
+    restart) cmd_restart "$@" ;;
+    *) die "usage: nodes.sh [--state-dir DIR] [--prefix P] up N | down | exec NODE CMD... | switch CMD... | status | restart NODE [SECONDS]" ;;
 esac
