@@ -120,7 +120,7 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Value {
     for t in reg.all().filter(|t| t.group == group && t.serves(version)) {
         let mut r = json!({
             "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced,
-            "kind": t.kind, "verbs": verbs,
+            "kind": t.kind, "verbs": if t.is_review() { json!(["create"]) } else { verbs.clone() },
         });
         if !t.short_names.is_empty() {
             r["shortNames"] = json!(t.short_names);

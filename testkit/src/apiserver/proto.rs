@@ -3,8 +3,9 @@
 //!
 //! Only the fields those commands set are read: `ObjectMeta`'s name, generateName, namespace,
 //! labels, annotations, ownerReferences and finalizers; Namespace `spec.finalizers`; ConfigMap
-//! `data`, `binaryData`, `immutable`; Secret `data`, `stringData`, `type`, `immutable`. Other
-//! kinds are refused with 415.
+//! `data`, `binaryData`, `immutable`; Secret `data`, `stringData`, `type`, `immutable`; the
+//! specs of the review kinds and `TokenRequest` (`kubectl auth can-i|whoami`, `kubectl create
+//! token`). Other kinds are refused with 415.
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
@@ -197,6 +198,107 @@ fn body(kind: &str, api_version: &str, raw: &[u8]) -> Option<Value> {
     Some(obj)
 }
 
+/// The string (and, in `repeated`, repeated string) fields of a message, by number.
+fn strings(
+    b: &[u8],
+    names: &[(u64, &str)],
+    repeated: &[(u64, &str)],
+) -> Option<Map<String, Value>> {
+    let mut m = Map::new();
+    for (n, w) in fields(b)? {
+        let Wire::Bytes(s) = w else { continue };
+        if let Some((_, k)) = names.iter().find(|(i, _)| *i == n) {
+            m.insert((*k).to_owned(), json!(string(s)?));
+        } else if let Some((_, k)) = repeated.iter().find(|(i, _)| *i == n) {
+            let list = m.entry(*k).or_insert_with(|| json!([]));
+            list.as_array_mut()?.push(json!(string(s)?));
+        }
+    }
+    Some(m)
+}
+
+/// The review kinds kubectl sends as protobuf (`auth can-i`, `auth whoami`, `create token`):
+/// their specs as JSON; `None` for other kinds.
+fn review_body(kind: &str, api_version: &str, raw: &[u8]) -> Option<Value> {
+    const RESOURCE: [(u64, &str); 7] = [
+        (1, "namespace"),
+        (2, "verb"),
+        (3, "group"),
+        (4, "version"),
+        (5, "resource"),
+        (6, "subresource"),
+        (7, "name"),
+    ];
+    if !matches!(
+        kind,
+        "SelfSubjectAccessReview"
+            | "SubjectAccessReview"
+            | "LocalSubjectAccessReview"
+            | "SelfSubjectReview"
+            | "TokenReview"
+            | "TokenRequest"
+    ) {
+        return None;
+    }
+    let mut obj = json!({"apiVersion": api_version, "kind": kind, "spec": {}});
+    for (n, w) in fields(raw)? {
+        let Wire::Bytes(b) = w else { continue };
+        match n {
+            1 => obj["metadata"] = object_meta(b)?,
+            2 if kind == "TokenReview" => {
+                obj["spec"] = Value::Object(strings(b, &[(1, "token")], &[(2, "audiences")])?);
+            }
+            2 if kind == "TokenRequest" => {
+                let spec = obj["spec"].as_object_mut()?;
+                for (n, w) in fields(b)? {
+                    match (n, w) {
+                        (1, Wire::Bytes(a)) => spec
+                            .entry("audiences")
+                            .or_insert_with(|| json!([]))
+                            .as_array_mut()?
+                            .push(json!(string(a)?)),
+                        (3, Wire::Bytes(r)) => {
+                            let names = [(1, "kind"), (2, "apiVersion"), (3, "name"), (4, "uid")];
+                            spec.insert(
+                                "boundObjectRef".into(),
+                                Value::Object(strings(r, &names, &[])?),
+                            );
+                        }
+                        (4, Wire::Varint(v)) => {
+                            spec.insert("expirationSeconds".into(), json!(v));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            2 if kind.ends_with("AccessReview") => {
+                let mut spec = strings(b, &[(3, "user"), (6, "uid")], &[(4, "groups")])?;
+                for (n, w) in fields(b)? {
+                    match (n, w) {
+                        (1, Wire::Bytes(r)) => {
+                            spec.insert(
+                                "resourceAttributes".into(),
+                                Value::Object(strings(r, &RESOURCE, &[])?),
+                            );
+                        }
+                        (2, Wire::Bytes(r)) => {
+                            let names = [(1, "path"), (2, "verb")];
+                            spec.insert(
+                                "nonResourceAttributes".into(),
+                                Value::Object(strings(r, &names, &[])?),
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                obj["spec"] = Value::Object(spec);
+            }
+            _ => {}
+        }
+    }
+    Some(obj)
+}
+
 /// Decodes a protobuf body into the JSON form of the object.
 pub fn decode(buf: &[u8]) -> ApiResult<Value> {
     let bad = || ApiError::bad_request("invalid protobuf body");
@@ -216,6 +318,9 @@ pub fn decode(buf: &[u8]) -> ApiResult<Value> {
             (2, Wire::Bytes(r)) => raw = r,
             _ => {}
         }
+    }
+    if let Some(obj) = review_body(&kind, &api_version, raw) {
+        return Ok(obj);
     }
     if !matches!(kind.as_str(), "Namespace" | "ConfigMap" | "Secret") {
         return Err(ApiError::unsupported_media_type(&format!(

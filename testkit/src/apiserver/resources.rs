@@ -66,6 +66,15 @@ impl ResourceType {
         }
     }
 
+    /// Whether this is a create-only review (`TokenReview`, `SubjectAccessReview`, ...): the
+    /// groups `authentication.k8s.io` and `authorization.k8s.io` hold nothing else.
+    pub fn is_review(&self) -> bool {
+        matches!(
+            self.group.as_str(),
+            "authentication.k8s.io" | "authorization.k8s.io"
+        )
+    }
+
     /// Whether `version` is served.
     pub fn serves(&self, version: &str) -> bool {
         self.versions.iter().any(|v| v == version)
@@ -173,6 +182,34 @@ fn installation_kinds() -> Vec<ResourceType> {
     ]
 }
 
+/// The review kinds: create-only questions about who a token is and what a user may do.
+fn review_kinds() -> Vec<ResourceType> {
+    let authn = "authentication.k8s.io";
+    let authz = "authorization.k8s.io";
+    [
+        (authn, "tokenreviews", "TokenReview", false),
+        (authn, "selfsubjectreviews", "SelfSubjectReview", false),
+        (authz, "subjectaccessreviews", "SubjectAccessReview", false),
+        (
+            authz,
+            "selfsubjectaccessreviews",
+            "SelfSubjectAccessReview",
+            false,
+        ),
+        (
+            authz,
+            "localsubjectaccessreviews",
+            "LocalSubjectAccessReview",
+            true,
+        ),
+    ]
+    .into_iter()
+    .map(|(group, plural, kind, namespaced)| {
+        builtin(group, "v1", plural, kind, namespaced, &[], false)
+    })
+    .collect()
+}
+
 /// The built-in kinds.
 pub fn builtins() -> Vec<ResourceType> {
     let mut pods = builtin("", "v1", "pods", "Pod", true, &["po"], true);
@@ -180,6 +217,7 @@ pub fn builtins() -> Vec<ResourceType> {
     let mut services = builtin("", "v1", "services", "Service", true, &["svc"], true);
     services.categories = vec!["all".into()];
     let mut all = installation_kinds();
+    all.extend(review_kinds());
     all.extend(vec![
         builtin("", "v1", "namespaces", "Namespace", false, &["ns"], true),
         builtin("", "v1", "nodes", "Node", false, &["no"], true),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 
+use super::auth::{Auth, Subject};
 use super::gc;
 use super::handler::{Ctx, handle};
 use super::metrics::Metrics;
@@ -36,6 +37,11 @@ pub struct Config {
     /// listen address) that the kubeconfig trusts. With a data file, the certificate and key
     /// are kept beside it (`.crt`, `.key`) and reused on restart.
     pub tls: bool,
+    /// Authenticate and authorize every request: no valid bearer token is a 401, what RBAC
+    /// does not allow a 403. Off by default: requests then run as the administrator (a valid
+    /// token still names its user, for admission) and nothing is refused. Tokens are signed
+    /// with a key kept beside the data file (`.token-key`), so they survive a restart.
+    pub enforce_auth: bool,
 }
 
 impl Default for Config {
@@ -49,6 +55,7 @@ impl Default for Config {
             gc_interval: Duration::from_secs(1),
             persist_delay: Duration::from_millis(50),
             tls: false,
+            enforce_auth: false,
         }
     }
 }
@@ -70,6 +77,9 @@ pub enum StartError {
     /// Making or loading the TLS certificate failed.
     #[error("failed to make or load the TLS certificate: {0}")]
     Tls(String),
+    /// Making or loading the token signing key failed.
+    #[error("failed to make or load the token signing key")]
+    TokenKey(#[source] std::io::Error),
     /// Writing the kubeconfig failed.
     #[error("failed to write kubeconfig {path}")]
     Kubeconfig {
@@ -87,6 +97,7 @@ impl StartError {
             Self::Bind { .. } => "bind-failed",
             Self::Load(e) => e.category(),
             Self::Tls(_) => "tls-certificate-failed",
+            Self::TokenKey(_) => "token-key-failed",
             Self::Kubeconfig { .. } => "write-kubeconfig-failed",
         }
     }
@@ -98,6 +109,7 @@ pub struct ApiServer {
     addr: SocketAddr,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    auth: Arc<Auth>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// PEM certificate when serving HTTPS.
@@ -129,10 +141,18 @@ impl ApiServer {
             (None, None)
         };
         let metrics = Arc::new(Metrics::default());
+        let key_file = config
+            .data_file
+            .as_ref()
+            .map(|d| d.with_extension("token-key"));
+        let auth = Arc::new(
+            Auth::new(key_file.as_deref(), config.enforce_auth).map_err(StartError::TokenKey)?,
+        );
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let ctx = Arc::new(Ctx {
             store: store.clone(),
             metrics: metrics.clone(),
+            auth: auth.clone(),
             bookmark_interval: config.bookmark_interval,
             shutdown: shutdown_rx.clone(),
         });
@@ -156,6 +176,7 @@ impl ApiServer {
             addr,
             store,
             metrics,
+            auth,
             shutdown,
             tasks,
             cert_pem,
@@ -212,13 +233,7 @@ impl ApiServer {
                 format!("    certificate-authority-data: {data}\n")
             })
             .unwrap_or_default();
-        // Over HTTPS kubectl asks for a user name unless the user has credentials; the token is
-        // never checked.
-        let user = if self.cert_pem.is_some() {
-            "\n    token: stand-in"
-        } else {
-            " {}"
-        };
+        let user = format!("\n    token: {}", self.auth.admin_token());
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: knmstate-stand-in\n  cluster:\n    server: {}\n{ca}contexts:\n- name: knmstate-stand-in\n  context:\n    cluster: knmstate-stand-in\n    user: admin\n    namespace: default\ncurrent-context: knmstate-stand-in\nusers:\n- name: admin\n  user:{user}\n",
             self.url()
@@ -230,8 +245,19 @@ impl ApiServer {
         std::fs::write(path, self.kubeconfig_yaml())
     }
 
-    /// A kube-rs client for the server.
+    /// A bearer token for `subject`, valid for the API server and without expiry (a
+    /// ServiceAccount's only while the ServiceAccount exists; a pod's only while the pod does).
+    pub fn token_for(&self, subject: Subject) -> String {
+        self.auth.issuer().mint(subject, Vec::new(), None)
+    }
+
+    /// A kube-rs client for the server, as the administrator.
     pub fn client(&self) -> Result<kube::Client, kube::Error> {
+        self.client_with_token(self.auth.admin_token())
+    }
+
+    /// A kube-rs client for the server that sends `token`.
+    pub fn client_with_token(&self, token: &str) -> Result<kube::Client, kube::Error> {
         let uri: http::Uri = self
             .url()
             .parse()
@@ -245,6 +271,7 @@ impl ApiServer {
                 .collect();
             config.root_cert = Some(ders);
         }
+        config.auth_info.token = Some(token.to_owned().into());
         kube::Client::try_from(config)
     }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::Parser;
 use knmstate_testkit::apiserver::{ApiServer, Config};
 
-/// Kubernetes API stand-in for end-to-end runs (HTTP, or HTTPS with --tls; no authentication).
+/// Kubernetes API stand-in for end-to-end runs (HTTP, or HTTPS with --tls; bearer tokens and
+/// RBAC enforced with --enforce-auth).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -31,6 +32,10 @@ struct Args {
     /// written kubeconfig trusts.
     #[arg(long, env = "KNMSTATE_APISERVER_TLS")]
     tls: bool,
+    /// Refuse requests without a valid bearer token (401) and what RBAC does not allow (403);
+    /// the written kubeconfig carries the administrator's token.
+    #[arg(long, env = "KNMSTATE_APISERVER_ENFORCE_AUTH")]
+    enforce_auth: bool,
     /// Number of watch events retained; older resourceVersions get 410 Gone.
     #[arg(long, default_value_t = 2_000)]
     event_window: usize,
@@ -49,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         bookmark_interval: Duration::from_secs(args.bookmark_interval.max(1)),
         event_window: args.event_window,
         tls: args.tls,
+        enforce_auth: args.enforce_auth,
         ..Config::default()
     })
     .await?;

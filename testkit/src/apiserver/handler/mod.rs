@@ -15,7 +15,7 @@ use http::{Method, Response, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
-use super::auth::UserInfo;
+use super::auth::{self, Attributes, Auth, ResourceAttributes, UserInfo};
 use super::discovery;
 use super::error::{ApiError, ApiResult, qualified};
 use super::metrics::Metrics;
@@ -32,6 +32,8 @@ pub struct Ctx {
     pub store: Arc<Store>,
     /// Request counters.
     pub metrics: Arc<Metrics>,
+    /// Authentication and authorization.
+    pub auth: Arc<Auth>,
     /// Interval between watch bookmarks.
     pub bookmark_interval: Duration,
     /// Flips to true on shutdown; watches end.
@@ -116,6 +118,21 @@ async fn route(
     let path = parts.uri.path().trim_end_matches('/');
     let q = Query::parse(parts.uri.query());
     let segs: Vec<&str> = path.split('/').skip(1).collect();
+    let user = Arc::new(ctx.auth.authenticate(&ctx.store, &parts.headers, path)?);
+    if !matches!(
+        segs.as_slice(),
+        ["api", "v1", _, ..] | ["apis", _, _, _, ..]
+    ) {
+        let verb = match parts.method {
+            Method::HEAD => "get".to_owned(),
+            ref m => m.as_str().to_lowercase(),
+        };
+        let attrs = Attributes::NonResource {
+            verb,
+            path: parts.uri.path().to_owned(),
+        };
+        ctx.auth.authorize(&ctx.store, &user, &attrs)?;
+    }
     let reg = ctx.store.registry();
     let get = parts.method == Method::GET;
     match segs.as_slice() {
@@ -179,6 +196,7 @@ async fn route(
     }
     let sub_ok = match target.sub.as_str() {
         "" => true,
+        "token" => rt.group.is_empty() && rt.plural == "serviceaccounts",
         "status" => rt.status_subresource,
         "finalize" => rt.group.is_empty() && rt.plural == "namespaces",
         _ => false,
@@ -228,17 +246,9 @@ async fn route(
     } else {
         body
     };
-    let req = Req {
-        ctx: ctx.clone(),
-        user: Arc::new(UserInfo::admin()),
-        rt,
-        t: target,
-        q,
-        manager,
-        body,
-    };
-    let verb = match (&parts.method, req.t.name.is_some()) {
-        (&Method::GET, false) if req.q.flag("watch") => "watch",
+    let verb = match (&parts.method, target.name.is_some()) {
+        (&Method::POST, true) if target.sub == "token" => "create",
+        (&Method::GET, false) if q.flag("watch") => "watch",
         (&Method::GET, false) => "list",
         (&Method::GET, true) => "get",
         (&Method::POST, false) => "create",
@@ -253,7 +263,21 @@ async fn route(
             )));
         }
     };
+    let attrs = Attributes::Resource(resource_attributes(&target, verb, &q));
+    ctx.auth.authorize(&ctx.store, &user, &attrs)?;
     ctx.metrics.inc(verb, &resource);
+    if target.sub == "token" || rt.is_review() {
+        return answer_review(ctx, &rt, &target, verb, &user, &body);
+    }
+    let req = Req {
+        ctx: ctx.clone(),
+        user,
+        rt,
+        t: target,
+        q,
+        manager,
+        body,
+    };
     match verb {
         "watch" => req.watch(shape),
         "list" => req.list(shape),
@@ -264,6 +288,67 @@ async fn route(
         "delete" => req.delete().await,
         _ => req.delete_collection().await,
     }
+}
+
+/// Who may do what, as kube-apiserver reads it from a request: a namespace's own path is in
+/// that namespace, and a list or watch selecting `metadata.name=x` names `x`.
+fn resource_attributes(t: &Target, verb: &str, q: &Query) -> ResourceAttributes {
+    let mut name = t.name.clone().unwrap_or_default();
+    if name.is_empty() && matches!(verb, "list" | "watch") {
+        let selected = q
+            .get("fieldSelector")
+            .unwrap_or_default()
+            .split(',')
+            .find_map(|term| {
+                let (k, v) = term.split_once("==").or_else(|| term.split_once('='))?;
+                (k.trim() == "metadata.name").then(|| v.trim().to_owned())
+            });
+        name = selected.unwrap_or_default();
+    }
+    let namespace = match &t.namespace {
+        Some(ns) => ns.clone(),
+        None if t.group.is_empty() && t.plural == "namespaces" => name.clone(),
+        None => String::new(),
+    };
+    ResourceAttributes {
+        verb: verb.to_owned(),
+        group: t.group.clone(),
+        version: t.version.clone(),
+        resource: t.plural.clone(),
+        subresource: t.sub.clone(),
+        namespace,
+        name,
+    }
+}
+
+/// A review or a `TokenRequest`: answered, never stored.
+fn answer_review(
+    ctx: &Ctx,
+    rt: &ResourceType,
+    t: &Target,
+    verb: &str,
+    user: &UserInfo,
+    body: &[u8],
+) -> ApiResult<Response<Body>> {
+    if verb != "create" {
+        return Err(ApiError::method_not_allowed(format!(
+            "{verb} is not supported on {}",
+            qualified(&rt.group, &rt.plural)
+        )));
+    }
+    let ns = t.namespace.as_deref().unwrap_or_default();
+    let answer = if t.sub == "token" {
+        auth::reviews::token_request(
+            &ctx.auth,
+            &ctx.store,
+            ns,
+            t.name.as_deref().unwrap_or_default(),
+            body,
+        )?
+    } else {
+        auth::reviews::answer(&ctx.auth, &ctx.store, &rt.plural, ns, user, body)?
+    };
+    Ok(json_response(201, &answer))
 }
 
 /// One resource request.
