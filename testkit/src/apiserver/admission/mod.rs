@@ -1,6 +1,7 @@
-//! Admission webhooks: Mutating- and ValidatingWebhookConfiguration objects, called over HTTPS
-//! with AdmissionReview v1 when their rules, selectors and `matchConditions` (CEL, evaluated
-//! with `kube-cel`) match.
+//! Admission: `ValidatingAdmissionPolicies` (CEL, in `policy`) and webhooks — Mutating- and
+//! ValidatingWebhookConfiguration objects, called over HTTPS with AdmissionReview v1 when their
+//! rules, selectors and `matchConditions` (CEL, evaluated with `kube-cel`) match. Order:
+//! mutating webhooks, then policies, then validating webhooks.
 //!
 //! A webhook's `clientConfig.url` is called as given. A `clientConfig.service` reference is
 //! resolved through the Service object of that name: the connection goes to its
@@ -22,12 +23,16 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 
+use super::auth::UserInfo;
 use super::error::{ApiError, ApiResult};
 use super::object;
 use super::resources::ResourceType;
 use super::storage::Store;
 
+mod cel;
+mod policy;
 mod rules;
+pub mod warnings;
 
 use rules::should_call;
 
@@ -50,6 +55,8 @@ pub struct Attributes<'a> {
     pub namespace: &'a str,
     /// The old object (update, delete).
     pub old: Option<&'a Value>,
+    /// Who is asking (`request.userInfo`).
+    pub user: &'a UserInfo,
 }
 
 fn hooks(store: &Store, plural: &str) -> Vec<Value> {
@@ -69,7 +76,7 @@ fn review(a: &Attributes<'_>, obj: Option<&Value>) -> Value {
         "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
         "name": a.name,
         "operation": a.operation,
-        "userInfo": {"username": "system:admin", "groups": ["system:masters", "system:authenticated"]},
+        "userInfo": a.user,
         "object": obj.cloned().unwrap_or(Value::Null),
         "oldObject": a.old.cloned().unwrap_or(Value::Null),
         "dryRun": false,
@@ -326,8 +333,10 @@ pub async fn mutate(store: &Store, a: &Attributes<'_>, obj: &mut Value) -> ApiRe
     Ok(())
 }
 
-/// Runs the matching validating webhooks; the first denial is returned.
+/// Evaluates the `ValidatingAdmissionPolicies`, then runs the matching validating webhooks;
+/// the first denial is returned.
 pub async fn validate(store: &Store, a: &Attributes<'_>, obj: Option<&Value>) -> ApiResult<()> {
+    policy::admit(store, a, obj)?;
     for hook in hooks(store, "validatingwebhookconfigurations") {
         if !should_call(store, &hook, a, obj)? {
             continue;

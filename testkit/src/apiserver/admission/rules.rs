@@ -1,8 +1,9 @@
 //! Whether a webhook is called for a request: its rules, namespace and object selectors and
-//! `matchConditions`.
+//! `matchConditions`; the rule and selector matching `ValidatingAdmissionPolicies` share.
 
 use serde_json::Value;
 
+use super::cel::Scope;
 use super::{Attributes, failed};
 use crate::apiserver::error::ApiResult;
 use crate::apiserver::selectors::{LabelSelector, labels_of};
@@ -34,15 +35,21 @@ pub(super) fn resource_matches(list: &Value, plural: &str, sub: &str) -> bool {
     })
 }
 
-pub(super) fn rule_matches(hook: &Value, a: &Attributes<'_>) -> bool {
-    hook["rules"].as_array().into_iter().flatten().any(|rule| {
+/// Whether a rule list (webhook `rules`, a policy's `resourceRules`) matches the request:
+/// operations, API groups and versions, resources (with subresources), scope and, when
+/// listed, resource names.
+pub(super) fn rules_match(rules: &Value, a: &Attributes<'_>) -> bool {
+    rules.as_array().into_iter().flatten().any(|rule| {
         let scope = rule["scope"].as_str().unwrap_or("*");
         let scope_ok = match scope {
             "Cluster" => !a.rt.namespaced,
             "Namespaced" => a.rt.namespaced,
             _ => true,
         };
+        let names = &rule["resourceNames"];
+        let name_ok = names.as_array().is_none_or(Vec::is_empty) || matches_list(names, a.name);
         scope_ok
+            && name_ok
             && matches_list(&rule["operations"], a.operation)
             && matches_list(&rule["apiGroups"], &a.rt.group)
             && matches_list(&rule["apiVersions"], a.version)
@@ -83,63 +90,22 @@ pub(super) fn selector_matches(
     Ok(true)
 }
 
-/// Evaluates a webhook's `matchConditions` (CEL over `object`, `oldObject`, `request`):
-/// `Ok(true)` when all hold, `Ok(false)` when one is false, `Err` when one cannot be evaluated.
-pub(super) fn conditions_match(
-    hook: &Value,
-    a: &Attributes<'_>,
-    obj: Option<&Value>,
-) -> Result<bool, String> {
-    const FALSE: &str = "\u{0}false";
-    let Some(conds) = hook["matchConditions"].as_array().filter(|c| !c.is_empty()) else {
-        return Ok(true);
-    };
-    let exprs: Vec<kube_cel::VapExpression> = conds
-        .iter()
-        .map(|c| kube_cel::VapExpression {
-            expression: c["expression"].as_str().unwrap_or("false").to_owned(),
-            message: Some(FALSE.to_owned()),
-            message_expression: None,
-        })
-        .collect();
-    let request = kube_cel::AdmissionRequest {
-        operation: a.operation.to_owned(),
-        username: "system:admin".to_owned(),
-        groups: vec![
-            "system:masters".to_owned(),
-            "system:authenticated".to_owned(),
-        ],
-        name: a.name.to_owned(),
-        namespace: a.namespace.to_owned(),
-        kind: kube_cel::GroupVersionKind {
-            group: a.rt.group.clone(),
-            version: a.version.to_owned(),
-            kind: a.rt.kind.clone(),
-        },
-        resource: kube_cel::GroupVersionResource {
-            group: a.rt.group.clone(),
-            version: a.version.to_owned(),
-            resource: a.rt.plural.clone(),
-        },
-        ..Default::default()
-    };
-    let evaluator = kube_cel::VapEvaluator::builder()
-        .object(obj.cloned().unwrap_or(Value::Null))
-        .old_object(a.old.cloned().unwrap_or(Value::Null))
-        .request(request)
-        .build();
-    let mut all = true;
-    for (r, c) in evaluator.evaluate(&exprs).iter().zip(conds) {
-        match r.message.as_deref() {
-            None => {}
-            Some(FALSE) => all = false,
-            Some(e) => {
+/// Evaluates `matchConditions` in a bound scope: `Ok(false)` when one is false (even if
+/// another fails), `Ok(true)` when all hold, `Err` when none is false and one cannot be
+/// evaluated.
+pub(super) fn match_conditions(scope: &Scope, conds: &Value) -> Result<bool, String> {
+    let mut error = None;
+    for c in conds.as_array().into_iter().flatten() {
+        match scope.test(c["expression"].as_str().unwrap_or("false")) {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(e) => {
                 let name = c["name"].as_str().unwrap_or_default();
-                return Err(format!("matchCondition {name}: {e}"));
+                error.get_or_insert(format!("matchCondition '{name}' resulted in error: {e}"));
             }
         }
     }
-    Ok(all)
+    error.map_or(Ok(true), Err)
 }
 
 /// Whether to call the webhook; errors follow its failure policy.
@@ -149,10 +115,14 @@ pub(super) fn should_call(
     a: &Attributes<'_>,
     obj: Option<&Value>,
 ) -> ApiResult<bool> {
-    if !rule_matches(hook, a) || !selector_matches(store, hook, a, obj)? {
+    if !rules_match(&hook["rules"], a) || !selector_matches(store, hook, a, obj)? {
         return Ok(false);
     }
-    match conditions_match(hook, a, obj) {
+    let conds = &hook["matchConditions"];
+    if conds.as_array().is_none_or(Vec::is_empty) {
+        return Ok(true);
+    }
+    match match_conditions(&Scope::new(store, a, obj), conds) {
         Ok(m) => Ok(m),
         Err(_) if hook["failurePolicy"].as_str() == Some("Ignore") => Ok(false),
         Err(e) => Err(failed(hook["name"].as_str().unwrap_or_default(), &e)),

@@ -1,14 +1,32 @@
 //! What every write goes through before storage: normalization, scoping to the (sub)resource,
-//! server-filled fields, admission and schema validation.
+//! server-filled fields, admission and schema validation; admission's warnings on the answer.
 
+use std::future::Future;
+
+use http::Response;
 use serde_json::{Value, json};
 
 use super::Req;
+use crate::apiserver::admission::warnings;
 use crate::apiserver::admission::{self, Attributes};
 use crate::apiserver::error::{ApiError, ApiResult};
 use crate::apiserver::fields;
 use crate::apiserver::object;
+use crate::apiserver::response::Body;
 use crate::apiserver::schema;
+
+/// Runs a write and adds the warnings admission gave (a policy binding's `Warn`) to its
+/// answer as `Warning` headers.
+pub(super) async fn warned(
+    write: impl Future<Output = ApiResult<Response<Body>>>,
+) -> ApiResult<Response<Body>> {
+    // Boxed: a write's future is large, and this one would hold it inline.
+    let (answer, given) = warnings::collect(Box::pin(write)).await;
+    answer.map(|mut resp| {
+        warnings::attach(&mut resp, &given);
+        resp
+    })
+}
 
 impl Req {
     pub(super) fn attrs<'a>(
@@ -25,6 +43,7 @@ impl Req {
             name,
             namespace: self.ns(),
             old,
+            user: &self.user,
         }
     }
 

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::Response;
 use serde_json::{Value, json};
 
+use super::admit::warned;
 use super::{Query, Req, Target};
 use crate::apiserver::admission;
 use crate::apiserver::error::{ApiError, ApiResult};
@@ -53,6 +54,10 @@ impl Req {
     }
 
     pub(super) async fn delete(&self) -> ApiResult<Response<Body>> {
+        warned(self.delete_unwarned()).await
+    }
+
+    async fn delete_unwarned(&self) -> ApiResult<Response<Body>> {
         let options = self.delete_options();
         let name = self.name().to_owned();
         let obj = self.delete_one(&name, &options).await?;
@@ -60,6 +65,10 @@ impl Req {
     }
 
     pub(super) async fn delete_collection(&self) -> ApiResult<Response<Body>> {
+        warned(self.delete_collection_unwarned()).await
+    }
+
+    async fn delete_collection_unwarned(&self) -> ApiResult<Response<Body>> {
         let options = self.delete_options();
         let (labels, fields) = self.selectors()?;
         let (items, rv) =

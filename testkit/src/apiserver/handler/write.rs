@@ -4,6 +4,7 @@ use http::Response;
 use serde_json::{Value, json};
 
 use super::Req;
+use super::admit::warned;
 use crate::apiserver::error::{ApiError, ApiResult};
 use crate::apiserver::fields;
 use crate::apiserver::object;
@@ -12,6 +13,10 @@ use crate::apiserver::response::{Body, json_response};
 
 impl Req {
     pub(super) async fn create(&self) -> ApiResult<Response<Body>> {
+        warned(self.create_unwarned()).await
+    }
+
+    async fn create_unwarned(&self) -> ApiResult<Response<Body>> {
         let obj = patch::parse_yaml(&self.body)?;
         let obj = self.admit_create(obj, true).await?;
         if self.dry_run() {
@@ -22,6 +27,10 @@ impl Req {
     }
 
     pub(super) async fn update(&self) -> ApiResult<Response<Body>> {
+        warned(self.update_unwarned()).await
+    }
+
+    async fn update_unwarned(&self) -> ApiResult<Response<Body>> {
         let body = patch::parse_yaml(&self.body)?;
         let precondition = object::resource_version(&body).to_owned();
         for _ in 0..10 {
@@ -39,6 +48,10 @@ impl Req {
     }
 
     pub(super) async fn patch(&self, content_type: &str) -> ApiResult<Response<Body>> {
+        warned(self.patch_unwarned(content_type)).await
+    }
+
+    async fn patch_unwarned(&self, content_type: &str) -> ApiResult<Response<Body>> {
         let kind = PatchKind::from_content_type(content_type)?;
         if kind == PatchKind::Apply {
             return self.apply().await;
