@@ -13,6 +13,7 @@ mod ordering;
 mod oversized;
 mod rejected;
 mod secrets;
+mod stall;
 mod state;
 
 use std::sync::Arc;
