@@ -284,7 +284,8 @@ pub fn builtins() -> Vec<ResourceType> {
     all
 }
 
-fn strs(v: &Value) -> Vec<String> {
+/// The strings of a JSON array (none when it is not one).
+pub fn strs(v: &Value) -> Vec<String> {
     v.as_array()
         .map(|a| {
             a.iter()

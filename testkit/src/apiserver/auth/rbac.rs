@@ -58,8 +58,9 @@ pub struct Decision {
     pub reason: String,
 }
 
-/// The built-in rules every authenticated user has (discovery, health, self reviews).
-fn bootstrap_rules() -> Vec<PolicyRule> {
+/// The built-in rules every authenticated user has (discovery, health, self reviews), with the
+/// bootstrap `ClusterRole` that grants each in Kubernetes.
+fn bootstrap_rules() -> Vec<(&'static str, PolicyRule)> {
     let urls = [
         "/api",
         "/api/*",
@@ -74,26 +75,35 @@ fn bootstrap_rules() -> Vec<PolicyRule> {
         "/version/",
     ];
     vec![
-        PolicyRule {
-            verbs: vec!["get".into()],
-            non_resource_urls: Some(urls.iter().map(|s| (*s).to_owned()).collect()),
-            ..PolicyRule::default()
-        },
-        PolicyRule {
-            verbs: vec!["create".into()],
-            api_groups: Some(vec!["authorization.k8s.io".into()]),
-            resources: Some(vec![
-                "selfsubjectaccessreviews".into(),
-                "selfsubjectrulesreviews".into(),
-            ]),
-            ..PolicyRule::default()
-        },
-        PolicyRule {
-            verbs: vec!["create".into()],
-            api_groups: Some(vec!["authentication.k8s.io".into()]),
-            resources: Some(vec!["selfsubjectreviews".into()]),
-            ..PolicyRule::default()
-        },
+        (
+            "system:discovery",
+            PolicyRule {
+                verbs: vec!["get".into()],
+                non_resource_urls: Some(urls.iter().map(|s| (*s).to_owned()).collect()),
+                ..PolicyRule::default()
+            },
+        ),
+        (
+            "system:basic-user",
+            PolicyRule {
+                verbs: vec!["create".into()],
+                api_groups: Some(vec!["authorization.k8s.io".into()]),
+                resources: Some(vec![
+                    "selfsubjectaccessreviews".into(),
+                    "selfsubjectrulesreviews".into(),
+                ]),
+                ..PolicyRule::default()
+            },
+        ),
+        (
+            "system:basic-user",
+            PolicyRule {
+                verbs: vec!["create".into()],
+                api_groups: Some(vec!["authentication.k8s.io".into()]),
+                resources: Some(vec!["selfsubjectreviews".into()]),
+                ..PolicyRule::default()
+            },
+        ),
     ]
 }
 
@@ -106,11 +116,13 @@ pub fn authorize(store: &Store, user: &UserInfo, attrs: &Attributes) -> Decision
         };
     }
     let mut errors = Vec::new();
-    if user.groups.iter().any(|g| g == AUTHENTICATED_GROUP)
-        && bootstrap_rules().iter().any(|r| rule_allows(attrs, r))
-    {
+    let granted = bootstrap_rules()
+        .into_iter()
+        .find(|(_, r)| rule_allows(attrs, r))
+        .filter(|_| user.groups.iter().any(|g| g == AUTHENTICATED_GROUP));
+    if let Some((role, _)) = granted {
         return allowed_by(&format!(
-            "ClusterRoleBinding \"system:basic-user\" of ClusterRole \"system:basic-user\" to Group \"{AUTHENTICATED_GROUP}\""
+            "ClusterRoleBinding \"{role}\" of ClusterRole \"{role}\" to Group \"{AUTHENTICATED_GROUP}\""
         ));
     }
     for b in objects::<ClusterRoleBinding>(store, "clusterrolebindings", None) {

@@ -12,6 +12,7 @@ use super::tokens::{BoundPod, Subject};
 use super::{Auth, UserInfo};
 use crate::apiserver::error::{ApiError, ApiResult};
 use crate::apiserver::object;
+use crate::apiserver::resources::strs as strings;
 use crate::apiserver::storage::Store;
 
 /// The group of the authentication reviews.
@@ -167,16 +168,6 @@ fn invalid(field: &str, message: &str) -> ApiError {
         "",
         &[(field.to_owned(), message.to_owned())],
     )
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// `POST serviceaccounts/<name>/token`: a token for the ServiceAccount, bound to a Pod (with
