@@ -115,13 +115,15 @@ pub struct ApplySteps {
     /// Writing the `Progressing` status, then choosing the probes (the external probes, API
     /// server and node readiness, are checked before the apply, together).
     pub progressing_seconds: f64,
-    /// nmstate's apply holding a checkpoint, its verification included, from the start of the
-    /// transaction to the start of the probes.
+    /// The check that the slot is still held (the fence), then nmstate's apply holding a
+    /// checkpoint, its verification included, up to the start of the probes.
     pub apply_seconds: f64,
     /// The probes, run together: from the first one's start to the last verdict needed (each
     /// probe's own time is in `probes`).
     pub probes_seconds: f64,
-    /// The commit of the checkpoint; or the rollback, with the probes run again after it.
+    /// From the last verdict of the probes: the check that the slot is still held (the
+    /// fence), then the commit of the checkpoint; or the rollback, with the probes run again
+    /// after it.
     pub commit_seconds: f64,
 }
 

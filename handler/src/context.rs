@@ -122,6 +122,8 @@ pub struct Context<B: Backend> {
     pub(crate) nns_refresh: mpsc::Sender<()>,
     /// The last currentState written, with the NNS uid it was written to.
     pub(crate) nns_last: Mutex<Option<(String, Value)>>,
+    /// The node's network state as last read, while no change came since.
+    pub(crate) node_state: crate::nns::StateCache,
     /// Per policy: no apply attempt before this instant (retry backoff).
     pub(crate) not_before: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Whether the kernel supports bridge VLAN filtering (probed once).

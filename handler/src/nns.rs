@@ -5,7 +5,8 @@
 //! an idle node makes no API writes. Refreshes come from the backend's debounced change stream,
 //! a slow safety re-read (the reconcile requeues itself), each apply, a deletion of the NNS
 //! (it is recreated) and a change of its `nmstate.io/force-nns-refresh` label. Each read also
-//! feeds drift detection ([`crate::drift`]).
+//! feeds drift detection ([`crate::drift`]) and is kept for the policy reconcile
+//! ([`StateCache`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,9 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::{drift, objects};
 use knmstate_state_engine::secrets;
+
+mod cache;
+pub use cache::StateCache;
 
 /// The controller's error policy: log and try again soon.
 // kube's `Controller::run` hands the object and the context over by value.
@@ -56,8 +60,8 @@ pub fn reported_state(current: &Value, max_bytes: usize) -> Value {
 /// Returns whether anything was written.
 pub async fn refresh<B: Backend>(ctx: &Context<B>, node: &Node) -> Result<bool> {
     let current = ctx
-        .backend
-        .current_state()
+        .node_state
+        .read(&ctx.backend)
         .await
         .map_err(Error::ReadNetworkState)?;
     drift::detect(ctx, &current.state);
@@ -179,19 +183,24 @@ where
     }
 }
 
-/// Turn the backend's change stream into refresh requests; reconnects if the stream fails.
+/// Turn the backend's change stream into refresh requests, each batch marking the kept state
+/// stale first; reconnects if the stream fails (nothing kept is trusted meanwhile).
 pub async fn forward_network_changes<B: Backend>(
     backend: &B,
+    kept: &StateCache,
     debounce: Duration,
     refresh: mpsc::Sender<()>,
 ) {
     loop {
         match backend.changes(debounce).await {
             Ok(mut stream) => {
+                kept.set_live(true);
                 while let Some(batch) = stream.next().await {
                     tracing::debug!(kinds = ?batch.kinds, signals = batch.signals, "network changed");
+                    kept.changed();
                     let _ = refresh.try_send(());
                 }
+                kept.set_live(false);
                 tracing::warn!("network change stream ended; resubscribing");
             }
             Err(e) => {

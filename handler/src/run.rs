@@ -143,6 +143,7 @@ impl<B: Backend + Clone + 'static> Handler<B> {
             apply_lock: tokio::sync::Mutex::new(()),
             nns_refresh: refresh_tx.clone(),
             nns_last: Mutex::new(None),
+            node_state: nns::StateCache::default(),
             not_before: Mutex::new(Default::default()),
             bridge_vlan_filtering: tokio::sync::OnceCell::new_with(bridge_vlan_filtering),
             rollout: crate::slots::RolloutMemory::new(),
@@ -188,7 +189,8 @@ impl<B: Backend + Clone + 'static> Handler<B> {
                 let ctx = ctx.clone();
                 let tx = refresh_tx.clone();
                 async move {
-                    nns::forward_network_changes(&ctx.backend, ctx.config.nns_debounce, tx).await;
+                    let (backend, kept) = (&ctx.backend, &ctx.node_state);
+                    nns::forward_network_changes(backend, kept, ctx.config.nns_debounce, tx).await;
                 }
             }),
         ];

@@ -8,7 +8,8 @@
 //! before a failure is reported: a holder that stalled past its lease neither applies nor
 //! commits, and reports Aborted.
 
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use knmstate_api::shared::{ApplyReport, ProbeReport};
 use knmstate_nm_backend::probe::{self, FixedState, Probe, ProbeContext, ProbeRecord};
@@ -46,7 +47,9 @@ impl<B: Backend> Run<B> {
         // Every attempt is announced once its slot is held (a retry flips Retrying back to
         // Progressing, as upstream).
         self.transition(&EnactmentTransition::Progressing);
+        let writing = Instant::now();
         self.write_status().await?;
+        self.steps.progressing_seconds = writing.elapsed().as_secs_f64();
         let p = plan::plan(&before, &self.desired);
         let probe_plan = rollback::select_probes(
             &p,
@@ -60,6 +63,8 @@ impl<B: Backend> Run<B> {
         let attempt = self.attempt(&before, &probe_plan).await;
         // The apply may have changed or removed the addresses pooled connections came from.
         ctx.requests.renew();
+        // And the node's state as kept is no longer the node's.
+        ctx.node_state.changed();
         let (report, failure) = match attempt? {
             Tried::Ran { report, failure } => (report, failure),
             Tried::BesideForeignCheckpoints(checkpoints) => {
@@ -93,7 +98,9 @@ impl<B: Backend> Run<B> {
                     }
                 }
                 self.transition(&EnactmentTransition::Success);
+                let writing = Instant::now();
                 self.report_committed().await?;
+                tracing::info!(policy = %self.name, elapsed = ?writing.elapsed(), "reported the committed apply");
                 Ok(Action::await_change())
             }
             Some(error) => {
@@ -143,27 +150,34 @@ impl<B: Backend> Run<B> {
             current: &fixed,
         };
         let mut shutdown = ctx.shutdown.clone();
-        let mut selected: Vec<Box<dyn Probe>> = Vec::new();
-        for spec in &plan.probes {
-            if spec.precheck {
-                let quick = ProbeSpec {
-                    timeout: spec.timeout.min(PRECHECK_TIMEOUT),
-                    ..spec.clone()
-                };
-                let check = self.probe(&quick, &env);
-                let res = tokio::select! {
-                    r = check.run(&pre) => r,
-                    _ = shutdown.wait_for(|s| *s) => return Err(Error::ShuttingDown),
-                };
-                if let Err(e) = res {
-                    let error = secrets::scrub(&e.to_string(), &self.desired);
-                    tracing::warn!(probe = check.name(), %error, "not selecting a probe that fails before the apply");
-                    continue;
-                }
+        // The checks run together; the probes keep the plan's order.
+        let checks = plan.probes.iter().map(|spec| async {
+            if !spec.precheck {
+                return true;
             }
-            selected.push(self.probe(spec, &env));
-        }
-        Ok(selected)
+            let quick = ProbeSpec {
+                timeout: spec.timeout.min(PRECHECK_TIMEOUT),
+                ..spec.clone()
+            };
+            let check = self.probe(&quick, &env);
+            let Err(e) = check.run(&pre).await else {
+                return true;
+            };
+            let error = secrets::scrub(&e.to_string(), &self.desired);
+            tracing::warn!(probe = check.name(), %error, "not selecting a probe that fails before the apply");
+            false
+        });
+        let works = tokio::select! {
+            works = futures::future::join_all(checks) => works,
+            _ = shutdown.wait_for(|s| *s) => return Err(Error::ShuttingDown),
+        };
+        Ok(plan
+            .probes
+            .iter()
+            .zip(works)
+            .filter(|(_, works)| *works)
+            .map(|(spec, _)| self.probe(spec, &env))
+            .collect())
     }
 
     /// The probe of `spec`, its messages scrubbed of the secrets of the desired state.
@@ -179,7 +193,9 @@ impl<B: Backend> Run<B> {
     /// while probing rolls back and ends the reconcile.
     async fn attempt(&self, before: &Value, plan: &ProbePlan) -> Result<Tried> {
         let ctx = &self.ctx;
+        let selecting = Instant::now();
         let probes = self.select_probes(before, plan).await?;
+        let selected_in = selecting.elapsed();
         if ctx.shutting_down() {
             return Err(Error::ShuttingDown);
         }
@@ -193,6 +209,7 @@ impl<B: Backend> Run<B> {
                 number: rollback::retry_count(Some(&self.status), self.generation) + 1,
             }),
         };
+        let started = Instant::now();
         fault::point("before-apply", Some(&self.name)).await;
         if let Err(loss) = self.check_fence().await? {
             return Ok(Tried::Fenced {
@@ -206,6 +223,7 @@ impl<B: Backend> Run<B> {
         let fence = &CommitFence::default();
         let this = self;
         let mut shutdown = ctx.shutdown.clone();
+        let probed = &OnceLock::new();
         let transaction = backend
             .transaction(
                 &self.desired,
@@ -215,7 +233,10 @@ impl<B: Backend> Run<B> {
                         before,
                         current: backend,
                     };
+                    let began = Instant::now();
                     let mut run = probe::run_recorded(probes, &current).await;
+                    // The first run's (a second one follows a rollback).
+                    let _ = probed.set((began, Instant::now()));
                     fence.after_probes(this, &mut run).await;
                     run
                 },
@@ -241,6 +262,7 @@ impl<B: Backend> Run<B> {
                 .map(|record| probe_report(record, &self.desired))
                 .collect(),
             connectivity_restored: transaction.connectivity_restored(),
+            steps: Some(self.steps_of(selected_in, started, probed.get())),
             ..Default::default()
         };
         if let Some(loss) = fence.lost() {

@@ -6,8 +6,8 @@
 //! | selector match → create or delete this node's enactment | `enactment.rs` |
 //! | wait for the retry backoff and for earlier policies (name order) | `ordering.rs` |
 //! | drift of an applied generation: `status.drift`, event; re-applied only when opted in | `drift.rs` |
-//! | render (captures resolved by the backend, reusing `status.capturedStates`; default linux-bridge VLAN trunk) | `render.rs` |
-//! | nmstate's feature statistics (logged, never failing the policy) | `features.rs` |
+//! | render (captures resolved against the node's state as kept by `nns/cache.rs`, reusing `status.capturedStates`; default linux-bridge VLAN trunk) | `render.rs` |
+//! | nmstate's feature statistics (beside the apply, logged, never failing the policy) | `features.rs` |
 //! | dry run (`nmstate.io/dry-run`): the plan to `status.plan`, nothing applied | `dry_run.rs` |
 //! | apply decision (a generation that succeeded, and that the node still satisfies, or whose retries are exhausted, is not applied again) | this file |
 //! | slot (state-engine's slot protocol: Pending, Aborted, or Progressing; ghosts pruned; the lease renewed while applying, released after) | `slot.rs` |
@@ -15,6 +15,7 @@
 //! | the slot fence: still a live holder right before the apply, the commit and a failure report? | `fence.rs` |
 //! | Retrying / FailedToConfigure after a failed attempt | `retry.rs` |
 //! | the enactment status and events | `status.rs` |
+//! | how long each step took (`status.lastApply.steps`) | `steps.rs` |
 //!
 //! Each step returns a `Step`: go on, or end the reconcile with an [`Action`].
 //!
@@ -24,11 +25,11 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use knmstate_api::State;
-use knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus;
+use knmstate_api::shared::{ApplySteps, NodeNetworkConfigurationEnactmentStatus};
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
 use knmstate_nm_backend::Backend;
@@ -68,6 +69,7 @@ mod render;
 mod retry;
 mod slot;
 mod status;
+mod steps;
 
 pub use dry_run::trigger_hash;
 pub use enactment::delete_enactment;
@@ -140,6 +142,10 @@ struct Run<B: Backend> {
     status: NodeNetworkConfigurationEnactmentStatus,
     /// The rendered desired state (secrets in clear: this is what is applied).
     desired: Value,
+    /// How long the steps so far took (reported in `status.lastApply`).
+    steps: ApplySteps,
+    /// nmstate's feature statistics, while they are computed (`features.rs`).
+    features: Option<features::PendingFeatures>,
 }
 
 impl<B: Backend> Run<B> {
@@ -164,6 +170,8 @@ impl<B: Backend> Run<B> {
             stored,
             status,
             desired: Value::Null,
+            steps: ApplySteps::default(),
+            features: None,
         }
     }
 
@@ -173,11 +181,15 @@ impl<B: Backend> Run<B> {
 
     async fn run(&mut self) -> Result<Action> {
         step!(self.check_drift().await);
+        let started = Instant::now();
         step!(self.render().await);
         step!(self.check_bridge_vlan_filtering().await);
         step!(self.dry_run().await);
         let before = step!(self.decide().await);
+        self.steps.render_seconds = started.elapsed().as_secs_f64();
+        let started = Instant::now();
         step!(self.take_slot(&before).await);
+        self.steps.slot_claim_seconds = started.elapsed().as_secs_f64();
         self.apply_holding_slot(before).await
     }
 
@@ -202,12 +214,13 @@ impl<B: Backend> Run<B> {
             self.write_status().await?;
             return Ok(ControlFlow::Break(Action::await_change()));
         }
+        // As kept since the last change (the render read it already when it was stale).
         let before = ctx
-            .backend
-            .current_state()
+            .node_state
+            .current(&ctx.backend)
             .await
             .map_err(Error::ReadNetworkState)?;
-        self.record_features(&before.state);
+        self.start_features(&before.state);
         // Nothing to change (per interface, route and DNS; secrets hidden on both sides).
         let satisfied = plan::plan(
             &secrets::hidden(&before.state),

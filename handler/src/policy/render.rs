@@ -1,7 +1,8 @@
-//! Render the desired state of this node: captures resolved by the backend (reusing
-//! `status.capturedStates`), the default linux-bridge VLAN trunk; a rendering that cannot work
-//! on this node fails for good (until the policy changes). nmstate's feature statistics are
-//! not computed here: they never fail a policy (see `features.rs`).
+//! Render the desired state of this node: captures resolved (reusing `status.capturedStates`)
+//! against the node's state as the handler keeps it ([`crate::nns::StateCache`]: read again
+//! only when the node changed since), the default linux-bridge VLAN trunk; a rendering that
+//! cannot work on this node fails for good (until the policy changes). nmstate's feature
+//! statistics are not computed here: they never fail a policy (see `features.rs`).
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -24,10 +25,17 @@ impl<B: Backend> Run<B> {
     pub(super) async fn render(&mut self) -> Result<Step> {
         let policy_value = render::nmpolicy(&self.policy.spec);
         let cache = render::reusable_captures(&self.stored);
-        let resolved = match self.ctx.backend.resolve_policy(&policy_value, &cache).await {
-            Ok(r) => r,
-            Err(e) => return self.render_failed(e).await,
-        };
+        let current = self
+            .ctx
+            .node_state
+            .current(&self.ctx.backend)
+            .await
+            .map_err(Error::ReadNetworkState)?;
+        let resolved =
+            match knmstate_nm_backend::resolve_policy(&policy_value, &current.state, &cache) {
+                Ok(r) => r,
+                Err(e) => return self.render_failed(e).await,
+            };
         let desired = render::finish(resolved.desired_state, self.ctx.inject_bridge_vlan().await);
         let meta = NodeNetworkConfigurationEnactmentMetaInfo {
             version: knmstate_nm_backend::NMSTATE_VERSION.to_owned(),

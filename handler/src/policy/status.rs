@@ -1,5 +1,6 @@
 //! The enactment status (written by server-side apply, only when its meaning changed, and
-//! never over state-engine's size cap) and the Warning events on the policy.
+//! never over state-engine's size cap, with the feature statistics once they are done) and the
+//! Warning events on the policy.
 
 use knmstate_api::names;
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
@@ -35,6 +36,10 @@ impl<B: Backend> Run<B> {
     /// without the cap every write would fail and the reconcile would requeue forever holding
     /// its slot. So the cap fails the policy inside a slot, on at most maxUnavailable nodes.
     pub(super) async fn write_status(&mut self) -> Result<()> {
+        // The feature statistics go with the first write after they are done; an end state
+        // waits for them.
+        let ended = SlotState::of(Some(&self.status), self.generation).is_final();
+        self.collect_features(ended).await;
         let bytes = status_cap::status_bytes(&self.status);
         if let Some(problem) = status_cap::cap_status(&mut self.status, MAX_ENACTMENT_STATUS_BYTES)
         {
