@@ -27,9 +27,12 @@
 #
 # Prints one line per round, then the medians of both paths, the median of the per-round ratios
 # policy/raw, and the breakdown the handler reports in the enactment's status.lastApply (apply
-# duration from checkpoint to commit, each probe's duration, and any other number it holds),
-# with "outside the apply" = policy time - lastApply.durationSeconds (render, slot claim,
-# status writes, the controller's aggregation, kubectl).
+# duration from checkpoint to commit, each probe's duration, and any other number it holds:
+# lastApply.steps times each step of the handler's reconcile — render and apply decision, slot
+# claim, Progressing write with the probes' selection, apply, probes, commit), with "outside the
+# apply" = policy time - lastApply.durationSeconds and "outside the steps" = policy time - the
+# sum of lastApply.steps (kubectl, the handler seeing the policy and creating its enactment, the
+# status write of the result, the controller's aggregation).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -235,6 +238,7 @@ for ((r = 0; r <= ROUNDS; r++)); do
     ratio="$(awk -v p="$pol" -v r="$raw" 'BEGIN { printf "%.2f\n", p / r }')"
     apply="$(awk '$1 ~ /^apply/ { print $2 }' <<<"$steps")"
     outside="$(awk -v p="$pol" -v a="${apply:-0}" 'BEGIN { printf "%.3f\n", p - a }')"
+    beside="$(awk -v p="$pol" '$1 ~ /^steps\./ { s += $2 } END { printf "%.3f\n", p - s }' <<<"$steps")"
     breakdown="$(awk '{ printf "%s%s %.3f", (NR > 1 ? ", " : ""), $1, $2 }' <<<"$steps")"
     if ((r == 0)); then
         label="warm-up"
@@ -243,10 +247,10 @@ for ((r = 0; r <= ROUNDS; r++)); do
         echo "$raw" >>"$DIR/raw.txt"
         echo "$pol" >>"$DIR/policy.txt"
         echo "$ratio" >>"$DIR/ratio.txt"
-        { echo "$steps"; echo "outside-the-apply $outside"; } >>"$DIR/steps.txt"
+        { echo "$steps"; echo "outside-the-apply $outside"; echo "outside-the-steps $beside"; } >>"$DIR/steps.txt"
     fi
-    printf '%s: raw %.3f s, policy %.3f s, ratio %.2fx | lastApply: %s | outside the apply %.3f s\n' \
-        "$label" "$raw" "$pol" "$ratio" "${breakdown:-(none)}" "$outside"
+    printf '%s: raw %.3f s, policy %.3f s, ratio %.2fx | lastApply: %s | outside the apply %.3f s, outside the steps %.3f s\n' \
+        "$label" "$raw" "$pol" "$ratio" "${breakdown:-(none)}" "$outside" "$beside"
 done
 
 echo
@@ -254,7 +258,7 @@ echo "node $NODE, $ROUNDS rounds, release box, $(date -u +%Y-%m-%dT%H:%M:%SZ), c
 printf 'median raw nmstatectl apply:          %s s\n' "$(median <"$DIR/raw.txt")"
 printf 'median policy apply -> Available:     %s s\n' "$(median <"$DIR/policy.txt")"
 printf 'median of the pairwise ratios:        %sx (goal <= 1.10x)\n' "$(median <"$DIR/ratio.txt")"
-echo "median per step (status.lastApply of the enactment; outside the apply = policy - apply):"
+echo "median per step (status.lastApply of the enactment; outside the apply = policy - apply, outside the steps = policy - sum of steps.*):"
 awk '{ print $1 }' "$DIR/steps.txt" | awk '!seen[$0]++' | while read -r step; do
     printf '  %-36s %s s\n' "$step" "$(awk -v s="$step" '$1 == s { print $2 }' "$DIR/steps.txt" | median)"
 done
