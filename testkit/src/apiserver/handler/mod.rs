@@ -2,6 +2,7 @@
 //! one file each; the admission and validation every write goes through is in `admit`.
 
 mod admit;
+mod authz;
 mod delete;
 mod read;
 mod write;
@@ -15,7 +16,7 @@ use http::{Method, Response, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
-use super::auth::{self, Attributes, Auth, ResourceAttributes, UserInfo};
+use super::auth::{Attributes, Auth, UserInfo};
 use super::discovery;
 use super::error::{ApiError, ApiResult, qualified};
 use super::metrics::Metrics;
@@ -263,11 +264,11 @@ async fn route(
             )));
         }
     };
-    let attrs = Attributes::Resource(resource_attributes(&target, verb, &q));
+    let attrs = Attributes::Resource(authz::resource_attributes(&target, verb, &q));
     ctx.auth.authorize(&ctx.store, &user, &attrs)?;
     ctx.metrics.inc(verb, &resource);
     if target.sub == "token" || rt.is_review() {
-        return answer_review(ctx, &rt, &target, verb, &user, &body);
+        return authz::answer_review(ctx, &rt, &target, verb, &user, &body);
     }
     let req = Req {
         ctx: ctx.clone(),
@@ -288,67 +289,6 @@ async fn route(
         "delete" => req.delete().await,
         _ => req.delete_collection().await,
     }
-}
-
-/// Who may do what, as kube-apiserver reads it from a request: a namespace's own path is in
-/// that namespace, and a list or watch selecting `metadata.name=x` names `x`.
-fn resource_attributes(t: &Target, verb: &str, q: &Query) -> ResourceAttributes {
-    let mut name = t.name.clone().unwrap_or_default();
-    if name.is_empty() && matches!(verb, "list" | "watch") {
-        let selected = q
-            .get("fieldSelector")
-            .unwrap_or_default()
-            .split(',')
-            .find_map(|term| {
-                let (k, v) = term.split_once("==").or_else(|| term.split_once('='))?;
-                (k.trim() == "metadata.name").then(|| v.trim().to_owned())
-            });
-        name = selected.unwrap_or_default();
-    }
-    let namespace = match &t.namespace {
-        Some(ns) => ns.clone(),
-        None if t.group.is_empty() && t.plural == "namespaces" => name.clone(),
-        None => String::new(),
-    };
-    ResourceAttributes {
-        verb: verb.to_owned(),
-        group: t.group.clone(),
-        version: t.version.clone(),
-        resource: t.plural.clone(),
-        subresource: t.sub.clone(),
-        namespace,
-        name,
-    }
-}
-
-/// A review or a `TokenRequest`: answered, never stored.
-fn answer_review(
-    ctx: &Ctx,
-    rt: &ResourceType,
-    t: &Target,
-    verb: &str,
-    user: &UserInfo,
-    body: &[u8],
-) -> ApiResult<Response<Body>> {
-    if verb != "create" {
-        return Err(ApiError::method_not_allowed(format!(
-            "{verb} is not supported on {}",
-            qualified(&rt.group, &rt.plural)
-        )));
-    }
-    let ns = t.namespace.as_deref().unwrap_or_default();
-    let answer = if t.sub == "token" {
-        auth::reviews::token_request(
-            &ctx.auth,
-            &ctx.store,
-            ns,
-            t.name.as_deref().unwrap_or_default(),
-            body,
-        )?
-    } else {
-        auth::reviews::answer(&ctx.auth, &ctx.store, &rt.plural, ns, user, body)?
-    };
-    Ok(json_response(201, &answer))
 }
 
 /// One resource request.
