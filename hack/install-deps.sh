@@ -4,9 +4,10 @@
 # would start on the host (NetworkManager, dnsmasq) are kept from starting while installing: only
 # the harness nodes run them, inside their own namespaces.
 set -euo pipefail
-# gcc and libc6-dev: the C parts of the build (ring, zstd); curl: the box kubelet's HTTP probes.
+# gcc and libc6-dev: the C parts of the build (ring, zstd); curl: the box kubelet's HTTP probes;
+# lldpd: the LLDP neighbour an end-to-end suite runs in the box's switch namespace.
 pkgs=(network-manager dbus dnsmasq-base iproute2 iputils-ping util-linux procps socat openssl
-  gcc libc6-dev curl)
+  gcc libc6-dev curl lldpd)
 # `--image`: also podman, for hack/image.sh (hack/test.sh never needs it).
 [[ "${1:-}" == --image ]] && pkgs+=(podman)
 missing=()
