@@ -6,6 +6,14 @@
 //! arbitrarily, and the virtual clock moves on. Any handler may crash (losing its local state,
 //! its next step is a restart that rolls its checkpoint back) or die **for good** (it never
 //! steps again; its checkpoint is rolled back by NetworkManager at the checkpoint timeout).
+//! Any handler may also **stall** and later resume (a frozen process, not a dead one): while
+//! stalled it neither steps nor renews its lease, and NetworkManager rolls its checkpoint back
+//! at the timeout meanwhile (a commit after that fails). A resumed handler goes on from where
+//! it stopped, with what it knew then: the slot fence ([`slot::fence`], the handler's
+//! `policy/fence.rs`) is what stops it from applying or committing after it was pruned. The
+//! model takes the fence's read and the step it guards as one step; in the handler a stall
+//! between the two before the apply is caught by the commit fence (rolled back, never
+//! committed), and one before the commit outlasts the checkpoint, so the commit fails.
 //!
 //! The one timing assumption, the one the handler's heartbeat keeps: a live handler renews its
 //! lease at every tick from its successful slot write until its attempt ends (the heartbeat runs
@@ -15,8 +23,8 @@
 //!
 //! Properties, for every interleaving:
 //! * never more than `maxUnavailable` nodes unavailable (holding a checkpoint: applying, or
-//!   dead or crashed before their checkpoint was rolled back), and every live applying node is
-//!   in the ledger;
+//!   dead or crashed before their checkpoint was rolled back), every live node holding a
+//!   checkpoint is in the ledger, and no node commits unless it is a live holder then;
 //! * at most `maxUnavailable` nodes end Failing;
 //! * once crashes stop and every live handler gets scheduled while time passes, the rollout
 //!   ends: every live node's enactment is Available, Failing or Aborted, a node dead for good
@@ -33,7 +41,8 @@ use knmstate_state_engine::conditions::{
 };
 use knmstate_state_engine::rollback::{ApplyDecision, RetryDecision, RetryPolicy, apply_decision};
 use knmstate_state_engine::slot::{
-    self, ExpiredHolder, SlotAction, SlotInput, SlotLedger, SlotPlan, SlotTiming, Sweep,
+    self, ExpiredHolder, FenceStage, SlotAction, SlotHolder, SlotInput, SlotLedger, SlotPlan,
+    SlotTiming, Sweep,
 };
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -71,6 +80,8 @@ enum Local {
         version: u64,
     },
     Claimed,
+    /// Progressing written; the next step passes the fence and applies.
+    Announced,
     Applying,
     Done,
     /// Crashed: the next step is the restart.
@@ -90,6 +101,10 @@ struct World {
     /// Per node: until when its checkpoint holds (set while it applies, until rolled back).
     checkpoint_until: Vec<Option<u64>>,
     incarnations: Vec<u32>,
+    /// Per node: frozen (neither steps nor renews) until resumed.
+    stalled: Vec<bool>,
+    /// A node that committed while not a live holder of its slot, if any.
+    committed_without_slot: Option<usize>,
     clock: u64,
 }
 
@@ -123,6 +138,8 @@ impl World {
             locals: vec![Local::Idle; n],
             checkpoint_until: vec![None; n],
             incarnations: vec![0; n],
+            stalled: vec![false; n],
+            committed_without_slot: None,
             clock: 0,
         }
     }
@@ -147,15 +164,17 @@ impl World {
     fn tick(&mut self) {
         self.clock += 1;
         for i in 0..self.locals.len() {
-            let holding = matches!(
-                self.locals[i],
-                Local::Applying
-                    | Local::Claimed
-                    | Local::Marking {
-                        action: Some(SlotAction::Apply),
-                        ..
-                    }
-            );
+            let holding = !self.stalled[i]
+                && matches!(
+                    self.locals[i],
+                    Local::Applying
+                        | Local::Claimed
+                        | Local::Announced
+                        | Local::Marking {
+                            action: Some(SlotAction::Apply),
+                            ..
+                        }
+                );
             if holding
                 && let Some(next) = self
                     .ledger
@@ -169,6 +188,8 @@ impl World {
     }
 
     fn crash(&mut self, i: usize) {
+        // A frozen process killed: it restarts like any crashed one.
+        self.stalled[i] = false;
         if self.locals[i] != Local::Dead {
             self.locals[i] = Local::Down;
         }
@@ -196,8 +217,47 @@ impl World {
         }
     }
 
+    /// The slot fence of handler `i` now, over the ledger as it is.
+    fn fence(&self, i: usize) -> Result<(), slot::SlotLoss> {
+        let incarnation = self.incarnation(i);
+        let me = name(i);
+        let holder = SlotHolder {
+            node: &me,
+            incarnation: &incarnation,
+            generation: GENERATION,
+        };
+        slot::fence(self.ledger.as_ref(), &holder, &time(self.clock))
+    }
+
+    /// The property's own view (not the fence's): `i` is in the ledger's holders of this
+    /// generation and its lease, if any, has not run out.
+    fn live_holder(&self, i: usize) -> bool {
+        self.ledger.as_ref().is_some_and(|l| {
+            l.generation == GENERATION
+                && l.holders.contains(&name(i))
+                && l.leases
+                    .get(&name(i))
+                    .is_none_or(|lease| !lease.expired_at(&time(self.clock)))
+        })
+    }
+
+    /// Handler `i` found its slot lost at `stage`: Aborted (before the apply, unless the
+    /// pruner marked it already).
+    fn fenced(&mut self, i: usize, loss: &slot::SlotLoss, stage: FenceStage) -> Local {
+        let ended = SlotState::of(Some(&self.enactments[i]), GENERATION).is_final();
+        if !(stage == FenceStage::BeforeApply && ended) {
+            let message = slot::fenced_message(&name(i), "p", loss, stage);
+            self.write(i, &EnactmentTransition::Aborted { message });
+        }
+        Local::Done
+    }
+
     /// One API call (or the end of one apply attempt) of handler `i`; `ok` is the outcome.
+    /// A stalled handler does nothing.
     fn step(&mut self, i: usize, ok: bool) {
+        if self.stalled[i] {
+            return;
+        }
         let me = name(i);
         let local = std::mem::replace(&mut self.locals[i], Local::Idle);
         self.locals[i] = match local {
@@ -291,20 +351,38 @@ impl World {
             }
             Local::Claimed => {
                 self.write(i, &EnactmentTransition::Progressing);
-                self.checkpoint_until[i] = Some(self.clock + CHECKPOINT);
-                Local::Applying
+                Local::Announced
             }
+            Local::Announced => match self.fence(i) {
+                Ok(()) => {
+                    self.checkpoint_until[i] = Some(self.clock + CHECKPOINT);
+                    Local::Applying
+                }
+                Err(loss) => self.fenced(i, &loss, FenceStage::BeforeApply),
+            },
             Local::Applying => self.end_attempt(i, ok),
         };
     }
 
-    /// The attempt commits (`ok`) or rolls back: Success, or Retrying (back to the slot
-    /// decision), or Failing.
+    /// The attempt commits (`ok`, past the commit fence, and while NetworkManager still holds
+    /// the checkpoint) or rolls back: Success, Aborted (the slot was lost), or Retrying (back
+    /// to the slot decision), or Failing.
     fn end_attempt(&mut self, i: usize, ok: bool) -> Local {
+        let held = self.checkpoint_until[i].is_some_and(|t| self.clock < t);
         self.checkpoint_until[i] = None;
-        if ok {
+        let fence = self.fence(i);
+        if ok && held {
+            if let Err(loss) = fence {
+                return self.fenced(i, &loss, FenceStage::BeforeCommit);
+            }
+            if !self.live_holder(i) {
+                self.committed_without_slot = Some(i);
+            }
             self.write(i, &EnactmentTransition::Success);
             return Local::Done;
+        }
+        if let Err(loss) = fence {
+            return self.fenced(i, &loss, FenceStage::AfterFailure);
         }
         let failures_before =
             knmstate_state_engine::rollback::retry_count(Some(&self.enactments[i]), GENERATION);
@@ -345,9 +423,14 @@ impl World {
         }
         let holders = self.ledger.as_ref().map(|l| &l.holders);
         if let Some(i) = (0..self.locals.len()).find(|&i| {
-            self.locals[i] == Local::Applying && !holders.is_some_and(|h| h.contains(&name(i)))
+            self.locals[i] == Local::Applying
+                && self.checkpoint_until[i].is_some_and(|t| self.clock < t)
+                && !holders.is_some_and(|h| h.contains(&name(i)))
         }) {
             return Err(format!("{} applies without a ledger entry", name(i)));
+        }
+        if let Some(i) = self.committed_without_slot {
+            return Err(format!("{} committed without holding its slot", name(i)));
         }
         let failed = self
             .states()
@@ -391,6 +474,8 @@ enum Event {
     Tick,
     Crash { node: usize },
     Die { node: usize },
+    Stall { node: usize },
+    Resume { node: usize },
 }
 
 fn event(n: usize) -> impl Strategy<Value = Event> {
@@ -399,6 +484,8 @@ fn event(n: usize) -> impl Strategy<Value = Event> {
         4 => Just(Event::Tick),
         1 => (0..n).prop_map(|node| Event::Crash { node }),
         1 => (0..n).prop_map(|node| Event::Die { node }),
+        1 => (0..n).prop_map(|node| Event::Stall { node }),
+        1 => (0..n).prop_map(|node| Event::Resume { node }),
     ]
 }
 
@@ -426,9 +513,13 @@ fn run(w: &mut World, events: &[Event], fair_outcomes: &[bool]) -> Result<(), St
             Event::Tick => w.tick(),
             Event::Crash { node } => w.crash(node),
             Event::Die { node } => w.die(node),
+            Event::Stall { node } => w.stalled[node] = true,
+            Event::Resume { node } => w.stalled[node] = false,
         }
         w.check().map_err(|v| format!("after {e:?}: {v}"))?;
     }
+    // Stalled handlers resume, with what they knew when they stalled.
+    w.stalled.fill(false);
     let n = w.locals.len();
     let mut k = 0;
     for _round in 0..20_000 {
@@ -592,4 +683,45 @@ fn two_claims_on_one_version_cannot_both_win() {
     w.locals[0] = Local::Applying;
     w.checkpoint_until = vec![Some(100), Some(100)];
     assert!(w.check().is_err());
+}
+
+/// A holder that stalls (frozen, not dead) right before its apply, for longer than its lease,
+/// is pruned by the next claimant, which applies; once the stalled one resumes, the fence stops
+/// it: it never applies, its enactment stays Aborted as the pruner marked it, and the rollout
+/// completes on the other node.
+#[test]
+fn a_holder_stalled_past_its_lease_is_fenced_when_it_resumes() {
+    let mut w = World::new(2, 1);
+    while w.locals[0] != Local::Announced {
+        w.step(0, true);
+    }
+    w.stalled[0] = true;
+    let lease_ends = w.clock + w.timing.hold_for.as_secs();
+    for _ in 0..200 {
+        if w.locals[1] == Local::Applying {
+            break;
+        }
+        w.step(1, true);
+        w.check().unwrap();
+        w.tick();
+    }
+    assert_eq!(w.locals[1], Local::Applying, "node1 took the slot");
+    assert!(w.clock > lease_ends, "only once node0's lease ran out");
+    w.stalled[0] = false;
+    w.step(0, true);
+    w.check().unwrap();
+    assert_eq!(w.locals[0], Local::Done);
+    assert_eq!(w.checkpoint_until[0], None, "node0 never applied");
+    run(&mut w, &[], &[true]).unwrap();
+    let states = w.states();
+    assert_eq!(
+        (states["node0"], states["node1"]),
+        (SlotState::Aborted, SlotState::Available)
+    );
+    let aborted = w.enactments[0].conditions.find("Aborted").expect("Aborted");
+    assert!(
+        aborted.message.contains("did not renew"),
+        "{}",
+        aborted.message
+    );
 }
