@@ -39,15 +39,16 @@ fn events() -> PolicyRule {
 /// The handler, cluster-wide.
 pub fn handler_cluster_rules() -> Vec<PolicyRule> {
     vec![
-        // handler/src/run.rs watches Nodes; probes.rs gets its Node; policy/slot.rs lists
-        // Nodes (metadata) for maxUnavailable.
+        // handler/src/run.rs watches Nodes (every Node's metadata for maxUnavailable, its own
+        // whole); probes.rs gets its Node.
         rule("", &["nodes"], &["get", "list", "watch"]),
         // probes.rs: the API-server probe reads namespace "default".
         rule("", &["namespaces"], &["get"]),
         // run.rs watches policies; sweep.rs and policy/enactment.rs read one uncached.
         rule(NMSTATE, &[NNCP], &["get", "list", "watch"]),
-        // run.rs watches both; policy/enactment.rs creates, reads and deletes enactments,
-        // policy/slot.rs lists a policy's; nns.rs creates and reads the node's state.
+        // run.rs watches both (every enactment for the slot path); policy/enactment.rs
+        // creates, reads and deletes enactments, policy/slot.rs reads one; nns.rs creates and
+        // reads the node's state.
         rule(
             NMSTATE,
             &[NNCE],
@@ -64,13 +65,13 @@ pub fn handler_cluster_rules() -> Vec<PolicyRule> {
     ]
 }
 
-/// The handler, in its namespace: slots.rs reads, creates and replaces the per-policy slot
-/// ledger Leases.
+/// The handler, in its namespace: run.rs watches the per-policy slot ledger Leases; slots.rs
+/// reads, creates and replaces them.
 pub fn handler_namespace_rules() -> Vec<PolicyRule> {
     vec![rule(
         "coordination.k8s.io",
         &["leases"],
-        &["get", "create", "update"],
+        &["get", "list", "watch", "create", "update"],
     )]
 }
 

@@ -116,6 +116,10 @@ pub struct Context<B: Backend> {
     pub enactments: Store<NodeNetworkConfigurationEnactment>,
     /// This node's NodeNetworkState.
     pub states: Store<NodeNetworkState>,
+    /// Every Node's metadata, every enactment and the slot ledgers, for the slot path.
+    pub caches: crate::caches::SlotCaches,
+    /// The policies waiting for a slot.
+    pub(crate) slot_waits: Arc<crate::slot_wait::SlotWaits>,
     /// Serialises applies on this node.
     pub(crate) apply_lock: tokio::sync::Mutex<()>,
     /// Asks for a NodeNetworkState refresh.

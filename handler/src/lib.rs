@@ -37,6 +37,11 @@
 //!   renews while applying; a holder whose handler never comes back is pruned once its lease
 //!   (checkpoint timeout plus a margin) ran out, its enactment Aborted with a `SlotExpired`
 //!   event, so a dead node no longer stalls the rollout (upstream #1571).
+//! * **Slots from watches, not lists.** Upstream lists every Node and enactment on each slot
+//!   attempt and polls while it waits (O(N²) reads per rollout, #684/#1242). Here the slot path
+//!   reads Nodes (metadata), enactments and ledgers from watch caches ([`caches`]), waits by
+//!   watching them ([`slot_wait`]: woken by a change, in rank order, with a jittered backoff),
+//!   and writes the ledger against the cached version: a waiting or idle handler sends nothing.
 //! * **Bridge VLAN default only where it can work.** Upstream injects a VLAN trunk on every
 //!   linux-bridge port without `vlan`; a kernel without bridge VLAN filtering then cannot bring
 //!   the bridge up at all. By default (`DEFAULT_BRIDGE_VLAN=auto`) the trunk is injected only
@@ -52,6 +57,7 @@
 //!   no uncommitted checkpoint is left behind; after a crash the next handler rolls any stale
 //!   checkpoint back at start-up (it holds the node lock, so no live handler owns one).
 
+pub mod caches;
 pub mod config;
 pub mod context;
 pub mod drift;
@@ -63,6 +69,7 @@ pub mod plugin;
 pub mod policy;
 pub mod probes;
 pub mod run;
+pub mod slot_wait;
 pub mod slots;
 pub mod start;
 pub mod sweep;

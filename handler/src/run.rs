@@ -6,27 +6,34 @@
 //! | policies ([`crate::policy`]) | every NNCP (generation or dry-run/re-apply switch changes) | this Node's label changes re-run all; drift ([`crate::drift`]) re-runs one |
 //! | node state ([`crate::nns`]) | this Node (field selector) | network changes, NNS deletion or force label, each apply, safety re-read |
 //! | enactment sweep ([`crate::sweep`]) | this node's NNCEs (label `nmstate.io/node`) | NNCP deletions |
+//!
+//! Beside them, the slot path's watch caches ([`crate::caches`]: every Node's metadata, every
+//! enactment, the slot ledgers), whose changes wake the policies waiting for a slot
+//! ([`crate::slot_wait`]).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use knmstate_api::names;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::{NodeNetworkConfigurationEnactment, NodeNetworkState};
 use knmstate_nm_backend::Backend;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
+use crate::caches::{self, SlotCaches};
 use crate::config::HandlerConfig;
 use crate::context::{Context, Requests};
 use crate::error::{Error, Result};
 use crate::probes::ProbeFactory;
-use crate::{nns, policy, sweep};
+use crate::{nns, policy, slot_wait, sweep};
 
 /// What the handler runs with.
 pub struct Handler<B: Backend> {
@@ -47,6 +54,57 @@ fn hash_uid(n: &Node) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     n.metadata.uid.hash(&mut h);
     h.finish()
+}
+
+/// The slot path's caches and the future that feeds them (every event nudges the policies
+/// waiting for a slot).
+fn slot_caches(
+    client: &kube::Client,
+    namespace: &str,
+    waits: Arc<slot_wait::SlotWaits>,
+) -> (SlotCaches, impl Future<Output = ()> + Send + 'static) {
+    let by_policy = watcher::Config::default().labels(names::POLICY_LABEL);
+    let (nodes, node_writer) = reflector::store::<PartialObjectMeta<Node>>();
+    let node_events = watcher(
+        Api::<PartialObjectMeta<Node>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(node_writer)
+    .map(|_| ());
+    let (enactments, enactment_writer) = reflector::store();
+    let enactment_events = watcher(
+        Api::<NodeNetworkConfigurationEnactment>::all(client.clone()),
+        by_policy.clone(),
+    )
+    .default_backoff()
+    .modify(caches::trim_enactment)
+    .reflect(enactment_writer)
+    .map(|_| ());
+    let (ledgers, ledger_writer) = reflector::store::<Lease>();
+    let ledger_events = watcher(
+        Api::<Lease>::namespaced(client.clone(), namespace),
+        by_policy,
+    )
+    .default_backoff()
+    .reflect(ledger_writer)
+    .map(|_| ());
+    let events = futures::stream::select(
+        node_events,
+        futures::stream::select(enactment_events, ledger_events),
+    )
+    .for_each(move |()| {
+        waits.nudge();
+        futures::future::ready(())
+    });
+    (
+        SlotCaches {
+            nodes,
+            enactments,
+            ledgers,
+        },
+        events,
+    )
 }
 
 impl<B: Backend + Clone + 'static> Handler<B> {
@@ -128,6 +186,12 @@ impl<B: Backend + Clone + 'static> Handler<B> {
         .reconcile_on(deleted_policies);
         let enactments = enactment_ctl.store();
 
+        // The slot path's caches: every Node's metadata, every enactment (trimmed to its slot
+        // state), the slot ledgers. Their changes wake the policies waiting for a slot.
+        let slot_waits = Arc::new(slot_wait::SlotWaits::default());
+        let (caches, cache_events) =
+            slot_caches(&client, &self.config.namespace, slot_waits.clone());
+
         let requests = Requests::new(&self.kube_config, format!("{node}.nmstate-handler"))?;
         let bridge_vlan_filtering = self.config.bridge_vlan_filtering;
         let ctx = Arc::new(Context {
@@ -140,6 +204,8 @@ impl<B: Backend + Clone + 'static> Handler<B> {
             policies: policies.clone(),
             enactments,
             states,
+            caches,
+            slot_waits,
             apply_lock: tokio::sync::Mutex::new(()),
             nns_refresh: refresh_tx.clone(),
             nns_last: Mutex::new(None),
@@ -184,6 +250,8 @@ impl<B: Backend + Clone + 'static> Handler<B> {
             .for_each(|_| futures::future::ready(()));
 
         let side_tasks = vec![
+            tokio::spawn(cache_events),
+            tokio::spawn(slot_wait::watch(ctx.clone())),
             tokio::spawn(nns::forward_nns_events(state_events, refresh_tx.clone())),
             tokio::spawn({
                 let ctx = ctx.clone();

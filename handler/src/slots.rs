@@ -20,6 +20,7 @@ use knmstate_nm_backend::Backend;
 use knmstate_state_engine::concurrency::SlotState;
 use knmstate_state_engine::slot::{self, SlotLedger, SlotTiming};
 use kube::api::{ObjectMeta, PostParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::context::Context;
@@ -97,14 +98,27 @@ pub fn leases<B: Backend>(ctx: &Context<B>) -> Api<Lease> {
     Api::namespaced(ctx.requests.client(), &ctx.config.namespace)
 }
 
-/// Read the ledger of `policy`.
+/// Read the ledger of `policy` from the API server (after a conflict, or to fence: the slot
+/// path reads it from the watch cache first, [`cached`]).
 pub async fn read(leases: &Api<Lease>, policy: &str) -> Result<ReadLedger> {
     let name = lease_name(policy);
     let lease = leases
         .get_opt(&name)
         .await
         .map_err(|e| Error::read(format!("lease {name}"), e))?;
-    Ok(match lease {
+    Ok(ledger_of(lease.as_ref()))
+}
+
+/// The ledger of `policy` as the handler's watch of the ledgers last saw it. Written against,
+/// a stale read only fails its precondition.
+pub fn cached<B: Backend>(ctx: &Context<B>, policy: &str) -> ReadLedger {
+    let key = ObjectRef::new(&lease_name(policy)).within(&ctx.config.namespace);
+    ledger_of(ctx.caches.ledgers.get(&key).as_deref())
+}
+
+/// The ledger a Lease holds (none in a Lease that is missing or holds no valid ledger).
+fn ledger_of(lease: Option<&Lease>) -> ReadLedger {
+    match lease {
         None => ReadLedger {
             ledger: None,
             resource_version: None,
@@ -116,7 +130,7 @@ pub async fn read(leases: &Api<Lease>, policy: &str) -> Result<ReadLedger> {
                 .and_then(|s| serde_json::from_str(s).ok()),
             resource_version: l.resource_version(),
         },
-    })
+    }
 }
 
 /// Write `next` against what was read. `Ok(false)` on a conflict (someone wrote in between).
@@ -170,18 +184,24 @@ pub async fn write(
 const WRITE_ATTEMPTS: usize = 3;
 
 /// Change this node's entry in `policy`'s ledger with `change` (`None`: nothing to change),
-/// reading again on a conflict. Returns whether a write succeeded.
-async fn update_own_entry(
+/// first against the cached ledger, then, after a conflict, against a fresh read. Returns
+/// whether a write succeeded.
+async fn update_own_entry<B: Backend>(
+    ctx: &Context<B>,
     leases: &Api<Lease>,
     policy: &NodeNetworkConfigurationPolicy,
     change: impl Fn(&SlotLedger) -> Option<SlotLedger>,
 ) -> Result<bool> {
-    for _ in 0..WRITE_ATTEMPTS {
-        let read = read(leases, &policy.name_any()).await?;
-        let Some(next) = read.ledger.as_ref().and_then(&change) else {
+    let mut read_ledger = cached(ctx, &policy.name_any());
+    for attempt in 0..WRITE_ATTEMPTS {
+        if attempt > 0 || read_ledger.ledger.as_ref().and_then(&change).is_none() {
+            // A cache that does not show this node's entry yet may be behind its claim.
+            read_ledger = read(leases, &policy.name_any()).await?;
+        }
+        let Some(next) = read_ledger.ledger.as_ref().and_then(&change) else {
             return Ok(false);
         };
-        if write(leases, policy, &read, &next).await? {
+        if write(leases, policy, &read_ledger, &next).await? {
             return Ok(true);
         }
     }
@@ -195,7 +215,7 @@ pub async fn release<B: Backend>(
     policy: &NodeNetworkConfigurationPolicy,
 ) -> Result<bool> {
     let node = ctx.node_name();
-    update_own_entry(&leases(ctx), policy, |l| slot::release(l, node)).await
+    update_own_entry(ctx, &leases(ctx), policy, |l| slot::release(l, node)).await
 }
 
 /// Renew this node's lease on the slot of `policy` and of every policy whose enactment on this
@@ -229,7 +249,7 @@ pub async fn heartbeat<B: Backend>(
             }
         }
         for p in &held {
-            let renewed = update_own_entry(&api, p, |l| {
+            let renewed = update_own_entry(ctx, &api, p, |l| {
                 slot::renew(l, ctx.node_name(), &ctx.rollout.incarnation, &now())
             })
             .await;

@@ -1,38 +1,41 @@
 //! The concurrency slot, through state-engine's slot protocol ([`slot::decide`]): the ledger
-//! read, the policy's enactments listed after it, the decision, the ledger written against the
-//! version read ([`slots`]), then ghosts marked Aborted with a `SlotExpired` event, a
-//! `HandlerRestarted` event when this node resumes the slot of its previous process, and
-//! Pending, Aborted or the apply. A node done with the policy sweeps for ghosts
-//! ([`slot::sweep`]) until the rollout ends, so a ghost is pruned even when nobody waits.
+//! and the policy's enactments read from the handler's watch caches ([`crate::caches`]; the
+//! nodes whose cached state disagrees with the ledger read again), the decision, the ledger
+//! written against the version read ([`slots`]; after a conflict, against a fresh read), then
+//! ghosts marked Aborted with a `SlotExpired` event, a `HandlerRestarted` event when this node
+//! resumes the slot of its previous process, and Pending, Aborted or the apply. A node that
+//! must wait ends its reconcile and is woken by the caches ([`crate::slot_wait`]), not by a
+//! timer. A node done with the policy sweeps for ghosts ([`slot::sweep`]) until the rollout
+//! ends, so a ghost is pruned even when nobody waits.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::coordination::v1::Lease;
 use knmstate_api::names::{self, event as ev};
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
 use knmstate_nm_backend::Backend;
-use knmstate_state_engine::concurrency::{self, SlotState};
+use knmstate_state_engine::concurrency::SlotState;
 use knmstate_state_engine::conditions::{self as cond, EnactmentTransition};
+use knmstate_state_engine::plan;
 use knmstate_state_engine::rollback;
 use knmstate_state_engine::slot::{self, ExpiredHolder, SlotAction, SlotInput, SlotTiming};
-use knmstate_state_engine::{plan, selector};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
 use serde_json::Value;
 
 use super::{Run, Step};
 use crate::error::{Error, Result};
-use crate::{objects, slots};
+use crate::{caches, objects, slot_wait, slots};
 
 /// Attempts at the slot ledger before writing Pending.
 const LEDGER_ATTEMPTS: usize = 5;
 
-/// The policy's enactments as listed, and the slot state of each node that has one.
-struct Listed {
-    items: Vec<NodeNetworkConfigurationEnactment>,
+/// The ledger and the policy's enactments as the slot path sees them.
+struct View {
+    read: slots::ReadLedger,
     states: BTreeMap<String, SlotState>,
 }
 
@@ -50,19 +53,28 @@ impl<B: Backend> Run<B> {
         }
         let leases = slots::leases(&self.ctx);
         let hold_for = self.timing(before).hold_for;
-        for _ in 0..LEDGER_ATTEMPTS {
-            let read = slots::read(&leases, &self.name).await?;
-            let listed = self.list_enactments().await?;
-            let limit = self.max_unavailable(listed.states.len()).await?;
-            let plan = slot::decide(&self.input(&read, &listed, limit, hold_for));
+        self.ctx.caches.ready().await;
+        for attempt in 0..LEDGER_ATTEMPTS {
+            let view = self.view(&leases, attempt > 0).await?;
+            let limit = self
+                .ctx
+                .caches
+                .max_unavailable(&self.policy, view.states.len());
+            let plan = slot::decide(&self.input(&view, limit, hold_for));
             tracing::debug!(policy = %self.name, ?plan, limit, "slot decision");
+            if plan.action == SlotAction::Apply && !self.in_turn(&view, limit) {
+                return self.wait_for_slot().await;
+            }
             if let Some(next) = &plan.ledger
-                && !slots::write(&leases, &self.policy, &read, next).await?
+                && !slots::write(&leases, &self.policy, &view.read, next).await?
             {
                 tracing::debug!(policy = %self.name, "slot ledger conflict; reading again");
                 continue;
             }
-            self.mark_expired(&plan.expired, &listed.items).await;
+            if plan.action != SlotAction::Wait {
+                self.ctx.slot_waits.done(&self.name);
+            }
+            self.mark_expired(&plan.expired).await;
             match plan.action {
                 SlotAction::Apply => {
                     if plan.restarted {
@@ -73,18 +85,7 @@ impl<B: Backend> Run<B> {
                     }
                     return Ok(ControlFlow::Continue(()));
                 }
-                SlotAction::Wait => {
-                    self.transition(&EnactmentTransition::Pending);
-                    self.write_status().await?;
-                    let wait = self
-                        .ctx
-                        .config
-                        .defaults
-                        .retry
-                        .initial_backoff
-                        .max(Duration::from_millis(200));
-                    return Ok(ControlFlow::Break(Action::requeue(wait)));
-                }
+                SlotAction::Wait => return self.wait_for_slot().await,
                 SlotAction::Abort => {
                     let message = cond::aborted_message(self.node(), &self.name);
                     self.transition(&EnactmentTransition::Aborted {
@@ -98,11 +99,36 @@ impl<B: Backend> Run<B> {
                 SlotAction::Expired => return Ok(ControlFlow::Break(Action::await_change())),
             }
         }
+        self.wait_for_slot().await
+    }
+
+    /// Whether a claim of a free slot is this node's turn: it holds the slot already, the
+    /// slot wait woke it, or it ranks among the first waiting nodes ([`slot_wait`]) — so a
+    /// new policy does not have every node write the ledger at once.
+    fn in_turn(&self, view: &View, limit: usize) -> bool {
+        let holds =
+            view.read.ledger.as_ref().is_some_and(|l| {
+                l.generation == self.generation && l.holders.contains(self.node())
+            });
+        if holds || self.ctx.slot_waits.woken(&self.name) {
+            return true;
+        }
+        let (free, rank) = slot_wait::rank(
+            view.read.ledger.as_ref(),
+            self.generation,
+            &view.states,
+            limit,
+            self.node(),
+        );
+        rank < free
+    }
+
+    /// No slot now: Pending, and woken by the caches when one may be free.
+    async fn wait_for_slot(&mut self) -> Result<Step> {
         self.transition(&EnactmentTransition::Pending);
         self.write_status().await?;
-        Ok(ControlFlow::Break(Action::requeue(Duration::from_millis(
-            500,
-        ))))
+        self.ctx.slot_waits.wait(&self.name);
+        Ok(ControlFlow::Break(Action::await_change()))
     }
 
     /// Apply over `before` while the heartbeat renews this node's slot leases; once the
@@ -124,22 +150,23 @@ impl<B: Backend> Run<B> {
     /// This node is done with the policy: sweep the ledger for ghosts and look again when a
     /// lease runs out, while the rollout has not ended.
     pub(super) async fn watch_slots(&mut self) -> Result<Action> {
+        self.ctx.slot_waits.done(&self.name);
         let leases = slots::leases(&self.ctx);
-        let read = slots::read(&leases, &self.name).await?;
-        let listed = self.list_enactments().await?;
+        self.ctx.caches.ready().await;
+        let view = self.view(&leases, false).await?;
         let retry = &self.ctx.config.defaults.retry;
         let timing = SlotTiming::new(
             self.ctx.config.defaults.checkpoint_timeout,
             retry.max_backoff,
         );
         // A sweep never claims: the limit does not matter.
-        let sweep = slot::sweep(&self.input(&read, &listed, 1, timing.hold_for));
+        let sweep = slot::sweep(&self.input(&view, 1, timing.hold_for));
         if let Some(next) = &sweep.ledger
-            && !slots::write(&leases, &self.policy, &read, next).await?
+            && !slots::write(&leases, &self.policy, &view.read, next).await?
         {
             return Ok(Action::requeue(Duration::from_secs(1)));
         }
-        self.mark_expired(&sweep.expired, &listed.items).await;
+        self.mark_expired(&sweep.expired).await;
         Ok(sweep
             .look_again
             .map_or_else(Action::await_change, Action::requeue))
@@ -159,8 +186,7 @@ impl<B: Backend> Run<B> {
     /// What state-engine's slot protocol decides from, now.
     fn input<'a>(
         &'a self,
-        read: &'a slots::ReadLedger,
-        listed: &'a Listed,
+        view: &'a View,
         max_unavailable: usize,
         hold_for: Duration,
     ) -> SlotInput<'a> {
@@ -168,8 +194,8 @@ impl<B: Backend> Run<B> {
             node: self.node(),
             incarnation: &self.ctx.rollout.incarnation,
             generation: self.generation,
-            ledger: read.ledger.as_ref(),
-            states: &listed.states,
+            ledger: view.read.ledger.as_ref(),
+            states: &view.states,
             max_unavailable,
             now: slots::now(),
             hold_for,
@@ -191,17 +217,17 @@ impl<B: Backend> Run<B> {
 
     /// Mark each ghost's enactment Aborted (unless it already ended) and emit `SlotExpired`.
     /// Failures are logged: the tombstone stays in the ledger, the next decision marks again.
-    async fn mark_expired(
-        &self,
-        ghosts: &[ExpiredHolder],
-        items: &[NodeNetworkConfigurationEnactment],
-    ) {
+    async fn mark_expired(&self, ghosts: &[ExpiredHolder]) {
         for ghost in ghosts {
-            let Some(e) = items
-                .iter()
-                .find(|e| e.node_name() == Some(ghost.node.as_str()))
-            else {
-                continue;
+            // Read now (the cache keeps only slot states): the status is written back whole.
+            let name = names::enactment_name(&ghost.node, &self.name);
+            let e = match self.ctx.enactment_api().get_opt(&name).await {
+                Ok(Some(e)) => e,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(policy = %self.name, ghost = %ghost.node, error = %e, "failed to read an expired slot holder's enactment");
+                    continue;
+                }
             };
             let mut status = e.status.clone().unwrap_or_default();
             if SlotState::of(Some(&status), self.generation).is_final() {
@@ -214,7 +240,6 @@ impl<B: Backend> Run<B> {
                 message: message.clone(),
             }
             .apply(&mut status.conditions, &slots::now());
-            let name = e.name_any();
             let body = objects::status_patch::<NodeNetworkConfigurationEnactment>(&name, &status);
             let written = self
                 .ctx
@@ -238,54 +263,35 @@ impl<B: Backend> Run<B> {
         }
     }
 
-    /// The policy's enactments (read from the API server, not a cache) and their slot states,
-    /// this node's from the status being built.
-    async fn list_enactments(&self) -> Result<Listed> {
-        let list = self
-            .ctx
-            .enactment_api()
-            .list(&ListParams::default().labels(&format!("{}={}", names::POLICY_LABEL, self.name)))
-            .await
-            .map_err(|e| Error::read(format!("enactments of policy {}", self.name), e))?;
-        let mut states: BTreeMap<String, SlotState> = list
-            .items
-            .iter()
-            .filter_map(|e| {
-                let node = e.labels().get(names::NODE_LABEL)?.clone();
-                Some((node, SlotState::of(e.status.as_ref(), self.generation)))
-            })
-            .collect();
+    /// The ledger (from the cache, or `fresh` from the API server) and the policy's
+    /// enactments from the cache, the nodes whose cached state disagrees with the ledger read
+    /// again ([`caches::disputed`]), this node's state from the status being built.
+    async fn view(&self, leases: &Api<Lease>, fresh: bool) -> Result<View> {
+        let read = if fresh {
+            slots::read(leases, &self.name).await?
+        } else {
+            slots::cached(&self.ctx, &self.name)
+        };
+        let mut states = self.ctx.caches.states(&self.name, self.generation);
+        let disputed =
+            caches::disputed(read.ledger.as_ref(), self.generation, &states, self.node());
+        for node in disputed {
+            let name = names::enactment_name(&node, &self.name);
+            let e = self
+                .ctx
+                .enactment_api()
+                .get_opt(&name)
+                .await
+                .map_err(|e| Error::read(format!("enactment {name}"), e))?;
+            match e {
+                Some(e) => states.insert(node, SlotState::of(e.status.as_ref(), self.generation)),
+                None => states.remove(&node),
+            };
+        }
         states.insert(
             self.node().to_owned(),
             SlotState::of(Some(&self.status), self.generation),
         );
-        Ok(Listed {
-            items: list.items,
-            states,
-        })
-    }
-
-    /// maxUnavailable over the nodes matching the policy (at least the enactments' count).
-    async fn max_unavailable(&self, enactments: usize) -> Result<usize> {
-        let nodes: Api<Node> = Api::all(self.ctx.requests.client());
-        let list = nodes
-            .list_metadata(&ListParams::default())
-            .await
-            .map_err(|e| Error::read("nodes", e))?;
-        let matching = list
-            .items
-            .iter()
-            .filter(|n| {
-                selector::policy_matches_node(&self.policy.spec, n.labels()).unwrap_or(false)
-            })
-            .count();
-        let m = concurrency::max_unavailable(
-            self.policy.spec.max_unavailable.as_ref(),
-            matching.max(enactments),
-        );
-        if let Some(e) = &m.error {
-            tracing::warn!(policy = %self.name, error = %e, "invalid maxUnavailable, using 50%");
-        }
-        Ok(m.value)
+        Ok(View { read, states })
     }
 }

@@ -1,0 +1,221 @@
+//! The handler's watch caches of the cluster's rollouts, which the slot path reads instead of
+//! listing (upstream lists every Node and every enactment on each slot attempt: O(N²) reads
+//! per rollout, #684/#1242): every Node's metadata (which nodes a policy selects, for
+//! maxUnavailable), every enactment trimmed to its slot state, and the slot ledgers (the
+//! per-policy Leases of [`crate::slots`]). A handler that waits for a slot, or is idle, sends
+//! no request: its watches keep these fresh.
+//!
+//! Safety stays with the ledger write's `resourceVersion` precondition: a stale ledger costs a
+//! conflict and a fresh read. The slot protocol ([`slot::decide`]) also trusts the enactment
+//! states to be read after the ledger (a holder whose enactment shows an end is pruned; a
+//! node that released has its end state counted), an order two watches do not keep. So the
+//! nodes whose cached state disagrees with the ledger read — a holder or tombstone whose
+//! enactment is missing from the cache or at an end, a node applying without an entry — are
+//! read again from the API server before a decision that writes ([`disputed`]).
+//!
+//! [`slot::decide`]: knmstate_state_engine::slot::decide
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use knmstate_api::names;
+use knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus;
+use knmstate_api::v1::NodeNetworkConfigurationPolicy;
+use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
+use knmstate_state_engine::concurrency::{self, SlotState};
+use knmstate_state_engine::selector;
+use knmstate_state_engine::slot::SlotLedger;
+use kube::ResourceExt;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::Store;
+
+/// The watch caches of the slot path.
+#[derive(Clone)]
+pub struct SlotCaches {
+    /// Every Node, metadata only.
+    pub nodes: Store<PartialObjectMeta<Node>>,
+    /// Every enactment, trimmed by [`trim_enactment`].
+    pub enactments: Store<NodeNetworkConfigurationEnactment>,
+    /// The slot ledgers: Leases labelled with their policy in the handler's namespace.
+    pub ledgers: Store<Lease>,
+}
+
+impl SlotCaches {
+    /// Wait until every cache holds its first full list (until then a holder would look gone).
+    pub async fn ready(&self) {
+        // A store's readiness wakes only its latest waiter: look again until it says ready.
+        let step = Duration::from_millis(100);
+        while tokio::time::timeout(step, self.nodes.wait_until_ready())
+            .await
+            .is_err()
+        {}
+        while tokio::time::timeout(step, self.enactments.wait_until_ready())
+            .await
+            .is_err()
+        {}
+        while tokio::time::timeout(step, self.ledgers.wait_until_ready())
+            .await
+            .is_err()
+        {}
+    }
+
+    /// The slot state for `generation` of each node with an enactment of `policy`.
+    pub fn states(&self, policy: &str, generation: i64) -> BTreeMap<String, SlotState> {
+        self.enactments
+            .state()
+            .iter()
+            .filter(|e| e.labels().get(names::POLICY_LABEL).map(String::as_str) == Some(policy))
+            .filter_map(|e| {
+                let node = e.labels().get(names::NODE_LABEL)?.clone();
+                Some((node, SlotState::of(e.status.as_ref(), generation)))
+            })
+            .collect()
+    }
+
+    /// maxUnavailable of `policy` over the nodes it selects (at least `enactments`).
+    pub fn max_unavailable(
+        &self,
+        policy: &NodeNetworkConfigurationPolicy,
+        enactments: usize,
+    ) -> usize {
+        let matching = self
+            .nodes
+            .state()
+            .iter()
+            .filter(|n| selector::policy_matches_node(&policy.spec, n.labels()).unwrap_or(false))
+            .count();
+        let m = concurrency::max_unavailable(
+            policy.spec.max_unavailable.as_ref(),
+            matching.max(enactments),
+        );
+        if let Some(e) = &m.error {
+            tracing::warn!(policy = %policy.name_any(), error = %e, "invalid maxUnavailable, using 50%");
+        }
+        m.value
+    }
+}
+
+/// What the slot cache keeps of an enactment: its labels and the status fields a slot state
+/// is read from (the rest, desired and captured states above all, is never read there).
+pub fn trim_enactment(e: &mut NodeNetworkConfigurationEnactment) {
+    e.metadata.managed_fields = None;
+    e.metadata.annotations = None;
+    e.metadata.owner_references = None;
+    if let Some(status) = e.status.take() {
+        e.status = Some(NodeNetworkConfigurationEnactmentStatus {
+            policy_generation: status.policy_generation,
+            conditions: status.conditions,
+            ..Default::default()
+        });
+    }
+}
+
+/// The nodes other than `me` whose cached state disagrees with `ledger` (see the module page):
+/// to be read again before a decision.
+pub fn disputed(
+    ledger: Option<&SlotLedger>,
+    generation: i64,
+    states: &BTreeMap<String, SlotState>,
+    me: &str,
+) -> Vec<String> {
+    let ledger = ledger.filter(|l| l.generation == generation);
+    let entries = ledger
+        .into_iter()
+        .flat_map(|l| l.holders.iter().chain(l.expired.keys()));
+    let mut nodes: Vec<String> = entries
+        .filter(|n| states.get(*n).is_none_or(|s| s.is_final()))
+        .cloned()
+        .collect();
+    nodes.extend(
+        states
+            .iter()
+            .filter(|(n, s)| {
+                **s == SlotState::Progressing && ledger.is_none_or(|l| !l.holders.contains(*n))
+            })
+            .map(|(n, _)| n.clone()),
+    );
+    nodes.retain(|n| n != me);
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger(holders: &[&str], expired: &[&str]) -> SlotLedger {
+        let mut l = SlotLedger::new(1);
+        l.holders = holders.iter().map(|h| (*h).to_owned()).collect();
+        let lease = knmstate_state_engine::slot::SlotLease::new(
+            &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+            Duration::from_secs(1),
+            "",
+        );
+        l.expired = expired
+            .iter()
+            .map(|h| ((*h).to_owned(), lease.clone()))
+            .collect();
+        l
+    }
+
+    fn states(s: &[(&str, SlotState)]) -> BTreeMap<String, SlotState> {
+        s.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect()
+    }
+
+    #[test]
+    fn a_cache_that_agrees_with_the_ledger_is_trusted() {
+        let l = ledger(&["a"], &[]);
+        let s = states(&[
+            ("a", SlotState::Progressing),
+            ("b", SlotState::Pending),
+            ("c", SlotState::Available),
+        ]);
+        assert!(disputed(Some(&l), 1, &s, "b").is_empty());
+    }
+
+    #[test]
+    fn holders_that_look_done_or_unknown_and_appliers_without_an_entry_are_read_again() {
+        // a: holder shown done (a drifted node may have written Pending since);
+        // b: holder not in the cache yet; g: tombstone shown done; d: applying, no entry
+        // (released, its end not seen yet).
+        let l = ledger(&["a", "b", "me"], &["g"]);
+        let s = states(&[
+            ("a", SlotState::Available),
+            ("g", SlotState::Aborted),
+            ("d", SlotState::Progressing),
+            ("me", SlotState::Pending),
+        ]);
+        assert_eq!(disputed(Some(&l), 1, &s, "me"), ["a", "b", "d", "g"]);
+    }
+
+    #[test]
+    fn a_ledger_of_another_generation_names_nobody() {
+        let l = ledger(&["a"], &[]);
+        let s = states(&[("b", SlotState::Progressing)]);
+        assert_eq!(disputed(Some(&l), 2, &s, "me"), ["b"]);
+        assert_eq!(disputed(None, 2, &s, "me"), ["b"]);
+    }
+
+    #[test]
+    fn a_trimmed_enactment_keeps_its_slot_state() {
+        let mut e: NodeNetworkConfigurationEnactment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "nmstate.io/v1beta1", "kind": "NodeNetworkConfigurationEnactment",
+            "metadata": {"name": "n.p", "labels": {"nmstate.io/policy": "p", "nmstate.io/node": "n"},
+                "managedFields": [{"manager": "x"}]},
+            "status": {"policyGeneration": 3, "desiredState": {"interfaces": []},
+                "conditions": [{"type": "Available", "status": "True", "reason": "SuccessfullyConfigured"}]}
+        }))
+        .expect("enactment");
+        let before = SlotState::of(e.status.as_ref(), 3);
+        trim_enactment(&mut e);
+        assert_eq!(SlotState::of(e.status.as_ref(), 3), before);
+        assert_eq!(before, SlotState::Available);
+        assert!(e.metadata.managed_fields.is_none());
+        assert!(e.status.as_ref().is_some_and(|s| s.desired_state.is_none()));
+    }
+}

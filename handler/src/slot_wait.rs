@@ -1,0 +1,317 @@
+//! Waiting for a slot by watching. A policy reconcile that must wait ([`SlotWaits::wait`])
+//! ends without a requeue; [`watch`] then judges the waiting policies from the watch caches
+//! ([`crate::caches`]) each time a ledger or an enactment changes (and every [`TICK`], for
+//! leases that run out), and asks for a reconcile only when state-engine's slot protocol,
+//! run on the cached view, would do something: claim, prune, abort. So a waiting handler
+//! sends no request, and a freed slot is taken within a watch event's delay.
+//!
+//! A freed slot must not wake every waiting node at once (N conflicting ledger writes per
+//! slot: O(N²) requests per rollout). The waiting nodes are ranked by name: with `free` slots,
+//! the first `free` of them go at once; the others only once the slot stayed free for a
+//! grace that grows with their rank, with jitter (a node ranked ahead may be gone). And when
+//! the caches show nothing to do, each waiting policy is still reconciled on an exponential
+//! backoff with jitter ([`FALLBACK_FIRST`] doubling to [`FALLBACK_MAX`]), should a cache have
+//! missed a change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use knmstate_api::v1::NodeNetworkConfigurationPolicy;
+use knmstate_nm_backend::Backend;
+use knmstate_state_engine::concurrency::{SlotState, failed_final};
+use knmstate_state_engine::slot::{self, SlotAction, SlotInput, SlotLedger, SlotTiming};
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::Notify;
+
+use crate::context::Context;
+use crate::slots;
+
+/// How often the waiting policies are judged without a change (a lease may have run out).
+pub const TICK: Duration = Duration::from_secs(1);
+/// Changes closer together than this are judged once.
+const SETTLE: Duration = Duration::from_millis(50);
+/// First reconcile of a waiting policy whose caches show nothing to do.
+pub const FALLBACK_FIRST: Duration = Duration::from_secs(10);
+/// Longest wait between two of them.
+pub const FALLBACK_MAX: Duration = Duration::from_mins(2);
+/// How long a free slot waits for the node ranked ahead, per rank.
+const GRACE_PER_RANK: Duration = Duration::from_millis(500);
+/// No second reconcile asked for a policy while the first may still be running.
+const ASKED_AGAIN_AFTER: Duration = Duration::from_secs(2);
+
+/// One waiting policy.
+#[derive(Debug)]
+struct Waiting {
+    fallback: ExponentialBackoff,
+    next_fallback: Instant,
+    /// Since when the caches show a slot this node could take.
+    free_since: Option<Instant>,
+    /// When a reconcile was last asked for.
+    asked: Option<Instant>,
+}
+
+/// The policies this handler waits for a slot of.
+#[derive(Debug, Default)]
+pub struct SlotWaits {
+    waiting: Mutex<HashMap<String, Waiting>>,
+    wake: Notify,
+}
+
+fn backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(FALLBACK_FIRST)
+        .with_max_delay(FALLBACK_MAX)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+impl SlotWaits {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiting>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `policy` waits for a slot (again): [`watch`] asks for its reconcile.
+    pub fn wait(&self, policy: &str) {
+        let mut waiting = self.lock();
+        let w = waiting.entry(policy.to_owned()).or_insert_with(|| {
+            let mut fallback = backoff();
+            let first = fallback.next().unwrap_or(FALLBACK_FIRST);
+            Waiting {
+                fallback,
+                next_fallback: Instant::now() + first,
+                free_since: None,
+                asked: None,
+            }
+        });
+        w.asked = None;
+        drop(waiting);
+        self.wake.notify_one();
+    }
+
+    /// `policy` no longer waits (it holds its slot, ended, or is gone).
+    pub fn done(&self, policy: &str) {
+        self.lock().remove(policy);
+    }
+
+    /// Whether [`watch`] asked for the running reconcile of `policy` (then its claim goes
+    /// ahead whatever its rank: the watch judged it due).
+    pub fn woken(&self, policy: &str) -> bool {
+        self.lock().get(policy).is_some_and(|w| w.asked.is_some())
+    }
+
+    /// A ledger or an enactment changed: judge the waiting policies again.
+    pub fn nudge(&self) {
+        if !self.lock().is_empty() {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// What a waiting node sees in the caches.
+struct Judgement {
+    /// What the slot protocol would do now.
+    action: SlotAction,
+    /// Whether it would write the ledger (a prune).
+    writes: bool,
+    /// Slots free for the waiting nodes.
+    free: usize,
+    /// Waiting nodes ahead of this one (name order).
+    rank: usize,
+}
+
+/// Judge `policy` for this node from the caches.
+fn judge<B: Backend>(ctx: &Context<B>, policy: &NodeNetworkConfigurationPolicy) -> Judgement {
+    let name = kube::ResourceExt::name_any(policy);
+    let generation = policy.metadata.generation.unwrap_or(0);
+    let read = slots::cached(ctx, &name);
+    let states = ctx.caches.states(&name, generation);
+    let limit = ctx.caches.max_unavailable(policy, states.len());
+    let retry = &ctx.config.defaults.retry;
+    let hold_for =
+        SlotTiming::new(ctx.config.defaults.checkpoint_timeout, retry.max_backoff).hold_for;
+    let plan = slot::decide(&SlotInput {
+        node: ctx.node_name(),
+        incarnation: &ctx.rollout.incarnation,
+        generation,
+        ledger: read.ledger.as_ref(),
+        states: &states,
+        max_unavailable: limit,
+        now: slots::now(),
+        hold_for,
+    });
+    let (free, rank) = rank(
+        read.ledger.as_ref(),
+        generation,
+        &states,
+        limit,
+        ctx.node_name(),
+    );
+    Judgement {
+        action: plan.action,
+        writes: plan.ledger.is_some(),
+        free,
+        rank,
+    }
+}
+
+/// The slots free for waiting nodes, and how many waiting nodes are ahead of `me`.
+pub fn rank(
+    ledger: Option<&SlotLedger>,
+    generation: i64,
+    states: &BTreeMap<String, SlotState>,
+    limit: usize,
+    me: &str,
+) -> (usize, usize) {
+    let holders = ledger
+        .filter(|l| l.generation == generation)
+        .map(|l| &l.holders);
+    let holds = |n: &String| holders.is_some_and(|h| h.contains(n));
+    let held = states
+        .iter()
+        .filter(|(n, s)| holds(n) && !s.is_final())
+        .count();
+    let free = limit.saturating_sub(held + failed_final(states));
+    let rank = states
+        .iter()
+        .filter(|(n, s)| {
+            n.as_str() < me && matches!(s, SlotState::Idle | SlotState::Pending) && !holds(n)
+        })
+        .count();
+    (free, rank)
+}
+
+/// Whether to reconcile a waiting policy now (see the module page).
+fn due(j: &Judgement, w: &mut Waiting, now: Instant) -> bool {
+    if w.asked.is_some_and(|at| now < at + ASKED_AGAIN_AFTER) {
+        return false;
+    }
+    let wants = j.action != SlotAction::Wait || j.writes;
+    if !wants {
+        w.free_since = None;
+        return now >= w.next_fallback;
+    }
+    let since = *w.free_since.get_or_insert(now);
+    // Each node marks its own end; a claim or a prune goes by rank.
+    if matches!(j.action, SlotAction::Abort | SlotAction::Expired) || j.rank < j.free.max(1) {
+        return true;
+    }
+    let behind = u32::try_from(j.rank - j.free.max(1) + 1).unwrap_or(u32::MAX);
+    let grace = GRACE_PER_RANK.saturating_mul(behind).min(FALLBACK_MAX);
+    // Jitter: up to half the grace again, drawn per look.
+    let jitter = grace.mul_f64(fastrand::f64() / 2.0);
+    now >= since + grace + jitter
+}
+
+/// Judge the waiting policies on each change of the caches and every [`TICK`]; ask for the
+/// reconciles that are due. Runs until the handler stops.
+pub async fn watch<B: Backend>(ctx: Arc<Context<B>>) {
+    loop {
+        tokio::select! {
+            () = ctx.slot_waits.wake.notified() => {}
+            () = tokio::time::sleep(TICK) => {}
+        }
+        tokio::time::sleep(SETTLE).await;
+        let names: Vec<String> = ctx.slot_waits.lock().keys().cloned().collect();
+        for name in names {
+            let Some(policy) = ctx.policies.get(&ObjectRef::new(&name)) else {
+                ctx.slot_waits.done(&name);
+                continue;
+            };
+            let j = judge(&ctx, &policy);
+            let now = Instant::now();
+            let mut waiting = ctx.slot_waits.lock();
+            let Some(w) = waiting.get_mut(&name) else {
+                continue;
+            };
+            if !due(&j, w, now) {
+                continue;
+            }
+            w.asked = Some(now);
+            if now >= w.next_fallback {
+                w.next_fallback = now + w.fallback.next().unwrap_or(FALLBACK_MAX);
+            }
+            drop(waiting);
+            tracing::debug!(policy = %name, action = ?j.action, rank = j.rank, free = j.free, "slot wait: reconciling");
+            ctx.recheck_policy(ObjectRef::new(&name));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(next_fallback: Instant) -> Waiting {
+        Waiting {
+            fallback: backoff(),
+            next_fallback,
+            free_since: None,
+            asked: None,
+        }
+    }
+
+    fn states(s: &[(&str, SlotState)]) -> BTreeMap<String, SlotState> {
+        s.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect()
+    }
+
+    #[test]
+    fn free_slots_and_rank_come_from_the_ledger_and_the_states() {
+        let mut l = SlotLedger::new(1);
+        l.holders.insert("a".into());
+        l.holders.insert("z".into()); // ended: does not hold
+        let s = states(&[
+            ("a", SlotState::Progressing),
+            ("b", SlotState::FailedFinal),
+            ("c", SlotState::Pending),
+            ("d", SlotState::Pending),
+            ("e", SlotState::Idle),
+            ("z", SlotState::Available),
+        ]);
+        assert_eq!(rank(Some(&l), 1, &s, 3, "e"), (1, 2));
+        assert_eq!(rank(Some(&l), 1, &s, 3, "c"), (1, 0));
+        // A ledger of another generation holds nothing.
+        assert_eq!(rank(Some(&l), 2, &s, 3, "c").0, 2);
+    }
+
+    #[test]
+    fn the_first_ranked_go_at_once_the_others_after_a_grace() {
+        let now = Instant::now();
+        let far = now + Duration::from_hours(1);
+        let claim = |rank| Judgement {
+            action: SlotAction::Apply,
+            writes: true,
+            free: 2,
+            rank,
+        };
+        assert!(due(&claim(1), &mut waiting(far), now));
+        let mut w = waiting(far);
+        assert!(!due(&claim(4), &mut w, now));
+        assert!(!due(&claim(4), &mut w, now + Duration::from_millis(1400)));
+        assert!(due(&claim(4), &mut w, now + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn nothing_to_do_waits_for_the_fallback_and_a_reconcile_is_asked_once() {
+        let now = Instant::now();
+        let idle = Judgement {
+            action: SlotAction::Wait,
+            writes: false,
+            free: 0,
+            rank: 0,
+        };
+        let mut w = waiting(now + Duration::from_secs(10));
+        assert!(!due(&idle, &mut w, now));
+        assert!(due(&idle, &mut w, now + Duration::from_secs(10)));
+        w.asked = Some(now);
+        let abort = Judgement {
+            action: SlotAction::Abort,
+            ..idle
+        };
+        assert!(!due(&abort, &mut w, now + Duration::from_secs(1)));
+        assert!(due(&abort, &mut w, now + Duration::from_secs(3)));
+    }
+}
