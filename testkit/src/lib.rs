@@ -6,6 +6,8 @@
 //!   (the cluster in a box or a real one through `KUBECONFIG`);
 //! - [`boxlet`] (feature `boxlet`, binary `knmstate-boxlet`): the cluster in a box's kubelet,
 //!   which runs the pods of the DaemonSets and Deployments from their templates;
+//! - [`scale`] (feature `scale`, binary `knmstate-scale`): handlers over in-memory nodes, and
+//!   the scale harness (N handlers and the controller in-process against the stand-in);
 //! - [`nodes`]: the driver of the NetworkManager node harness (`hack/nodes.sh`);
 //! - [`poll`]: the one `eventually` every test waits with;
 //! - [`builders`]: typed `nmstate.io` and core objects for tests;
@@ -25,3 +27,5 @@ pub mod cluster;
 pub mod golden;
 pub mod nodes;
 pub mod poll;
+#[cfg(feature = "scale")]
+pub mod scale;

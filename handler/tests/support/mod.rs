@@ -7,23 +7,21 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use k8s_openapi::api::core::v1::Node;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
+use knmstate_handler::HandlerConfig;
 use knmstate_handler::probes::{ModelProbes, ProbeFactory};
-use knmstate_handler::{Handler, HandlerConfig};
 use knmstate_nm_backend::MemoryBackend;
-use knmstate_state_engine::rollback::RetryPolicy;
 use knmstate_testkit::apiserver::nmstate::start_with_crds;
 use knmstate_testkit::apiserver::{ApiServer, Config};
 use knmstate_testkit::builders;
 pub use knmstate_testkit::poll::eventually;
+pub use knmstate_testkit::scale::handlers::{self, Running};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// A stand-in with the nmstate CRDs installed.
 pub struct Cluster {
@@ -86,20 +84,7 @@ impl Cluster {
 
     /// Handler settings for tests: fast retries and probes, files in the temp dir.
     pub fn config(&self, node: &str) -> HandlerConfig {
-        let mut c = HandlerConfig::for_node(node);
-        c.lock_file = self.dir.path().join(format!("{node}.lock"));
-        c.readiness_file = self.dir.path().join(format!("{node}.healthy"));
-        c.defaults.retry = RetryPolicy {
-            max_retries: 3,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(400),
-        };
-        c.defaults.probe_timeout = Duration::from_secs(3);
-        c.defaults.checkpoint_timeout = Duration::from_mins(1);
-        c.nns_debounce = Duration::from_millis(50);
-        // In-memory nodes: whatever the test machine's kernel says.
-        c.bridge_vlan_filtering = Some(true);
-        c
+        handlers::test_config(self.dir.path(), node)
     }
 
     pub fn start_handler(&self, node: &str, backend: MemoryBackend, hold: Duration) -> Running {
@@ -112,21 +97,13 @@ impl Cluster {
         backend: MemoryBackend,
         probes: Arc<dyn ProbeFactory>,
     ) -> Running {
-        let (tx, rx) = oneshot::channel::<()>();
-        let handler = Handler {
-            client: self.client.clone(),
-            kube_config: self.kube_config(),
-            backend,
+        handlers::start(
+            self.client.clone(),
+            self.kube_config(),
             config,
+            backend,
             probes,
-        };
-        let task = tokio::spawn(handler.run(async move {
-            let _ = rx.await;
-        }));
-        Running {
-            stop: Some(tx),
-            task,
-        }
+        )
     }
 
     pub fn enactments(&self) -> Api<NodeNetworkConfigurationEnactment> {
@@ -145,32 +122,6 @@ impl Cluster {
     /// Count of requests for a verb and resource (`plural.group[/sub]`) at the stand-in.
     pub fn requests(&self, verb: &str, resource: &str) -> u64 {
         self.server.metrics().count(verb, resource)
-    }
-}
-
-/// A running handler.
-pub struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    pub task: JoinHandle<knmstate_handler::Result<()>>,
-}
-
-impl Running {
-    /// Graceful stop (SIGTERM).
-    pub async fn stop(mut self) -> Result<()> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(20), &mut self.task)
-            .await
-            .context("handler did not stop")??
-            .context("handler failed")?;
-        Ok(())
-    }
-
-    /// Kill (no cleanup at all).
-    pub async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
     }
 }
 

@@ -1,0 +1,62 @@
+//! The scale harness's runner: each scenario (nodes × maxUnavailable) in turn, one Markdown
+//! table row each (see `knmstate_testkit::scale`). `hack/scale.sh` runs it in a release build.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Parser;
+use knmstate_testkit::scale::{self, Figures, Scenario};
+
+/// Roll a policy out over N simulated nodes (real handlers, in-memory networks, the
+/// controller) against the API stand-in, and measure time, API requests, CPU and memory.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Node counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,300,1000")]
+    nodes: Vec<usize>,
+    /// maxUnavailable values, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10%,50%")]
+    max_unavailable: Vec<String>,
+    /// Apply time of each node, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    apply_seconds: f64,
+    /// Nodes whose apply fails.
+    #[arg(long, default_value_t = 0)]
+    failing: usize,
+    /// Idle window after each rollout, in seconds (counts are scaled to a minute).
+    #[arg(long, default_value_t = 30.0)]
+    idle_seconds: f64,
+    /// Print the requests of each rollout and idle window by verb and resource.
+    #[arg(long)]
+    verbose: bool,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    println!("{}", Figures::header());
+    for &nodes in &args.nodes {
+        for m in &args.max_unavailable {
+            let scenario = Scenario {
+                nodes,
+                max_unavailable: m.clone(),
+                apply_time: Duration::from_secs_f64(args.apply_seconds),
+                failing: args.failing,
+                idle_window: Duration::from_secs_f64(args.idle_seconds),
+            };
+            let figures = scale::run(&scenario).await?;
+            println!("{}", figures.row());
+            if args.verbose {
+                println!("  rollout: {}", figures.rollout_requests);
+                println!("  idle window: {}", figures.idle_requests);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! What a scale run measured, and how it reads: request counts by verb and resource from the
+//! stand-in's counters, the process's CPU time and peak memory.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::apiserver::Metrics;
+
+/// Request counts by `(verb, resource)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requests(pub BTreeMap<(String, String), u64>);
+
+/// Verbs that change objects.
+pub const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
+
+impl Requests {
+    /// The stand-in's counters now.
+    pub fn snapshot(metrics: &Metrics) -> Self {
+        let mut counts = BTreeMap::new();
+        for line in metrics.encode().lines() {
+            let Some(labels) = line.strip_prefix("apiserver_request_total{") else {
+                continue;
+            };
+            let Some((labels, value)) = labels.rsplit_once("} ") else {
+                continue;
+            };
+            let label = |key: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{key}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_owned())
+            };
+            if let (Some(verb), Some(resource), Ok(n)) =
+                (label("verb"), label("resource"), value.parse::<u64>())
+            {
+                counts.insert((verb, resource), n);
+            }
+        }
+        Self(counts)
+    }
+
+    /// What was counted from `before` to `self`.
+    #[must_use]
+    pub fn since(&self, before: &Self) -> Self {
+        Self(
+            self.0
+                .iter()
+                .filter_map(|(k, v)| {
+                    let d = v - before.0.get(k).copied().unwrap_or(0);
+                    (d > 0).then(|| (k.clone(), d))
+                })
+                .collect(),
+        )
+    }
+
+    /// All requests.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// Requests of `verb` (every resource).
+    pub fn verb(&self, verb: &str) -> u64 {
+        self.0
+            .iter()
+            .filter(|((v, _), _)| v == verb)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Requests of `verb` on `resource`.
+    pub fn of(&self, verb: &str, resource: &str) -> u64 {
+        self.0
+            .get(&(verb.to_owned(), resource.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Requests that change objects.
+    pub fn writes(&self) -> u64 {
+        WRITE_VERBS.iter().map(|v| self.verb(v)).sum()
+    }
+}
+
+impl fmt::Display for Requests {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|((verb, resource), n)| format!("{verb} {resource} {n}"))
+            .collect();
+        write!(f, "{}", parts.join(", "))
+    }
+}
+
+/// CPU time of this process so far (user + system), from `/proc/self/stat`.
+pub fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 (indexes 11 and 12 from the state); 100 ticks/s.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// Peak resident memory of this process (`VmHWM`), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The figures of one scenario.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    /// Nodes.
+    pub nodes: usize,
+    /// maxUnavailable as written in the policy.
+    pub max_unavailable: String,
+    /// Slots it gives (M).
+    pub slots: usize,
+    /// Set apply time (t).
+    pub apply_time: Duration,
+    /// Nodes whose apply fails.
+    pub failing: usize,
+    /// From the policy's creation to its Available (or Degraded) status.
+    pub rollout: Duration,
+    /// `ceil(N/M)·t`.
+    pub ideal: Duration,
+    /// Most nodes applying at once (sampled).
+    pub max_applying: usize,
+    /// Requests during the rollout.
+    pub rollout_requests: Requests,
+    /// Requests during the idle window.
+    pub idle_requests: Requests,
+    /// The idle window.
+    pub idle_window: Duration,
+    /// Handler objects (enactments, node states, slot ledgers) changed during the idle window.
+    pub idle_handler_writes: usize,
+    /// CPU time of the process during the rollout.
+    pub rollout_cpu: Duration,
+    /// CPU time of the process during the idle window.
+    pub idle_cpu: Duration,
+    /// Peak resident memory of the process so far, MiB.
+    pub peak_rss_mib: f64,
+}
+
+impl Figures {
+    /// Rollout time over the ideal.
+    pub fn ratio(&self) -> f64 {
+        self.rollout.as_secs_f64() / self.ideal.as_secs_f64().max(f64::EPSILON)
+    }
+
+    /// A count of the idle window scaled to a minute.
+    pub fn per_idle_minute(&self, n: u64) -> f64 {
+        // Counts are small; f64 holds them exactly.
+        #[allow(clippy::cast_precision_loss)]
+        let n = n as f64;
+        n * 60.0 / self.idle_window.as_secs_f64().max(f64::EPSILON)
+    }
+
+    /// The Markdown table header matching [`Figures::row`].
+    pub fn header() -> &'static str {
+        "| N | maxUnavailable (M) | t | failing | rollout | ideal ceil(N/M)·t | ratio | max applying | requests/rollout (per node) | lists/rollout | idle writes/min (handler objects changed) | idle requests/min | CPU s rollout | CPU s idle window | peak RSS MiB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    }
+
+    /// One Markdown table row.
+    pub fn row(&self) -> String {
+        #[allow(clippy::cast_precision_loss)]
+        let per_node = self.rollout_requests.total() as f64 / self.nodes.max(1) as f64;
+        format!(
+            "| {} | {} ({}) | {:.1} s | {} | {:.1} s | {:.1} s | {:.2} | {} | {} ({per_node:.1}) | {} | {:.1} ({}) | {:.1} | {:.1} | {:.1} | {:.0} |",
+            self.nodes,
+            self.max_unavailable,
+            self.slots,
+            self.apply_time.as_secs_f64(),
+            self.failing,
+            self.rollout.as_secs_f64(),
+            self.ideal.as_secs_f64(),
+            self.ratio(),
+            self.max_applying,
+            self.rollout_requests.total(),
+            self.rollout_requests.verb("list"),
+            self.per_idle_minute(self.idle_requests.writes()),
+            self.idle_handler_writes,
+            self.per_idle_minute(self.idle_requests.total()),
+            self.rollout_cpu.as_secs_f64(),
+            self.idle_cpu.as_secs_f64(),
+            self.peak_rss_mib,
+        )
+    }
+}
