@@ -9,6 +9,7 @@ mod common;
 mod context;
 mod kubectl;
 mod matching;
+mod node_restriction;
 mod outcomes;
 mod project;
 mod support;

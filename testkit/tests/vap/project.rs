@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::common;
 use crate::support::refusal;
 
-fn config(path: &str) -> Vec<Value> {
+pub fn config(path: &str) -> Vec<Value> {
     let file = format!("{}/../config/{path}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
     serde_saphyr::from_multiple::<Value>(&text)
@@ -58,7 +58,10 @@ async fn installed(c: &kube::Client) -> Api<DynamicObject> {
             _ => {}
         }
     }
-    assert_eq!(installed, 2, "the bundle has one policy and one binding");
+    assert_eq!(
+        installed, 4,
+        "the bundle has two policies (rules, node restriction) and their bindings"
+    );
     let gvk = GroupVersionKind::gvk("nmstate.io", "v1", "NodeNetworkConfigurationPolicy");
     let api: Api<DynamicObject> = Api::all_with(c.clone(), &ApiResource::from_gvk(&gvk));
     eventually("policies served", Duration::from_secs(3), || async {
