@@ -9,7 +9,7 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use knmstate_testkit::cluster::{E2e, connect, on_node, policy, skip};
+use knmstate_testkit::cluster::{E2e, command_prefix, connect, on_node, policy, skip};
 use serde_json::{Value, json};
 
 /// The system name the switch announces.
@@ -120,19 +120,14 @@ async fn lldp_by_capture_shows_the_switch_as_neighbour() -> anyhow::Result<()> {
     let Some(e2e) = connect("LLDP neighbour").await else {
         return Ok(());
     };
-    let prefix: Vec<String> = std::env::var("KNMSTATE_E2E_SWITCH_EXEC")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
-    if prefix.is_empty() {
-        skip(
-            "LLDP neighbour",
-            "KNMSTATE_E2E_SWITCH_EXEC is not set (a command prefix that runs a command in the \
-             switch the nodes are plugged into; the cluster in a box sets it)",
-        );
+    let Some(prefix) = command_prefix(
+        "KNMSTATE_E2E_SWITCH_EXEC",
+        "LLDP neighbour",
+        "a command prefix that runs a command in the switch the nodes are plugged into; the \
+         cluster in a box sets it",
+    ) else {
         return Ok(());
-    }
+    };
     if Command::new("lldpd").arg("-v").output().is_err() {
         skip("LLDP neighbour", "lldpd is not installed");
         return Ok(());

@@ -12,22 +12,30 @@ pub struct NodeExec {
     prefix: Vec<String>,
 }
 
+/// The command prefix in variable `var` (words split on white space), or print why `test` is
+/// skipped — `var` is not set: `what` it is — and return `None`.
+pub fn command_prefix(var: &str, test: &str, what: &str) -> Option<Vec<String>> {
+    let prefix: Vec<String> = std::env::var(var)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if prefix.is_empty() {
+        skip(test, &format!("{var} is not set ({what})"));
+        return None;
+    }
+    Some(prefix)
+}
+
 impl NodeExec {
     /// From `KNMSTATE_E2E_NODE_EXEC`, or print why the test is skipped and return `None`.
     pub fn from_env(test: &str) -> Option<Self> {
-        let prefix: Vec<String> = std::env::var("KNMSTATE_E2E_NODE_EXEC")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        if prefix.is_empty() {
-            skip(
-                test,
-                "KNMSTATE_E2E_NODE_EXEC is not set (a command prefix that runs a command on a \
-                 node; the cluster in a box: hack/cluster.sh exec)",
-            );
-            return None;
-        }
+        let prefix = command_prefix(
+            "KNMSTATE_E2E_NODE_EXEC",
+            test,
+            "a command prefix that runs a command on a node; the cluster in a box: \
+             hack/cluster.sh exec",
+        )?;
         Some(Self { prefix })
     }
 

@@ -37,7 +37,7 @@ mod restart;
 mod specs;
 mod watch;
 
-pub use exec::NodeExec;
+pub use exec::{NodeExec, command_prefix};
 pub use metrics::{http_get, metric_value};
 pub use node_state::{addresses, default_routes, dns_search, dns_servers};
 pub use restart::{NodeRestart, Rebooting};

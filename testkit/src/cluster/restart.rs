@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
 
-use super::skip;
+use super::command_prefix;
 
 /// Reboots nodes through `KNMSTATE_E2E_RESTART_NODE`: `<prefix> <node> <seconds down>`.
 #[derive(Debug, Clone)]
@@ -23,20 +23,12 @@ pub struct Rebooting {
 impl NodeRestart {
     /// From `KNMSTATE_E2E_RESTART_NODE`, or print why the test is skipped and return `None`.
     pub fn from_env(test: &str) -> Option<Self> {
-        let prefix: Vec<String> = std::env::var("KNMSTATE_E2E_RESTART_NODE")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        if prefix.is_empty() {
-            skip(
-                test,
-                "KNMSTATE_E2E_RESTART_NODE is not set (a command prefix that reboots a node: \
-                 <prefix> <node> <seconds down>; the cluster in a box: hack/cluster.sh \
-                 restart-node)",
-            );
-            return None;
-        }
+        let prefix = command_prefix(
+            "KNMSTATE_E2E_RESTART_NODE",
+            test,
+            "a command prefix that reboots a node: <prefix> <node> <seconds down>; the cluster \
+             in a box: hack/cluster.sh restart-node",
+        )?;
         Some(Self { prefix })
     }
 
