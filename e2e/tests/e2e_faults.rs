@@ -1,5 +1,6 @@
-//! End-to-end faults on the cluster in a box: a node whose handler dies for good mid-apply (its
-//! process frozen with SIGSTOP, which stops its slot renewals exactly as a dead one would), and
+//! End-to-end faults on the cluster in a box: a node whose handler stalls mid-apply for longer
+//! than its slot lease (its process frozen with SIGSTOP, which stops its slot renewals exactly
+//! as a dead one would) and is then thawed (SIGCONT), and
 //! the API server stand-in restarted from its persisted store mid-rollout. Needs a cluster
 //! (`KUBECONFIG`), `KNMSTATE_E2E_NODE_EXEC`, and the box's `KNMSTATE_E2E_HANDLER_ENV`,
 //! `KNMSTATE_E2E_LOGS` and `KNMSTATE_E2E_RESTART_APISERVER` (`hack/cluster.sh env`); run as
@@ -230,15 +231,16 @@ async fn restore(e2e: &E2e, name: &str) -> anyhow::Result<()> {
 /// The node that goes Progressing first is frozen (SIGSTOP): it neither renews its slot nor
 /// answers. The other two wait (Pending) until its lease ran out, then apply one at a time; the
 /// frozen node's enactment is Aborted with the ghost message and the policy has a
-/// `SlotExpired` event. Then killed and restarted by the box kubelet, the node is wholly old or
-/// wholly new with no checkpoint left, and the generation is not applied again there.
+/// `SlotExpired` event. Then thawed (SIGCONT), its handler finds its slot lost (the slot fence)
+/// and neither applies nor commits: the node is wholly old or wholly new with no checkpoint
+/// left, its enactment still Aborted, never more than one node Progressing.
 #[tokio::test]
-async fn a_node_dead_for_good_mid_apply_frees_its_slot_once_its_lease_expires() -> anyhow::Result<()>
-{
-    let Some(e2e) = connect("node dead for good").await else {
+async fn a_frozen_holder_frees_its_slot_at_its_lease_and_is_fenced_when_thawed()
+-> anyhow::Result<()> {
+    let Some(e2e) = connect("frozen slot holder").await else {
         return Ok(());
     };
-    let Some(bx) = Box::from_env("node dead for good") else {
+    let Some(bx) = Box::from_env("frozen slot holder") else {
         return Ok(());
     };
     let _serial = SERIAL.lock().await;
@@ -271,49 +273,58 @@ async fn a_node_dead_for_good_mid_apply_frees_its_slot_once_its_lease_expires() 
         Ok(()) => dead_node_rollout(&e2e, name, &ghost, frozen_at, hold, renew_every).await,
         Err(e) => Err(e),
     };
-    let log = watch.stop();
-    // Whatever happened: kill it; the box kubelet starts a new handler, whose start-up
-    // recovery undoes what the dead one left. It finds its enactment Aborted and never applies
-    // this generation again.
-    let killed_at = log_len(&bx, &ghost);
-    Box::signal(pid, "KILL")?;
-    let settled = e2e
+    // Thawed (SIGCONT), the handler runs on from where it was frozen, with what it knew then:
+    // the slot fence stops it. It neither applies nor commits; NetworkManager rolled its
+    // checkpoint back at the timeout meanwhile, so the node is wholly old, with no checkpoint.
+    let thawed_at = log_len(&bx, &ghost);
+    Box::signal(pid, "CONT")?;
+    let fenced = e2e
         .wait_until(
-            &format!("{ghost}'s handler restarted: no checkpoint left, wholly old or new"),
+            &format!("{ghost}'s thawed handler to find its slot lost"),
             Duration::from_mins(1),
             || async {
-                let restarted = bx.handler_pid(&ghost).is_ok_and(|p| p != pid);
-                let recovered = logged_any(&bx, &ghost, killed_at, "handler ready")?;
-                let left = bx.checkpoints(&ghost)?;
-                let state = bx.consistent(&ghost)?;
-                Ok((restarted && recovered && left.is_empty() && state.is_ok()).then_some(()))
+                let fenced = logged_any(
+                    &bx,
+                    &ghost,
+                    thawed_at,
+                    "lost its maxUnavailable slot while it was stalled",
+                )?;
+                Ok(fenced.then_some(()))
             },
         )
         .await;
-    // Time for the new handler to reconcile the policy (and, wrongly, to apply it again).
+    // Time for a thawed handler without a fence to finish its stale apply, or apply again.
     tokio::time::sleep(Duration::from_secs(10)).await;
+    let log = watch.stop();
+    let committed_after_thaw = logged(&bx, &ghost, thawed_at, name, "applied and committed")?;
+    let left = bx.checkpoints(&ghost);
     let last_state = bx.consistent(&ghost);
+    let same_process = bx.handler_pid(&ghost).is_ok_and(|p| p == pid);
     let still_aborted = e2e
         .enactments(name)
         .await?
         .get(&ghost)
         .is_some_and(|e| is_true(e, "Aborted"));
-    let reapplied = logged(&bx, &ghost, killed_at, name, "applying")?;
     let cleanup = restore(&e2e, name).await;
     outcome?;
-    settled.map_err(|e| e.context(format!("{ghost}: {last_state:?}")))?;
+    fenced.map_err(|e| e.context(format!("{ghost}: {last_state:?}")))?;
     cleanup?;
+    assert!(same_process, "{ghost}'s handler was thawed, not restarted");
+    assert_eq!(
+        committed_after_thaw, 0,
+        "{ghost}'s thawed handler committed an apply it no longer held a slot for"
+    );
     assert!(
         still_aborted,
-        "{ghost}'s enactment is no longer Aborted after its restart"
+        "{ghost}'s enactment is no longer Aborted after the thaw"
+    );
+    assert!(
+        matches!(left, Ok(ref l) if l.is_empty()),
+        "{ghost} holds a checkpoint after the thaw: {left:?}"
     );
     assert!(
         matches!(last_state, Ok(Ok(()))),
-        "{ghost} after its restart: {last_state:?}"
-    );
-    assert_eq!(
-        reapplied, 0,
-        "{ghost} applied the generation again after its restart"
+        "{ghost} after the thaw: {last_state:?}"
     );
     assert!(
         log.peak.get("Progressing").copied().unwrap_or(0) <= 1,
