@@ -21,6 +21,7 @@ const NS: &str = "nmstate";
 const NMSTATE: &str = "nmstate";
 const HANDLER: &str = "nmstate-handler";
 const WEBHOOK: &str = "nmstate-webhook";
+const CONTROLLER: &str = "nmstate-controller";
 const READER: &str = "nmstate-cluster-reader";
 
 fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
@@ -69,7 +70,7 @@ impl Installation {
     }
 
     /// Whether the handler DaemonSet runs an up-to-date, ready pod on every node and the
-    /// webhook Deployment has every replica available; the reason when not.
+    /// webhook and controller Deployments have every replica available; the reason when not.
     async fn ready(&self) -> anyhow::Result<Result<(), String>> {
         let Some(ds) = self.daemonsets.get_opt(HANDLER).await? else {
             return Ok(Err(format!("no DaemonSet {HANDLER}")));
@@ -85,13 +86,16 @@ impl Installation {
         {
             return Ok(Err(format!("{HANDLER} status {s}")));
         }
-        let Some(d) = self.deployments.get_opt(WEBHOOK).await? else {
-            return Ok(Err(format!("no Deployment {WEBHOOK}")));
-        };
-        let s = &d.data["status"];
-        let replicas = d.data["spec"]["replicas"].as_u64().unwrap_or(1);
-        if s["availableReplicas"].as_u64().unwrap_or_default() < replicas.max(1) {
-            return Ok(Err(format!("{WEBHOOK} status {s}")));
+        // The webhook (upstream's check), and the controller the other suites read metrics from.
+        for name in [WEBHOOK, CONTROLLER] {
+            let Some(d) = self.deployments.get_opt(name).await? else {
+                return Ok(Err(format!("no Deployment {name}")));
+            };
+            let s = &d.data["status"];
+            let replicas = d.data["spec"]["replicas"].as_u64().unwrap_or(1);
+            if s["availableReplicas"].as_u64().unwrap_or_default() < replicas.max(1) {
+                return Ok(Err(format!("{name} status {s}")));
+            }
         }
         Ok(Ok(()))
     }
