@@ -38,6 +38,8 @@ pub const FALLBACK_FIRST: Duration = Duration::from_secs(10);
 pub const FALLBACK_MAX: Duration = Duration::from_mins(2);
 /// How long a free slot waits for the node ranked ahead, per rank.
 const GRACE_PER_RANK: Duration = Duration::from_millis(500);
+/// Waiting nodes that claim at once: claims of one ledger conflict with each other.
+pub const CLAIM_BATCH: usize = 3;
 /// No second reconcile asked for a policy while the first may still be running.
 const ASKED_AGAIN_AFTER: Duration = Duration::from_secs(2);
 
@@ -158,7 +160,8 @@ fn judge<B: Backend>(ctx: &Context<B>, policy: &NodeNetworkConfigurationPolicy) 
     }
 }
 
-/// The slots free for waiting nodes, and how many waiting nodes are ahead of `me`.
+/// The slots free for waiting nodes, and how many waiting nodes are ahead of `me`. A node
+/// claims in its turn when its rank is below [`turns`] of them.
 pub fn rank(
     ledger: Option<&SlotLedger>,
     generation: i64,
@@ -170,10 +173,9 @@ pub fn rank(
         .filter(|l| l.generation == generation)
         .map(|l| &l.holders);
     let holds = |n: &String| holders.is_some_and(|h| h.contains(n));
-    let held = states
-        .iter()
-        .filter(|(n, s)| holds(n) && !s.is_final())
-        .count();
+    // A slot counts as taken until its holder released it (a holder that ended without
+    // releasing is pruned by the first-ranked node alone).
+    let held = holders.map_or(0, std::collections::BTreeSet::len);
     let free = limit.saturating_sub(held + failed_final(states));
     let rank = states
         .iter()
@@ -182,6 +184,11 @@ pub fn rank(
         })
         .count();
     (free, rank)
+}
+
+/// How many waiting nodes claim at once with `free` slots.
+pub fn turns(free: usize) -> usize {
+    free.min(CLAIM_BATCH)
 }
 
 /// Whether to reconcile a waiting policy now (see the module page).
@@ -196,10 +203,11 @@ fn due(j: &Judgement, w: &mut Waiting, now: Instant) -> bool {
     }
     let since = *w.free_since.get_or_insert(now);
     // Each node marks its own end; a claim or a prune goes by rank.
-    if matches!(j.action, SlotAction::Abort | SlotAction::Expired) || j.rank < j.free.max(1) {
+    let turns = turns(j.free).max(1);
+    if matches!(j.action, SlotAction::Abort | SlotAction::Expired) || j.rank < turns {
         return true;
     }
-    let behind = u32::try_from(j.rank - j.free.max(1) + 1).unwrap_or(u32::MAX);
+    let behind = u32::try_from(j.rank - turns + 1).unwrap_or(u32::MAX);
     let grace = GRACE_PER_RANK.saturating_mul(behind).min(FALLBACK_MAX);
     // Jitter: up to half the grace again, drawn per look.
     let jitter = grace.mul_f64(fastrand::f64() / 2.0);
@@ -262,7 +270,7 @@ mod tests {
     fn free_slots_and_rank_come_from_the_ledger_and_the_states() {
         let mut l = SlotLedger::new(1);
         l.holders.insert("a".into());
-        l.holders.insert("z".into()); // ended: does not hold
+        l.holders.insert("z".into()); // ended, not released yet: still counts
         let s = states(&[
             ("a", SlotState::Progressing),
             ("b", SlotState::FailedFinal),
@@ -271,10 +279,10 @@ mod tests {
             ("e", SlotState::Idle),
             ("z", SlotState::Available),
         ]);
-        assert_eq!(rank(Some(&l), 1, &s, 3, "e"), (1, 2));
-        assert_eq!(rank(Some(&l), 1, &s, 3, "c"), (1, 0));
+        assert_eq!(rank(Some(&l), 1, &s, 4, "e"), (1, 2));
+        assert_eq!(rank(Some(&l), 1, &s, 4, "c"), (1, 0));
         // A ledger of another generation holds nothing.
-        assert_eq!(rank(Some(&l), 2, &s, 3, "c").0, 2);
+        assert_eq!(rank(Some(&l), 2, &s, 4, "c").0, 3);
     }
 
     #[test]
@@ -284,14 +292,15 @@ mod tests {
         let claim = |rank| Judgement {
             action: SlotAction::Apply,
             writes: true,
-            free: 2,
+            free: 5,
             rank,
         };
-        assert!(due(&claim(1), &mut waiting(far), now));
+        // At most CLAIM_BATCH at once.
+        assert!(due(&claim(2), &mut waiting(far), now));
         let mut w = waiting(far);
-        assert!(!due(&claim(4), &mut w, now));
-        assert!(!due(&claim(4), &mut w, now + Duration::from_millis(1400)));
-        assert!(due(&claim(4), &mut w, now + Duration::from_secs(3)));
+        assert!(!due(&claim(5), &mut w, now));
+        assert!(!due(&claim(5), &mut w, now + Duration::from_millis(1400)));
+        assert!(due(&claim(5), &mut w, now + Duration::from_secs(3)));
     }
 
     #[test]

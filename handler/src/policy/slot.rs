@@ -33,6 +33,9 @@ use crate::{caches, objects, slot_wait, slots};
 /// Attempts at the slot ledger before writing Pending.
 const LEDGER_ATTEMPTS: usize = 5;
 
+/// Upper bound of the random pause after a conflicting ledger write, per attempt.
+const CONFLICT_SPREAD: Duration = Duration::from_millis(20);
+
 /// The ledger and the policy's enactments as the slot path sees them.
 struct View {
     read: slots::ReadLedger,
@@ -69,6 +72,12 @@ impl<B: Backend> Run<B> {
                 && !slots::write(&leases, &self.policy, &view.read, next).await?
             {
                 tracing::debug!(policy = %self.name, "slot ledger conflict; reading again");
+                // Spread the claimants that conflicted, so the next round does not collide.
+                let rounds = u32::try_from(attempt + 1).unwrap_or(u32::MAX);
+                let spread = CONFLICT_SPREAD
+                    .saturating_mul(rounds)
+                    .mul_f64(fastrand::f64());
+                tokio::time::sleep(spread).await;
                 continue;
             }
             if plan.action != SlotAction::Wait {
@@ -120,7 +129,7 @@ impl<B: Backend> Run<B> {
             limit,
             self.node(),
         );
-        rank < free
+        rank < slot_wait::turns(free)
     }
 
     /// No slot now: Pending, and woken by the caches when one may be free.
@@ -153,13 +162,26 @@ impl<B: Backend> Run<B> {
         self.ctx.slot_waits.done(&self.name);
         let leases = slots::leases(&self.ctx);
         self.ctx.caches.ready().await;
-        let view = self.view(&leases, false).await?;
         let retry = &self.ctx.config.defaults.retry;
         let timing = SlotTiming::new(
             self.ctx.config.defaults.checkpoint_timeout,
             retry.max_backoff,
         );
+        // First from the caches alone: holders that ended release their slots themselves (or
+        // the next claimant prunes them), so a sweep writes only to prune a ghost; then, for
+        // that write, with the disputed nodes read again.
+        let cached = View {
+            read: slots::cached(&self.ctx, &self.name),
+            states: self.ctx.caches.states(&self.name, self.generation),
+        };
         // A sweep never claims: the limit does not matter.
+        let sweep = slot::sweep(&self.input(&cached, 1, timing.hold_for));
+        if sweep.expired.is_empty() {
+            return Ok(sweep
+                .look_again
+                .map_or_else(Action::await_change, Action::requeue));
+        }
+        let view = self.view(&leases, false).await?;
         let sweep = slot::sweep(&self.input(&view, 1, timing.hold_for));
         if let Some(next) = &sweep.ledger
             && !slots::write(&leases, &self.policy, &view.read, next).await?
@@ -275,6 +297,9 @@ impl<B: Backend> Run<B> {
         let mut states = self.ctx.caches.states(&self.name, self.generation);
         let disputed =
             caches::disputed(read.ledger.as_ref(), self.generation, &states, self.node());
+        if !disputed.is_empty() {
+            tracing::debug!(policy = %self.name, ?disputed, "reading disputed enactments again");
+        }
         for node in disputed {
             let name = names::enactment_name(&node, &self.name);
             let e = self
