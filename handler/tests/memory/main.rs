@@ -27,32 +27,13 @@ use knmstate_handler::probes::{ModelProbes, ProbeEnv, ProbeFactory};
 use knmstate_nm_backend::probe::{Probe, ProbeContext, ProbeFuture, ProbeOutcome};
 use knmstate_nm_backend::{ApplyOptions, Backend, MemoryBackend};
 use knmstate_state_engine::rollback::{ProbeKind, ProbeSpec};
+use knmstate_testkit::scale::handlers::track_applying;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::*;
 
 const T: Duration = Duration::from_secs(20);
-
-/// Highest number of nodes holding a checkpoint (applying) at once, sampled until `stop`.
-fn track_applying(
-    backends: Vec<MemoryBackend>,
-    stop: Arc<AtomicBool>,
-) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
-    let max = Arc::new(AtomicUsize::new(0));
-    let m = max.clone();
-    let task = tokio::spawn(async move {
-        while !stop.load(Ordering::SeqCst) {
-            let n = backends
-                .iter()
-                .filter(|b| !b.checkpoints().is_empty())
-                .count();
-            m.fetch_max(n, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
-    (max, task)
-}
 
 async fn rollout(max_unavailable: Option<Value>) -> Result<(usize, Vec<MemoryBackend>, Cluster)> {
     let c = Cluster::start().await?;

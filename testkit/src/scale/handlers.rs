@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -83,4 +84,24 @@ impl Running {
         self.task.abort();
         let _ = self.task.await;
     }
+}
+
+/// Most nodes holding a checkpoint (applying) at once, sampled until `stop`.
+pub fn track_applying(
+    backends: Vec<MemoryBackend>,
+    stop: Arc<AtomicBool>,
+) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let max = Arc::new(AtomicUsize::new(0));
+    let m = max.clone();
+    let task = tokio::spawn(async move {
+        while !stop.load(Ordering::SeqCst) {
+            let n = backends
+                .iter()
+                .filter(|b| !b.checkpoints().is_empty())
+                .count();
+            m.fetch_max(n, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    (max, task)
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
@@ -25,7 +25,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::oneshot;
 
 use super::figures::{self, Figures, Requests};
-use super::handlers;
+use super::handlers::{self, track_applying};
 use crate::apiserver::nmstate::start_with_crds;
 use crate::apiserver::{ApiServer, Config};
 use crate::builders;
@@ -80,26 +80,6 @@ impl Scenario {
 
 fn node_name(i: usize) -> String {
     format!("node-{i:04}")
-}
-
-/// Most nodes holding a checkpoint (applying) at once, sampled until `stop`.
-fn track_applying(
-    backends: Vec<MemoryBackend>,
-    stop: Arc<AtomicBool>,
-) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
-    let max = Arc::new(AtomicUsize::new(0));
-    let m = max.clone();
-    let task = tokio::spawn(async move {
-        while !stop.load(Ordering::SeqCst) {
-            let n = backends
-                .iter()
-                .filter(|b| !b.checkpoints().is_empty())
-                .count();
-            m.fetch_max(n, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
-    (max, task)
 }
 
 /// Create `n` Ready nodes.

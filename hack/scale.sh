@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The scale harness (testkit, feature `scale`): N real handlers over in-memory networks and the
+# controller in-process against the API stand-in, one rollout per scenario, release build.
+# Prints one Markdown row per scenario (see docs/benchmarks.md). Arguments go to the runner:
+#   hack/scale.sh                                   # N = 100, 300, 1000 × maxUnavailable 10 %, 50 %
+#   hack/scale.sh --nodes 100 --max-unavailable 10% --apply-seconds 2 --verbose
+# Every handler keeps ~8 watches open: 1,000 nodes need ~20,000 file descriptors.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+cargo build -q --release --locked -p knmstate-testkit --no-default-features --features scale --bin knmstate-scale
+exec "${CARGO_TARGET_DIR:-target}/release/knmstate-scale" "$@"
