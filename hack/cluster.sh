@@ -42,6 +42,12 @@
 #                     namespace of its own, the API bridged in at 127.0.0.1:6443.
 # Nothing is configured in the host's network namespace: no link, address or route.
 #
+# Identities: KNMSTATE_BOX_AUTH=1 makes the API stand-in serve HTTPS, authenticate bearer
+# tokens and enforce RBAC (testkit/APISERVER.md): every pod then runs as its ServiceAccount with
+# the token the box kubelet binds to its Pod (a handler's names its node), under the roles of
+# config/; kubectl here and in the end-to-end suites keeps the administrator's token
+# (<state>/kubeconfig). With 0 (the default) the stand-in serves HTTP and refuses nothing.
+#
 # Build profile: KNMSTATE_CLUSTER_PROFILE=debug (the default) or release; `up` builds the box's
 # binaries with that cargo profile (release for measurements, e.g. hack/bench-overhead.sh) and
 # records it in <state>/profile.
@@ -58,6 +64,7 @@ PREFIX="${KNMSTATE_CLUSTER_PREFIX:-knmbox}"
 WEBHOOK_PORT="${KNMSTATE_WEBHOOK_PORT:-19443}"
 METRICS_PORT="${KNMSTATE_METRICS_PORT:-18089}"
 PROFILE="${KNMSTATE_CLUSTER_PROFILE:-debug}"
+AUTH="${KNMSTATE_BOX_AUTH:-0}"
 # Handler timings: short, like upstream's e2e (NNCP_MAX_RETRIES=2, backoff 1-5 s), with short
 # probe budgets so that a policy which breaks a node is rolled back within a minute. They are
 # the operator's settings (its env), which it renders into the handler DaemonSet.
@@ -67,6 +74,9 @@ OPERATOR_ENV=(
     NNCP_MAX_BACKOFF_SECONDS="${NNCP_MAX_BACKOFF_SECONDS:-5}"
     PROBE_TIMEOUT_SECONDS="${PROBE_TIMEOUT_SECONDS:-15}"
     CHECKPOINT_TIMEOUT_SECONDS="${CHECKPOINT_TIMEOUT_SECONDS:-90}"
+    # The e2e suites scrape the controller's /metrics with plain HTTP and no token: the box
+    # keeps the controller on the development setting (docs/security.md, "Metrics").
+    METRICS_SECURE="${METRICS_SECURE:-false}"
 )
 # The image the manifests name; the box runs its binaries from bin/ instead.
 IMAGE=quay.io/knmstate/knmstate:latest
@@ -141,45 +151,68 @@ wait_for() {
     done
 }
 
-# GET http://127.0.0.1:PORT/PATH answers 200 (bash's /dev/tcp: no curl needed).
-http_ok() (
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
-    timeout 5 head -1 <&3 | grep -q ' 200 '
-)
+# The stand-in's flags: its store, and with KNMSTATE_BOX_AUTH=1 (recorded in <state>/auth at
+# `up`) HTTPS and enforced authentication and RBAC; it logs every refusal (401, 403) as a
+# warning to logs/apiserver.log.
+apiserver_args() {
+    APISERVER_ENV=(env NO_COLOR=1 RUST_LOG="${KNMSTATE_APISERVER_LOG:-warn}")
+    APISERVER_ARGS=(--data-file "$STATE/apiserver.json")
+    if [[ "$(cat "$STATE/auth" 2>/dev/null)" == 1 ]]; then
+        APISERVER_ARGS+=(--tls --enforce-auth)
+    fi
+}
+
+# The scheme and port of the stand-in in the administrator's kubeconfig.
+api_address() {
+    API_SCHEME="$(sed -n 's#.*server: \(https\{0,1\}\)://127\.0\.0\.1:[0-9]*.*#\1#p' "$STATE/kubeconfig")"
+    API_PORT="$(sed -n 's#.*server: https\{0,1\}://127\.0\.0\.1:\([0-9]*\).*#\1#p' "$STATE/kubeconfig")"
+    [[ -n $API_PORT && -n $API_SCHEME ]] || die "no server address in $STATE/kubeconfig"
+}
+
+# The stand-in answers /readyz (anonymous; over HTTPS its own certificate is not checked here).
+api_ready() { curl -fsk -o /dev/null "$API_SCHEME://127.0.0.1:$API_PORT/readyz"; }
+
+# The administrator's kubeconfig with the server at $1:$2 (its certificate names 127.0.0.1 and
+# localhost, so a node's address is checked as localhost).
+kubeconfig_at() {
+    local name=""
+    [[ $API_SCHEME == https && $1 != 127.0.0.1 ]] && name='\n\1tls-server-name: localhost'
+    sed "s#^\( *\)server: $API_SCHEME://127\.0\.0\.1:$API_PORT#\1server: $API_SCHEME://$1:$2$name#" \
+        "$STATE/kubeconfig"
+}
 
 start_apiserver() {
-    spawn apiserver "$BIN/knmstate-apiserver" --listen 127.0.0.1:0 --kubeconfig "$STATE/kubeconfig" \
-        --data-file "$STATE/apiserver.json"
+    apiserver_args
+    spawn apiserver "${APISERVER_ENV[@]}" "$BIN/knmstate-apiserver" --listen 127.0.0.1:0 \
+        --kubeconfig "$STATE/kubeconfig" "${APISERVER_ARGS[@]}"
     wait_for "the API stand-in's kubeconfig" 30 apiserver test -s "$STATE/kubeconfig"
-    API_PORT="$(sed -n 's#.*server: http://127\.0\.0\.1:\([0-9]*\).*#\1#p' "$STATE/kubeconfig")"
-    [[ -n $API_PORT ]] || die "no server address in $STATE/kubeconfig"
-    wait_for "the API stand-in" 30 apiserver http_ok "$API_PORT" /readyz
+    api_address
+    wait_for "the API stand-in" 30 apiserver api_ready
     # Host side of the bridge into the switch namespace.
     spawn api-socket socat "UNIX-LISTEN:$STATE/api.sock,fork,unlink-early,mode=600" "TCP:127.0.0.1:$API_PORT"
     wait_for "the API socket" 10 api-socket test -S "$STATE/api.sock"
-    sed "s#server: http://127\.0\.0\.1:$API_PORT#server: http://$GATEWAY:$NODE_API_PORT#" \
-        "$STATE/kubeconfig" >"$STATE/kubeconfig-node"
+    # The box kubelet gives each pod these with the pod's own token in place of the admin's.
+    kubeconfig_at "$GATEWAY" "$NODE_API_PORT" >"$STATE/kubeconfig-node"
     # Pods with a network namespace of their own reach the API at 127.0.0.1:6443 there.
-    sed "s#server: http://127\.0\.0\.1:$API_PORT#server: http://127.0.0.1:$NODE_API_PORT#" \
-        "$STATE/kubeconfig" >"$STATE/kubeconfig-pod"
+    kubeconfig_at 127.0.0.1 "$NODE_API_PORT" >"$STATE/kubeconfig-pod"
 }
 
 # The stand-in stopped and started again from its persisted store on the port it had.
 cmd_restart_apiserver() {
     need_root
-    local down="${1:-1}" pid port
+    local down="${1:-1}" pid
     [[ "$down" =~ ^[0-9]+$ ]] || die "usage: restart-apiserver [SECONDS]"
     alive apiserver || die "the API stand-in is not running"
-    port="$(sed -n 's#.*server: http://127\.0\.0\.1:\([0-9]*\).*#\1#p' "$STATE/kubeconfig")"
-    [[ -n $port ]] || die "no server address in $STATE/kubeconfig"
+    api_address
+    apiserver_args
     pid="$(cat "$PIDS/apiserver.pid")"
     kill -TERM "$pid"
     wait_for "the API stand-in to stop" 30 "" bash -c "! kill -0 $pid 2>/dev/null"
     sleep "$down"
     mv "$LOGS/apiserver.log" "$LOGS/apiserver.log.$(date +%s)"
-    spawn apiserver "$BIN/knmstate-apiserver" --listen "127.0.0.1:$port" --data-file "$STATE/apiserver.json"
-    wait_for "the API stand-in" 30 apiserver http_ok "$port" /readyz
+    spawn apiserver "${APISERVER_ENV[@]}" "$BIN/knmstate-apiserver" --listen "127.0.0.1:$API_PORT" \
+        "${APISERVER_ARGS[@]}"
+    wait_for "the API stand-in" 30 apiserver api_ready
 }
 
 node_ip() { nodes exec "$1" ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1 | head -1; }
@@ -277,11 +310,13 @@ cmd_up() {
     [[ "$n" =~ ^[1-9]$ ]] || die "usage: up [N] (1..9 nodes)"
     [[ $PROFILE == debug || $PROFILE == release ]] ||
         die "KNMSTATE_CLUSTER_PROFILE must be debug or release, not '$PROFILE'"
+    [[ $AUTH == 0 || $AUTH == 1 ]] || die "KNMSTATE_BOX_AUTH must be 0 or 1, not '$AUTH'"
     ensure_packages
     cmd_down quiet
     mkdir -p "$STATE" "$LOGS" "$PIDS"
     echo "$PREFIX" >"$STATE/prefix"
     echo "$PROFILE" >"$STATE/profile"
+    echo "$AUTH" >"$STATE/auth"
     build
     log "starting the API stand-in"
     start_apiserver

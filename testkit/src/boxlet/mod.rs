@@ -7,11 +7,13 @@
 //! ([`pod`] turns the template into processes, [`launch`] runs them: host-network pods inside
 //! their node, others in a network namespace of their own). It then writes the workloads'
 //! status as their controllers would, and the Endpoints of the Services it exposes
-//! ([`services`]). What it did goes to its log (tracing), each pod's output to
+//! ([`services`]). Each pod runs as its `serviceAccountName` with a token bound to its Pod
+//! object ([`identity`]). What it did goes to its log (tracing), each pod's output to
 //! `<logs>/pod-<name>.log`. On SIGTERM it stops every pod.
 //!
 //! What it stands in for and how, for the end-to-end docs: `e2e/README.md`.
 
+pub mod identity;
 pub mod launch;
 pub mod pod;
 pub mod pods;
@@ -47,9 +49,11 @@ pub struct Config {
     pub runtime: Runtime,
     /// Image → directory of the box's binaries of that image.
     pub images: BTreeMap<String, PathBuf>,
-    /// Kubeconfig of host-network pods (the API as a node reaches it).
+    /// Kubeconfig of host-network pods (the API as a node reaches it), whose credentials each
+    /// pod's own token replaces ([`identity`]).
     pub node_kubeconfig: PathBuf,
-    /// Kubeconfig of pods with their own network (the API at 127.0.0.1:6443 there).
+    /// Kubeconfig of pods with their own network (the API at 127.0.0.1:6443 there), with each
+    /// pod's own token likewise.
     pub pod_kubeconfig: PathBuf,
     /// Service ports served on the loopback.
     pub expose: Vec<Expose>,
@@ -171,7 +175,11 @@ impl Boxlet {
         for (name, why) in gone {
             if let Some(p) = self.pods.remove(&name) {
                 tracing::info!(pod = %name, node = %p.pod.node, owner = ?p.pod.owner, "stopping pod: {why}");
+                let d = p.pod.clone();
                 p.stop(&rt).await;
+                if let Err(e) = identity::release(&self.client, &d).await {
+                    tracing::warn!(pod = %name, "failed to delete the Pod object: {e}");
+                }
             }
         }
         for d in &desired {
@@ -230,11 +238,18 @@ impl Boxlet {
             pod_ip: if host { ip.clone() } else { "127.0.0.1".into() },
             node_ip: ip,
         };
-        let kubeconfig = if host {
+        let base = if host {
             &self.config.node_kubeconfig
         } else {
             &self.config.pod_kubeconfig
         };
+        let dir = self.config.runtime.state.join("pods").join(&d.name);
+        let kubeconfig = dir.join("kubeconfig");
+        if let Err(e) = identity::provision(&self.client, d, base, &kubeconfig).await {
+            let category = e.category();
+            let e = anyhow::Error::from(e);
+            return tracing::warn!(pod = %d.name, "cannot give the pod its identity ({category}): {e:#}");
+        }
         let injected = vec![
             (
                 "PATH".to_owned(),
@@ -270,7 +285,6 @@ impl Boxlet {
             .iter()
             .flat_map(|c| c.ports.iter().map(|(_, n)| *n))
             .collect();
-        let dir = self.config.runtime.state.join("pods").join(&d.name);
         let log = self.config.logs.join(format!("pod-{}.log", d.name));
         match self
             .config

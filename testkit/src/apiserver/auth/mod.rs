@@ -133,7 +133,10 @@ impl Auth {
                 groups: vec!["system:unauthenticated".to_owned()],
                 ..UserInfo::default()
             }),
-            None => Err(ApiError::new(401, "Unauthorized", "Unauthorized")),
+            None => {
+                tracing::warn!(path, "refused: no valid bearer token (401)");
+                Err(ApiError::new(401, "Unauthorized", "Unauthorized"))
+            }
         }
     }
 
@@ -149,7 +152,10 @@ impl Auth {
         if decision.allowed {
             return Ok(());
         }
-        Err(forbidden(user, attrs, &decision.reason))
+        let refusal = forbidden(user, attrs, &decision.reason);
+        // Every refusal in the log, so that a missing permission of a box binary is found there.
+        tracing::warn!(user = %user.username, "refused: {}", refusal.message);
+        Err(refusal)
     }
 }
 
