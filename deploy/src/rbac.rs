@@ -119,13 +119,18 @@ pub fn controller_cluster_rules() -> Vec<PolicyRule> {
     ]
 }
 
-/// The controller, in its namespace: leader.rs reads, creates and replaces its Lease.
-pub fn controller_namespace_rules() -> Vec<PolicyRule> {
-    vec![rule(
-        "coordination.k8s.io",
-        &["leases"],
-        &["get", "create", "update"],
-    )]
+/// The controller's leader Lease `lease`, in its namespace: leader.rs reads and replaces that
+/// Lease only (`resourceNames`), and creates it when it is missing — a create names no object
+/// when it is authorized, so that verb cannot be limited to a name (what the Lease may then be
+/// changed to is the name-limited `update`).
+pub fn controller_lease_rules(lease: &str) -> Vec<PolicyRule> {
+    vec![
+        PolicyRule {
+            resource_names: Some(vec![lease.to_owned()]),
+            ..rule("coordination.k8s.io", &["leases"], &["get", "update"])
+        },
+        rule("coordination.k8s.io", &["leases"], &["create"]),
+    ]
 }
 
 /// Prometheus reads the endpoints behind the metrics Service (upstream's `prometheus-k8s`).
@@ -230,10 +235,11 @@ pub fn objects(s: &InstallSettings) -> Vec<Object> {
         controller_cluster_rules(),
         subject(&controller, ns),
     ));
+    // The Lease the controller Deployment names (`LEASE_NAME`, deploy/src/workloads.rs).
     out.extend(role(
-        &controller,
+        &format!("{controller}-leader"),
         ns,
-        controller_namespace_rules(),
+        controller_lease_rules(&controller),
         subject(&controller, ns),
     ));
     out.extend(role(
@@ -248,13 +254,19 @@ pub fn objects(s: &InstallSettings) -> Vec<Object> {
     out
 }
 
-/// Merge rules with the same group and resources, verbs united and sorted, so that the
-/// operator's roles read as one rule per resource.
+/// Merge rules with the same group, resources and resource names, verbs united and sorted, so
+/// that the operator's roles read as one rule per resource (a rule limited to names stays
+/// limited).
 pub(crate) fn union(rules: impl IntoIterator<Item = PolicyRule>) -> Vec<PolicyRule> {
-    let mut by: BTreeMap<(Vec<String>, Vec<String>), Vec<String>> = BTreeMap::new();
+    type Key = (Vec<String>, Vec<String>, Option<Vec<String>>);
+    let mut by: BTreeMap<Key, Vec<String>> = BTreeMap::new();
     for r in rules {
         for resource in r.resources.clone().unwrap_or_default() {
-            let key = (r.api_groups.clone().unwrap_or_default(), vec![resource]);
+            let key = (
+                r.api_groups.clone().unwrap_or_default(),
+                vec![resource],
+                r.resource_names.clone(),
+            );
             let verbs = by.entry(key).or_default();
             verbs.extend(r.verbs.iter().cloned());
             verbs.sort();
@@ -262,9 +274,10 @@ pub(crate) fn union(rules: impl IntoIterator<Item = PolicyRule>) -> Vec<PolicyRu
         }
     }
     by.into_iter()
-        .map(|((groups, resources), verbs)| PolicyRule {
+        .map(|((groups, resources, resource_names), verbs)| PolicyRule {
             api_groups: Some(groups),
             resources: Some(resources),
+            resource_names,
             verbs,
             ..PolicyRule::default()
         })
