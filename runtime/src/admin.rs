@@ -1,11 +1,15 @@
-//! The plain-HTTP health and metrics endpoint, on axum.
+//! The health and metrics endpoint, on axum over [`crate::server`] (plain HTTP, or TLS with
+//! [`Admin::serve_tls`]).
 //!
 //! | path | answer |
 //! |---|---|
 //! | `/healthz`, `/livez` | `200 ok` while the process serves at all |
 //! | `/readyz` | `200 ok` when the binary's readiness check passes, else `503` with its message |
-//! | `/metrics` | the OpenMetrics text exposition (only when a registry or renderer was given) |
+//! | `/metrics` | the OpenMetrics text exposition (only when a registry or renderer was given); with [`Admin::metrics_access`], `401` without a valid bearer token and `403` for a user not allowed `get` on `/metrics` |
 //! | anything else | `404 not found` |
+//!
+//! The exposition is rendered on a blocking thread, so a scrape never holds up the async
+//! tasks of the process (the controller's lease renewal among them).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), knmstate_runtime::Error> {
@@ -28,16 +32,19 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::Error;
+use crate::server::{self, Limits};
+use crate::tls::ServerCert;
 
 /// The content type of the OpenMetrics text format, as Prometheus negotiates it.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -52,12 +59,31 @@ const DEFAULT_NOT_READY: &str = "not ready";
 type Check = Arc<dyn Fn() -> bool + Send + Sync>;
 type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// The endpoint's configuration: what `/readyz` asks and what `/metrics` renders.
+/// The verdict on a scrape of `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Served (`200`).
+    Allowed,
+    /// No token, or one the API server does not know (`401`).
+    Unauthenticated,
+    /// A known user without the right (`403`, with the reason).
+    Forbidden(String),
+    /// The reviews could not be made (`500`, with what failed); never cached.
+    Unavailable(String),
+}
+
+/// Decides a scrape from its bearer token (`None` when the request carries none).
+pub type Gate =
+    Arc<dyn Fn(Option<String>) -> Pin<Box<dyn Future<Output = Verdict> + Send>> + Send + Sync>;
+
+/// The endpoint's configuration: what `/readyz` asks, what `/metrics` renders and who may see
+/// it.
 #[derive(Clone)]
 pub struct Admin {
     ready: Check,
     not_ready: Arc<str>,
     metrics: Option<Render>,
+    gate: Option<Gate>,
 }
 
 impl Default for Admin {
@@ -71,6 +97,7 @@ impl std::fmt::Debug for Admin {
         f.debug_struct("Admin")
             .field("not_ready", &self.not_ready)
             .field("metrics", &self.metrics.is_some())
+            .field("gated", &self.gate.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +129,7 @@ impl Admin {
             ready: Arc::new(|| true),
             not_ready: Arc::from(DEFAULT_NOT_READY),
             metrics: None,
+            gate: None,
         }
     }
 
@@ -134,6 +162,15 @@ impl Admin {
         self
     }
 
+    /// `/metrics` answers only scrapes `gate` allows (e.g. `access::MetricsAccess`, cargo
+    /// feature `reviews`); health and readiness stay open, as the kubelet probes them without
+    /// a token.
+    #[must_use]
+    pub fn metrics_access(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
     /// The endpoint's routes without a fallback, to merge into a router that serves more
     /// (the webhook adds its admission paths).
     pub fn routes(&self) -> Router {
@@ -154,12 +191,10 @@ impl Admin {
                 }),
             );
         if let Some(render) = self.metrics.clone() {
+            let gate = self.gate.clone();
             router = router.route(
                 "/metrics",
-                get(move || {
-                    let body = render();
-                    async move { ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body) }
-                }),
+                get(move |headers: HeaderMap| scrape(render.clone(), gate.clone(), headers)),
             );
         }
         router
@@ -173,24 +208,74 @@ impl Admin {
     /// Opens the endpoint's listening socket (before the slow parts of start-up, so a bad
     /// address fails at once).
     pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Listen { addr, source })
+        server::bind(addr).await
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then lets the requests in flight finish.
+    /// Serves plain HTTP on `listener` until `shutdown` resolves, then lets the requests in
+    /// flight finish.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
+        self.serve_with(listener, None, shutdown).await
+    }
+
+    /// [`Self::serve`] over TLS with `cert`.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        cert: Arc<ServerCert>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        self.serve_with(listener, Some(cert), shutdown).await
+    }
+
+    async fn serve_with(
+        self,
+        listener: TcpListener,
+        cert: Option<Arc<ServerCert>>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
         if let Ok(local) = listener.local_addr() {
-            tracing::info!(%local, "serving health and metrics");
+            let tls = cert.is_some();
+            tracing::info!(%local, tls, gated = self.gate.is_some(), "serving health and metrics");
         }
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|source| Error::Serve { source })
+        let router = self.router();
+        server::serve(listener, cert, router, Limits::default(), shutdown).await
+    }
+}
+
+/// The bearer token of a request, if it carries one.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+/// One scrape: the gate's verdict, then the exposition rendered on a blocking thread.
+async fn scrape(render: Render, gate: Option<Gate>, headers: HeaderMap) -> Response {
+    if let Some(gate) = gate {
+        match gate(bearer(&headers)).await {
+            Verdict::Allowed => {}
+            Verdict::Unauthenticated => {
+                return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
+            }
+            Verdict::Forbidden(why) => return (StatusCode::FORBIDDEN, why).into_response(),
+            Verdict::Unavailable(what) => {
+                return (StatusCode::INTERNAL_SERVER_ERROR, what).into_response();
+            }
+        }
+    }
+    match tokio::task::spawn_blocking(move || render()).await {
+        Ok(body) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to render the metrics: {e}"),
+        )
+            .into_response(),
     }
 }
 

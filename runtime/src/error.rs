@@ -1,6 +1,7 @@
 //! Errors of the runtime set-up.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// What failed while setting up or running the process plumbing.
 #[derive(Debug, thiserror::Error)]
@@ -19,11 +20,33 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The endpoint stopped on an I/O error.
-    #[error("failed to serve the health and metrics endpoint")]
+    /// A server stopped on an I/O error.
+    #[error("failed to serve")]
     Serve {
         /// The OS error.
         source: std::io::Error,
+    },
+    /// A certificate or key file could not be used.
+    #[error("failed to load the TLS certificate {cert} / key {key}: {message}")]
+    LoadCertificate {
+        /// Certificate file.
+        cert: PathBuf,
+        /// Key file.
+        key: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A self-signed certificate could not be made.
+    #[error("failed to generate a self-signed certificate: {message}")]
+    GenerateCertificate {
+        /// What rcgen or rustls said.
+        message: String,
+    },
+    /// rustls refused the server configuration.
+    #[error("failed to configure TLS: {message}")]
+    ConfigureTls {
+        /// What rustls said.
+        message: String,
     },
 }
 
@@ -39,6 +62,9 @@ impl Error {
             Self::InstallLogSubscriber { .. } => "install-log-subscriber",
             Self::Listen { .. } => "listen",
             Self::Serve { .. } => "serve",
+            Self::LoadCertificate { .. } => "load-certificate",
+            Self::GenerateCertificate { .. } => "generate-certificate",
+            Self::ConfigureTls { .. } => "configure-tls",
         }
     }
 }

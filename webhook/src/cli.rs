@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::admission::Admission;
-use crate::server::{self, ReloadingCert, ServerError};
+use crate::server::{self, ServerCert, ServerError};
 
 /// Admission webhook for NodeNetworkConfigurationPolicy.
 #[derive(Debug, Parser)]
@@ -42,7 +42,7 @@ impl Args {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let certs = ReloadingCert::new(self.tls_cert_file, self.tls_key_file)?;
+        let certs = ServerCert::new(self.tls_cert_file, self.tls_key_file)?;
         let admission = Arc::new(Admission::default());
         server::serve_until(self.listen, certs, admission, |_| {}, shutdown).await
     }

@@ -1,5 +1,6 @@
-//! The HTTPS server: axum over [`crate::tls`], serving `/readyz` and `/healthz` (from
-//! [`knmstate_runtime::Admin`]) and the admission paths of [`crate::admission`].
+//! The HTTPS server: [`knmstate_runtime::server`] (its timeouts, body limit and connection cap)
+//! over TLS with a certificate re-read when its files change, serving `/readyz` and `/healthz`
+//! (from [`knmstate_runtime::Admin`]) and the admission paths of [`crate::admission`].
 
 use axum::Router;
 use axum::body::Body;
@@ -8,66 +9,19 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use knmstate_runtime::Admin;
+use knmstate_runtime::server::{self, Limits};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::admission::{
     Admission, MUTATE_PATH, STATUS_MUTATE_PATH, TIMESTAMP_MUTATE_PATH, VALIDATE_PATH,
 };
-pub use crate::tls::ReloadingCert;
-use crate::tls::TlsListener;
+pub use knmstate_runtime::tls::ServerCert;
 
-/// Largest AdmissionReview body accepted (the API server's own request limit is 3 MiB).
-const MAX_BODY: usize = 6 * 1024 * 1024;
-
-/// Errors of the server.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// The certificate or key could not be loaded.
-    #[error("failed to load the TLS certificate {cert} / key {key}: {message}")]
-    LoadCertificate {
-        /// Certificate file.
-        cert: PathBuf,
-        /// Key file.
-        key: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// rustls refused the server configuration.
-    #[error("failed to configure TLS: {message}")]
-    ConfigureTls {
-        /// What rustls said.
-        message: String,
-    },
-    /// The listening socket could not be opened.
-    #[error("failed to listen on {addr}")]
-    Listen {
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The server stopped on an I/O error.
-    #[error("failed to serve admission reviews")]
-    Serve {
-        /// The OS error.
-        source: std::io::Error,
-    },
-}
-
-impl ServerError {
-    /// Stable category for logs and metrics.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Self::LoadCertificate { .. } => "load-certificate",
-            Self::ConfigureTls { .. } => "configure-tls",
-            Self::Listen { .. } => "listen",
-            Self::Serve { .. } => "serve",
-        }
-    }
-}
+/// The server's failures (a certificate that cannot be used, a port that cannot be opened,
+/// an I/O error while serving): those of the runtime's server.
+pub type ServerError = knmstate_runtime::Error;
 
 /// The webhook's routes: the four admission paths (POST), `/readyz`, `/healthz` and `/livez`
 /// (always ok: the webhook has nothing to wait for), a review that denies by name for a POST
@@ -87,11 +41,11 @@ pub fn router(admission: Arc<Admission>) -> Router {
         .merge(Admin::new().routes())
 }
 
-/// Answers one AdmissionReview: read the body, review it (in the span of
-/// [`Admission::review_typed`]), encode the answer.
+/// Answers one AdmissionReview: its body (already read whole within the server's
+/// [`Limits`]), reviewed in the span of [`Admission::review_typed`], the answer encoded.
 async fn review(State(admission): State<Arc<Admission>>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+    let body = match axum::body::to_bytes(req.into_body(), server::MAX_BODY).await {
         Ok(b) => b,
         Err(e) => {
             return (
@@ -129,7 +83,7 @@ async fn unknown_path(state: State<Arc<Admission>>, req: Request) -> Response {
 /// address once connections are accepted.
 pub async fn serve(
     addr: SocketAddr,
-    certs: Arc<ReloadingCert>,
+    certs: Arc<ServerCert>,
     admission: Arc<Admission>,
     ready: impl Fn(SocketAddr) + Send,
 ) -> Result<(), ServerError> {
@@ -140,20 +94,30 @@ pub async fn serve(
 /// finish.
 pub async fn serve_until(
     addr: SocketAddr,
-    certs: Arc<ReloadingCert>,
+    certs: Arc<ServerCert>,
     admission: Arc<Admission>,
     ready: impl Fn(SocketAddr) + Send,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let listener = TlsListener::bind(addr, certs).await?;
-    let local = axum::serve::Listener::local_addr(&listener)
+    serve_with(addr, certs, admission, Limits::default(), ready, shutdown).await
+}
+
+/// [`serve_until`] with other [`Limits`] than the defaults (tests shorten the timeouts).
+pub async fn serve_with(
+    addr: SocketAddr,
+    certs: Arc<ServerCert>,
+    admission: Arc<Admission>,
+    limits: Limits,
+    ready: impl Fn(SocketAddr) + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let listener = server::bind(addr).await?;
+    let local = listener
+        .local_addr()
         .map_err(|source| ServerError::Listen { addr, source })?;
     ready(local);
     tracing::info!(%local, "serving admission reviews");
-    axum::serve(listener, router(admission))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| ServerError::Serve { source })?;
+    server::serve(listener, Some(certs), router(admission), limits, shutdown).await?;
     tracing::info!("stopped serving admission reviews");
     Ok(())
 }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use knmstate_webhook::admission::{Admission, VALIDATE_PATH};
-use knmstate_webhook::server::{ReloadingCert, serve, serve_until};
+use knmstate_webhook::server::{ServerCert, serve, serve_until};
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -71,7 +71,7 @@ async fn request(
 async fn serves_reviews_over_tls_and_reloads_a_rotated_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let first = write_cert(dir.path());
-    let certs = ReloadingCert::new(dir.path().join("tls.crt"), dir.path().join("tls.key")).unwrap();
+    let certs = ServerCert::new(dir.path().join("tls.crt"), dir.path().join("tls.key")).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let tx = std::sync::Mutex::new(Some(tx));
     tokio::spawn(serve(
@@ -136,7 +136,7 @@ async fn serves_reviews_over_tls_and_reloads_a_rotated_certificate() {
 async fn stops_on_shutdown_and_answers_unknown_paths() {
     let dir = tempfile::tempdir().unwrap();
     let root = write_cert(dir.path());
-    let certs = ReloadingCert::new(dir.path().join("tls.crt"), dir.path().join("tls.key")).unwrap();
+    let certs = ServerCert::new(dir.path().join("tls.crt"), dir.path().join("tls.key")).unwrap();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let addr_tx = std::sync::Mutex::new(Some(addr_tx));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
