@@ -43,10 +43,11 @@
 # Nothing is configured in the host's network namespace: no link, address or route.
 #
 # Identities: KNMSTATE_BOX_AUTH=1 makes the API stand-in serve HTTPS, authenticate bearer
-# tokens and enforce RBAC (testkit/APISERVER.md): every pod then runs as its ServiceAccount with
-# the token the box kubelet binds to its Pod (a handler's names its node), under the roles of
-# config/; kubectl here and in the end-to-end suites keeps the administrator's token
-# (<state>/kubeconfig). With 0 (the default) the stand-in serves HTTP and refuses nothing.
+# tokens and enforce RBAC (testkit/APISERVER.md), and every pod runs as its ServiceAccount with
+# the token the box kubelet binds to its Pod (a handler's names its node), under the roles and
+# admission policies of config/; kubectl here and in the end-to-end suites keeps the
+# administrator's token (<state>/kubeconfig). With 0 (the default) the stand-in serves HTTP,
+# refuses nothing, and every pod runs as the administrator.
 #
 # Build profile: KNMSTATE_CLUSTER_PROFILE=debug (the default) or release; `up` builds the box's
 # binaries with that cargo profile (release for measurements, e.g. hack/bench-overhead.sh) and
@@ -254,6 +255,8 @@ start_node_api_forwarder() {
 }
 
 start_boxlet() {
+    local identity=()
+    [[ "$(cat "$STATE/auth")" == 1 ]] && identity=(--pod-identity)
     spawn boxlet env RUST_LOG="${KNMSTATE_BOXLET_LOG:-info}" "$BIN/knmstate-boxlet" \
         --kubeconfig "$STATE/kubeconfig" --state "$STATE" --logs "$LOGS" \
         --nodes-script "$REPO/hack/nodes.sh" --prefix "$PREFIX" --api-socket "$STATE/api.sock" \
@@ -261,7 +264,7 @@ start_boxlet() {
         --image "$IMAGE=$BIN" \
         --expose "$NS/nmstate-webhook:443=$WEBHOOK_PORT" \
         --expose "$NS/nmstate-monitor:8089=$METRICS_PORT" \
-        --leader-lease "$NS/nmstate-controller"
+        --leader-lease "$NS/nmstate-controller" "${identity[@]}"
 }
 
 # The operator bundle as a user applies it, through an overlay that only adds the box's

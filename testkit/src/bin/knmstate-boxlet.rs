@@ -48,6 +48,10 @@ struct Args {
     /// Directory of the pods' logs.
     #[arg(long)]
     logs: PathBuf,
+    /// Give each pod its own identity (a token of its ServiceAccount bound to its Pod object)
+    /// instead of the base kubeconfigs' credentials.
+    #[arg(long)]
+    pod_identity: bool,
 }
 
 fn image(s: &str) -> Result<(String, PathBuf), String> {
@@ -87,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
             expose: a.expose,
             leader_lease: a.leader_lease,
             logs: a.logs,
+            pod_identity: a.pod_identity,
         },
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

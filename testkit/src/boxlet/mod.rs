@@ -7,8 +7,8 @@
 //! ([`pod`] turns the template into processes, [`launch`] runs them: host-network pods inside
 //! their node, others in a network namespace of their own). It then writes the workloads'
 //! status as their controllers would, and the Endpoints of the Services it exposes
-//! ([`services`]). Each pod runs as its `serviceAccountName` with a token bound to its Pod
-//! object ([`identity`]). What it did goes to its log (tracing), each pod's output to
+//! ([`services`]). With `pod_identity`, each pod runs as its `serviceAccountName` with a token
+//! bound to its Pod object ([`identity`]). What it did goes to its log (tracing), each pod's output to
 //! `<logs>/pod-<name>.log`. On SIGTERM it stops every pod.
 //!
 //! What it stands in for and how, for the end-to-end docs: `e2e/README.md`.
@@ -61,6 +61,9 @@ pub struct Config {
     pub leader_lease: Option<String>,
     /// Directory of the pods' logs.
     pub logs: PathBuf,
+    /// Whether each pod runs as its ServiceAccount with a token bound to its Pod object
+    /// ([`identity`]); otherwise with the base kubeconfigs' credentials and no Pod object.
+    pub pod_identity: bool,
 }
 
 struct Lists {
@@ -177,7 +180,9 @@ impl Boxlet {
                 tracing::info!(pod = %name, node = %p.pod.node, owner = ?p.pod.owner, "stopping pod: {why}");
                 let d = p.pod.clone();
                 p.stop(&rt).await;
-                if let Err(e) = identity::release(&self.client, &d).await {
+                if self.config.pod_identity
+                    && let Err(e) = identity::release(&self.client, &d).await
+                {
                     tracing::warn!(pod = %name, "failed to delete the Pod object: {e}");
                 }
             }
@@ -244,12 +249,17 @@ impl Boxlet {
             &self.config.pod_kubeconfig
         };
         let dir = self.config.runtime.state.join("pods").join(&d.name);
-        let kubeconfig = dir.join("kubeconfig");
-        if let Err(e) = identity::provision(&self.client, d, base, &kubeconfig).await {
-            let category = e.category();
-            let e = anyhow::Error::from(e);
-            return tracing::warn!(pod = %d.name, "cannot give the pod its identity ({category}): {e:#}");
-        }
+        let kubeconfig = if self.config.pod_identity {
+            let own = dir.join("kubeconfig");
+            if let Err(e) = identity::provision(&self.client, d, base, &own).await {
+                let category = e.category();
+                let e = anyhow::Error::from(e);
+                return tracing::warn!(pod = %d.name, "cannot give the pod its identity ({category}): {e:#}");
+            }
+            own
+        } else {
+            base.clone()
+        };
         let injected = vec![
             (
                 "PATH".to_owned(),
