@@ -61,6 +61,8 @@ pub fn handler_cluster_rules() -> Vec<PolicyRule> {
             &[&format!("{NNCE}/status"), &format!("{NNS}/status")],
             &["patch"],
         ),
+        // policy/fence.rs reads an enactment's status before reporting a lost slot.
+        rule(NMSTATE, &[&format!("{NNCE}/status")], &["get"]),
         events(),
     ]
 }
