@@ -1,10 +1,12 @@
 //! Command-line flags and environment variables of the `knmstate-controller` binary.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use knmstate_runtime::LogArgs;
 
+use crate::endpoint::MetricsServing;
 use crate::leader::{LeaseConfig, identity};
 use crate::operator::cli::OperatorArgs;
 use crate::run::Config;
@@ -17,6 +19,18 @@ pub struct Args {
     /// Address of `/metrics`, `/healthz` and `/readyz` (`:port` means every interface).
     #[arg(long, env = "METRICS_BIND_ADDRESS", default_value = ":8089")]
     pub metrics_bind_address: String,
+    /// Serve `/metrics` over HTTPS, only to bearer tokens whose user may `get` the
+    /// non-resource URL `/metrics` (`TokenReview` and `SubjectAccessReview`); `false` serves plain
+    /// HTTP to anyone (local and development use only).
+    #[arg(long, env = "METRICS_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_secure: bool,
+    /// PEM certificate of the secure metrics endpoint (with `--metrics-key-file`; re-read
+    /// when it changes). Without both, a self-signed certificate is generated at start.
+    #[arg(long, env = "METRICS_TLS_CERT_FILE", requires = "metrics_key_file")]
+    pub metrics_cert_file: Option<PathBuf>,
+    /// PEM private key of the secure metrics endpoint.
+    #[arg(long, env = "METRICS_TLS_KEY_FILE", requires = "metrics_cert_file")]
+    pub metrics_key_file: Option<PathBuf>,
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "LEASE_NAMESPACE", default_value = "nmstate")]
     pub lease_namespace: String,
@@ -83,7 +97,20 @@ impl Args {
         config.sweep_interval = Duration::from_secs(self.sweep_interval_seconds.max(1));
         config.orphan_grace = Duration::from_secs(self.orphan_grace_seconds);
         config.resync = Duration::from_secs(self.resync_seconds.max(1));
+        config.metrics_serving = self.metrics_serving();
         config
+    }
+
+    /// How these flags say `/metrics` is served.
+    pub fn metrics_serving(&self) -> MetricsServing {
+        if !self.metrics_secure {
+            return MetricsServing::Plain;
+        }
+        let files = self
+            .metrics_cert_file
+            .clone()
+            .zip(self.metrics_key_file.clone());
+        MetricsServing::Secure { files }
     }
 }
 
@@ -108,5 +135,27 @@ mod tests {
         assert!(c.lease.identity.starts_with("pod-1-"));
         assert_eq!(c.lease.lease_duration, Duration::from_secs(7));
         assert_eq!(a.metrics_bind_address, ":8089");
+        assert_eq!(c.metrics_serving, MetricsServing::Secure { files: None });
+    }
+
+    #[test]
+    fn metrics_can_be_served_plain_or_from_certificate_files() {
+        let plain = Args::parse_from(["knmstate-controller", "--metrics-secure", "false"]);
+        assert_eq!(plain.config().metrics_serving, MetricsServing::Plain);
+        let files = Args::parse_from([
+            "knmstate-controller",
+            "--metrics-cert-file",
+            "/c/tls.crt",
+            "--metrics-key-file",
+            "/c/tls.key",
+        ]);
+        assert_eq!(
+            files.metrics_serving(),
+            MetricsServing::Secure {
+                files: Some(("/c/tls.crt".into(), "/c/tls.key".into()))
+            }
+        );
+        let half = Args::try_parse_from(["knmstate-controller", "--metrics-cert-file", "/c/x"]);
+        assert!(half.is_err(), "a certificate without its key is refused");
     }
 }

@@ -19,6 +19,7 @@
 //! | [`cleanup`] | the orphan sweep: confirm state-engine's candidates with fresh reads, delete |
 //! | [`metrics`] | upstream's five `kubernetes_nmstate_*` gauges plus apply, rollback, probe and condition-age metrics |
 //! | [`run`](mod@run) | wiring of reflectors, Controller, election, sweep and the health and metrics endpoint |
+//! | [`endpoint`] | the health and metrics endpoint: gauges from the caches, `/metrics` over TLS for scrapers the API server authenticates and authorizes |
 //! | [`operator`] | the NMState operator: the `operator` subcommand installs knmstate for the `NMState` resource |
 //! | [`cli`] | flags and environment of the binary |
 //! | [`start`] | the binary's start-up: logging, endpoint, client, run until SIGTERM/SIGINT |
@@ -31,6 +32,7 @@
 
 pub mod cleanup;
 pub mod cli;
+pub mod endpoint;
 pub mod error;
 pub mod leader;
 pub mod metrics;

@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::jiff::Timestamp;
 use knmstate_api::names::field_manager;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::{NodeNetworkConfigurationEnactment, NodeNetworkState};
-use knmstate_runtime::Admin;
 use knmstate_runtime::events::recorder;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
@@ -22,9 +20,9 @@ use kube::{Client, ResourceExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::Error;
 use crate::cleanup::sweep_loop;
-use crate::leader::{LeaderElector, Leadership, LeaseConfig};
+use crate::endpoint::{self, MetricsServing};
+use crate::leader::{LeaderElector, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::stores::{Stores, trim_enactment, trim_managed_fields, trim_node};
@@ -50,6 +48,8 @@ pub struct Config {
     pub status_interval: Duration,
     /// Name reported as the events' reporting instance.
     pub instance: String,
+    /// How `/metrics` is served (default: plain HTTP; the binary's default: secure).
+    pub metrics_serving: MetricsServing,
 }
 
 impl Config {
@@ -63,6 +63,7 @@ impl Config {
             resync: Duration::from_mins(5),
             debounce: Duration::ZERO,
             status_interval: Duration::from_secs(1),
+            metrics_serving: MetricsServing::default(),
         }
     }
 }
@@ -70,34 +71,6 @@ impl Config {
 /// Completes once `rx` says stop.
 pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
-}
-
-/// `/metrics`: the cluster gauges recomputed from the caches when this process leads (one
-/// series per cluster, not per replica), cleared otherwise; then the exposition.
-fn scrape(metrics: &Metrics, stores: &Stores, leadership: &Leadership) -> String {
-    if leadership.is_leader() && stores.is_ready() {
-        let policies = stores.policies.state();
-        let enactments = stores.enactments.state();
-        let states = stores.states.state();
-        metrics.refresh(
-            &policies.iter().map(|p| &**p).collect::<Vec<_>>(),
-            &enactments.iter().map(|e| &**e).collect::<Vec<_>>(),
-            &states.iter().map(|s| &**s).collect::<Vec<_>>(),
-            Timestamp::now(),
-        );
-    } else {
-        metrics.clear_cluster();
-    }
-    metrics.encode()
-}
-
-/// The health and metrics endpoint: ready once every cache holds a first listing.
-fn admin(metrics: Arc<Metrics>, stores: Stores, leadership: Leadership) -> Admin {
-    let ready = stores.clone();
-    Admin::new()
-        .ready_when(move || ready.is_ready())
-        .not_ready_message("caches are not synced yet")
-        .metrics_with(move || scrape(&metrics, &stores, &leadership))
 }
 
 /// Run the controller until `shutdown` completes: elect, aggregate, sweep, serve metrics on
@@ -201,10 +174,9 @@ pub async fn run(
 
     let http = async {
         if let Some(listener) = metrics_listener {
-            let endpoint = admin(metrics.clone(), stores.clone(), leadership.clone());
-            if let Err(source) = endpoint.serve(listener, stopped(stop_rx.clone())).await {
-                metrics.failed(&Error::ServeMetrics { source });
-            }
+            let gauges = (metrics.clone(), stores.clone(), leadership.clone());
+            let serving = &config.metrics_serving;
+            endpoint::serve(listener, serving, client.clone(), gauges, stop_rx.clone()).await;
         }
     };
     let signal = async {

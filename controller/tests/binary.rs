@@ -24,6 +24,9 @@ async fn binary_aggregates_serves_health_and_stops_on_sigterm() -> Result<()> {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_knmstate-controller"))
         .env("KUBECONFIG", &kubeconfig)
         .env("METRICS_BIND_ADDRESS", addr.to_string())
+        // Plain HTTP, the development setting: this test reads health and metrics without a
+        // token (tests/metrics_access.rs covers the secure default).
+        .env("METRICS_SECURE", "false")
         .env("RUST_LOG", "warn")
         .args(["--identity", "bin", "--retry-period-seconds", "1"])
         .stdout(Stdio::null())

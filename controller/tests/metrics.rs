@@ -20,6 +20,7 @@ fn report(rolled_back: bool) -> ApplyReport {
         duration_seconds: if rolled_back { 12.5 } else { 0.8 },
         rolled_back,
         connectivity_restored: None,
+        steps: None,
         rollback_reason: if rolled_back {
             "probe-failed".into()
         } else {

@@ -45,6 +45,8 @@ pub mod name {
     pub const PROMETHEUS_RULE: &str = "kubernetes-nmstate-prometheus-rules";
     /// Role and binding letting Prometheus read the endpoints.
     pub const PROMETHEUS: &str = "prometheus-k8s";
+    /// Cluster role and binding letting Prometheus `get` the controller's `/metrics`.
+    pub const METRICS_READER: &str = "nmstate-metrics-reader";
     /// The read-only cluster role aggregated into the cluster's `cluster-reader`, when it
     /// has one (upstream's name).
     pub const CLUSTER_READER: &str = "nmstate-cluster-reader";

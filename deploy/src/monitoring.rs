@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::rbac::v1::PolicyRule;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
@@ -51,9 +52,42 @@ pub struct Endpoint {
     pub path: String,
     /// Scrape interval.
     pub interval: String,
+    /// File holding the bearer token sent with each scrape (Prometheus' own ServiceAccount
+    /// token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<String>,
+    /// TLS settings of an `https` scrape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<TlsConfig>,
     /// Relabelings applied to the samples.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metric_relabelings: Vec<Relabeling>,
+}
+
+/// How Prometheus checks the endpoint's certificate.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Accept any certificate: the controller's is self-signed, generated at its start; the
+    /// scrape is protected by the token, which the endpoint reviews.
+    pub insecure_skip_verify: bool,
+}
+
+/// Where a pod's ServiceAccount token is mounted.
+pub const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// The non-resource URL a scraper must be allowed to `get`.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// What Prometheus needs to scrape the controller: `get` on the non-resource URL `/metrics`,
+/// which the controller's endpoint checks with a `SubjectAccessReview` (bound cluster-wide to
+/// the Prometheus ServiceAccount by `rbac::objects`).
+pub fn metrics_reader_rules() -> Vec<PolicyRule> {
+    vec![PolicyRule {
+        non_resource_urls: Some(vec![METRICS_PATH.to_owned()]),
+        verbs: vec!["get".to_owned()],
+        ..PolicyRule::default()
+    }]
 }
 
 /// A relabeling step.
@@ -114,8 +148,9 @@ pub struct Rule {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// The ServiceMonitor over `nmstate-monitor` (upstream's name and label drops; plain HTTP,
-/// since the controller serves its metrics without TLS).
+/// The ServiceMonitor over `nmstate-monitor` (upstream's name and label drops): `https` with
+/// Prometheus' ServiceAccount token when the controller serves its metrics securely
+/// ([`InstallSettings::metrics_secure`]), plain `http` otherwise.
 pub fn service_monitor(s: &InstallSettings) -> ServiceMonitor {
     let mut m = ServiceMonitor::new(
         name::SERVICE_MONITOR,
@@ -132,9 +167,13 @@ pub fn service_monitor(s: &InstallSettings) -> ServiceMonitor {
             }),
             endpoints: vec![Endpoint {
                 port: "metrics".into(),
-                scheme: "http".into(),
-                path: "/metrics".into(),
+                scheme: if s.metrics_secure { "https" } else { "http" }.into(),
+                path: METRICS_PATH.into(),
                 interval: "30s".into(),
+                bearer_token_file: s.metrics_secure.then(|| SERVICE_ACCOUNT_TOKEN.to_owned()),
+                tls_config: s.metrics_secure.then_some(TlsConfig {
+                    insecure_skip_verify: true,
+                }),
                 metric_relabelings: vec![Relabeling {
                     action: "labeldrop".into(),
                     regex: "instance|job|pod|container|endpoint".into(),

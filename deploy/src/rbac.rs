@@ -118,6 +118,14 @@ pub fn controller_cluster_rules() -> Vec<PolicyRule> {
         // run.rs watches both; cleanup.rs deletes orphans.
         rule(NMSTATE, &[NNCE, NNS], &["list", "watch", "delete"]),
         events(),
+        // endpoint.rs (runtime/src/access.rs): a scrape's token is reviewed and its user's
+        // access to /metrics asked.
+        rule("authentication.k8s.io", &["tokenreviews"], &["create"]),
+        rule(
+            "authorization.k8s.io",
+            &["subjectaccessreviews"],
+            &["create"],
+        ),
     ]
 }
 
@@ -250,6 +258,12 @@ pub fn objects(s: &InstallSettings) -> Vec<Object> {
         prometheus_rules(),
         subject(&s.prometheus_service_account, &s.monitoring_namespace),
     ));
+    // The controller's endpoint answers a scrape only for users allowed `get` on /metrics.
+    out.extend(cluster_role(
+        &s.prefixed(name::METRICS_READER),
+        crate::monitoring::metrics_reader_rules(),
+        subject(&s.prometheus_service_account, &s.monitoring_namespace),
+    ));
     if s.cluster_reader {
         out.push(cluster_reader_role(s).into());
     }
@@ -262,7 +276,15 @@ pub fn objects(s: &InstallSettings) -> Vec<Object> {
 pub(crate) fn union(rules: impl IntoIterator<Item = PolicyRule>) -> Vec<PolicyRule> {
     type Key = (Vec<String>, Vec<String>, Option<Vec<String>>);
     let mut by: BTreeMap<Key, Vec<String>> = BTreeMap::new();
+    let mut paths: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in rules {
+        // Non-resource URLs (e.g. `/metrics`) by path.
+        for url in r.non_resource_urls.clone().unwrap_or_default() {
+            let verbs = paths.entry(url).or_default();
+            verbs.extend(r.verbs.iter().cloned());
+            verbs.sort();
+            verbs.dedup();
+        }
         for resource in r.resources.clone().unwrap_or_default() {
             let key = (
                 r.api_groups.clone().unwrap_or_default(),
@@ -283,6 +305,11 @@ pub(crate) fn union(rules: impl IntoIterator<Item = PolicyRule>) -> Vec<PolicyRu
             verbs,
             ..PolicyRule::default()
         })
+        .chain(paths.into_iter().map(|(url, verbs)| PolicyRule {
+            non_resource_urls: Some(vec![url]),
+            verbs,
+            ..PolicyRule::default()
+        }))
         .collect()
 }
 

@@ -35,6 +35,10 @@ pub struct InstallSettings {
     pub monitoring_namespace: String,
     /// Service account of that Prometheus.
     pub prometheus_service_account: String,
+    /// Whether the controller serves `/metrics` over HTTPS to authorized scrapers only
+    /// (`METRICS_SECURE`; default true). False is for local and development clusters: plain
+    /// HTTP to anyone.
+    pub metrics_secure: bool,
     /// Nodes the webhook can run on (see [`crate::topology::infra_node_count`]): more than one
     /// gives two webhook replicas and a PodDisruptionBudget of one.
     pub infra_nodes: usize,
@@ -68,6 +72,7 @@ impl Default for InstallSettings {
             prefix: String::new(),
             monitoring_namespace: "monitoring".into(),
             prometheus_service_account: "prometheus-k8s".into(),
+            metrics_secure: true,
             infra_nodes: 1,
             webhook_ca_bundle: None,
             max_retries: rollback::DEFAULT_MAX_RETRIES,

@@ -83,13 +83,14 @@ pub fn controller(knobs: &Knobs, s: &InstallSettings) -> Deployment {
     let mut c = container("nmstate-controller", "knmstate-controller", s);
     c.env = Some(vec![
         env("METRICS_BIND_ADDRESS", knobs.metrics_bind_address.clone()),
+        env("METRICS_SECURE", s.metrics_secure.to_string()),
         env("LEASE_NAMESPACE", s.namespace.clone()),
         env("LEASE_NAME", name.clone()),
         env_field("POD_NAME", "metadata.name"),
     ]);
     c.ports = Some(vec![port("metrics", knobs.metrics_port())]);
-    c.readiness_probe = Some(http_probe("/readyz", "metrics", false, 10));
-    c.liveness_probe = Some(http_probe("/healthz", "metrics", false, 20));
+    c.readiness_probe = Some(http_probe("/readyz", "metrics", s.metrics_secure, 10));
+    c.liveness_probe = Some(http_probe("/healthz", "metrics", s.metrics_secure, 20));
     c.resources = Some(resources("30m", "50Mi", "500m", "1Gi"));
     deployment(
         &name,

@@ -28,6 +28,7 @@ fn report(start: i64, rolled_back: bool) -> ApplyReport {
         duration_seconds: 1.5,
         rolled_back,
         connectivity_restored: None,
+        steps: None,
         rollback_reason: if rolled_back {
             "probe-failed".into()
         } else {

@@ -52,6 +52,10 @@ pub struct OperatorArgs {
     /// `CHECKPOINT_TIMEOUT_SECONDS` of the handlers (unset: the handler's default).
     #[arg(long, env = "CHECKPOINT_TIMEOUT_SECONDS")]
     pub checkpoint_timeout_seconds: Option<u64>,
+    /// Whether the controller it installs serves `/metrics` over HTTPS to authorized
+    /// scrapers only (false: plain HTTP to anyone, for local and development clusters).
+    #[arg(long, env = "METRICS_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_secure: bool,
     /// Address of `/healthz` and `/readyz` (`:port` means every interface).
     #[arg(long, env = "HEALTH_BIND_ADDRESS", default_value = ":8081")]
     pub health_bind_address: String,
@@ -72,6 +76,7 @@ impl OperatorArgs {
             max_backoff_seconds: self.max_backoff_seconds,
             probe_timeout_seconds: self.probe_timeout_seconds,
             checkpoint_timeout_seconds: self.checkpoint_timeout_seconds,
+            metrics_secure: self.metrics_secure,
             ..InstallSettings::default()
         }
     }
