@@ -44,6 +44,7 @@ fn report(start: Option<i64>, rolled_back: bool, reason: &str) -> ApplyReport {
         connectivity_restored: None,
         rollback_reason: reason.into(),
         probes: vec![],
+        steps: None,
     }
 }
 
