@@ -101,9 +101,11 @@ pub struct ApplyReport {
 
 /// How long each step of the reconcile that made an apply attempt took, in seconds, in the
 /// order they ran. The status write that reports the attempt is not among them (it carries
-/// them); the handler logs its duration.
+/// them); the handler logs its duration. Each step is optional in the schema (0 when absent):
+/// a later status write that drops the steps (an attempt that died with its handler) may leave
+/// an emptied `steps` behind under server-side apply, and that must not be refused.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct ApplySteps {
     /// Rendering the desired state and deciding to apply it: captures resolved against the
     /// node's state (as the handler keeps it, read again only when the node changed), the
