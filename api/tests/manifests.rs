@@ -26,7 +26,7 @@ fn check_manifest(manifest: &Value) -> Result<v1::NodeNetworkConfigurationPolicy
     Ok(policy)
 }
 
-const EXAMPLES: [&str; 16] = [
+const EXAMPLES: [&str; 17] = [
     "ethernet",
     "per-interface-ipv4-forwarding",
     "linux-bridge",
@@ -41,6 +41,7 @@ const EXAMPLES: [&str; 16] = [
     "static-ip",
     "route",
     "dns",
+    "dns-cleanup",
     "lldp",
     "worker-selector",
 ];
