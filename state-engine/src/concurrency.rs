@@ -172,7 +172,10 @@ pub enum SlotState {
 }
 
 impl SlotState {
-    /// Read an enactment status; anything not of `generation` is [`SlotState::Idle`].
+    /// Read an enactment status; anything not of `generation` is [`SlotState::Idle`], and so
+    /// is a dry run's plan (`Available` with reason `ConfigurationPlanned`): the node applied
+    /// nothing, and when the dry run ends it claims a slot with the plan still stored, so a
+    /// claimant that took the plan for an end would prune a live holder.
     pub fn of(status: Option<&NodeNetworkConfigurationEnactmentStatus>, generation: i64) -> Self {
         let Some(s) = status.filter(|s| s.policy_generation == Some(generation)) else {
             return Self::Idle;
@@ -182,6 +185,11 @@ impl SlotState {
         if t(e::PROGRESSING) {
             Self::Progressing
         } else if t(e::AVAILABLE) {
+            if l.find(e::AVAILABLE)
+                .is_some_and(|c| c.reason == e::REASON_PLANNED)
+            {
+                return Self::Idle;
+            }
             Self::Available
         } else if t(e::FAILING) {
             Self::FailedFinal
@@ -243,6 +251,34 @@ pub fn should_abort(states: &BTreeMap<String, SlotState>, max_unavailable: usize
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[test]
+    fn a_dry_runs_plan_holds_no_slot_and_is_no_end() {
+        let mut s = NodeNetworkConfigurationEnactmentStatus {
+            policy_generation: Some(1),
+            ..Default::default()
+        };
+        let at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        );
+        s.conditions.set(
+            e::AVAILABLE,
+            ConditionStatus::True,
+            e::REASON_PLANNED,
+            "planned",
+            at.clone(),
+        );
+        assert_eq!(SlotState::of(Some(&s), 1), SlotState::Idle);
+        assert!(!SlotState::of(Some(&s), 1).is_final());
+        s.conditions.set(
+            e::AVAILABLE,
+            ConditionStatus::True,
+            "SuccessfullyConfigured",
+            "ok",
+            at,
+        );
+        assert_eq!(SlotState::of(Some(&s), 1), SlotState::Available);
+    }
 
     #[rstest]
     #[case::none(MaxUnavailableSpec::Percent(50), 0, 0)]
