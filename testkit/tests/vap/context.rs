@@ -5,7 +5,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 use crate::common::{self, Widget, install_widget_crd, widget};
-use crate::support::{binding, cm, cms, create, denied, deny_configmaps, policy, refusal};
+use crate::support::{
+    binding, cm, cms, create, denied, deny_configmaps, on_configmaps, policy, refusal,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_and_old_object_per_operation() {
@@ -134,7 +136,7 @@ async fn variables_compose_and_fail_only_where_used() {
         &c,
         "p",
         json!({
-            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}]},
+            "matchConstraints": on_configmaps(),
             "variables": [
                 {"name": "size", "expression": "int(object.data.size)"},
                 {"name": "big", "expression": "variables.size > 10"},

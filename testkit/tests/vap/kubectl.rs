@@ -6,7 +6,7 @@ use std::process::Output;
 use serde_json::json;
 
 use crate::common;
-use crate::support::{binding, deny_configmaps, policy};
+use crate::support::{binding, deny_configmaps, on_configmaps, policy};
 
 async fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
     tokio::process::Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_owned()))
@@ -37,7 +37,7 @@ async fn kubectl_prints_the_denial_and_the_warning() {
         &c,
         "advice",
         json!({
-            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}]},
+            "matchConstraints": on_configmaps(),
             "validations": [{"expression": "!object.metadata.name.startsWith('w-')", "messageExpression": "object.metadata.name + ' is discouraged'"}],
         }),
     )

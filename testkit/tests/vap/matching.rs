@@ -6,7 +6,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::common;
-use crate::support::{binding, cm, cms, create, denied, policy, refusal};
+use crate::support::{binding, cm, cms, create, denied, on_configmaps, policy, refusal};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_rules_select_operations_and_names() {
@@ -138,7 +138,7 @@ async fn match_conditions_must_all_hold() {
         &c,
         "p",
         json!({
-            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}]},
+            "matchConstraints": on_configmaps(),
             "matchConditions": [
                 {"name": "x-prefix", "expression": "object.metadata.name.startsWith('x')"},
                 {"name": "not-exempt", "expression": "!('exempt' in object.metadata.labels)"},

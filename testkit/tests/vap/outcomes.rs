@@ -7,11 +7,7 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 
 use crate::common;
-use crate::support::{binding, cm, create, denied, policy};
-
-fn on_configmaps() -> serde_json::Value {
-    json!({"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}]})
-}
+use crate::support::{binding, cm, create, denied, on_configmaps, policy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_reasons_and_codes() {

@@ -8,6 +8,11 @@ use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
 /// Creates a ValidatingAdmissionPolicy with this spec.
+/// Match constraints: creates of `ConfigMaps`.
+pub fn on_configmaps() -> Value {
+    json!({"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}]})
+}
+
 pub async fn policy(client: &kube::Client, name: &str, spec: Value) {
     let api: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
     let p = serde_json::from_value(json!({
