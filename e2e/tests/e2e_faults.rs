@@ -278,10 +278,13 @@ async fn a_frozen_holder_frees_its_slot_at_its_lease_and_is_fenced_when_thawed()
     // checkpoint back at the timeout meanwhile, so the node is wholly old, with no checkpoint.
     let thawed_at = log_len(&bx, &ghost);
     Box::signal(pid, "CONT")?;
+    // The thawed handler first ends the step it was frozen in: an nmstate apply whose
+    // checkpoint is gone (nmstate tries once more), a probe run (each probe up to the probe
+    // timeout) and the probe run after the rollback, a fence read (up to 10 s).
     let fenced = e2e
         .wait_until(
             &format!("{ghost}'s thawed handler to find its slot lost"),
-            Duration::from_mins(1),
+            Duration::from_mins(3),
             || async {
                 let fenced = logged_any(
                     &bx,
@@ -307,7 +310,12 @@ async fn a_frozen_holder_frees_its_slot_at_its_lease_and_is_fenced_when_thawed()
         .is_some_and(|e| is_true(e, "Aborted"));
     let cleanup = restore(&e2e, name).await;
     outcome?;
-    fenced.map_err(|e| e.context(format!("{ghost}: {last_state:?}")))?;
+    fenced.map_err(|e| {
+        e.context(format!(
+            "{ghost}: {last_state:?}; the same process: {same_process}; its log since the thaw:\n{}",
+            log_tail(&bx, &ghost, thawed_at, 40)
+        ))
+    })?;
     cleanup?;
     assert!(same_process, "{ghost}'s handler was thawed, not restarted");
     assert_eq!(
@@ -432,6 +440,25 @@ fn logged_any(bx: &Box, node: &str, from: u64, text: &str) -> anyhow::Result<boo
     let log = std::fs::read(bx.handler_log(node))?;
     let tail = String::from_utf8_lossy(log.get(usize::try_from(from)?..).unwrap_or_default());
     Ok(tail.contains(text))
+}
+
+/// The last `lines` lines of `node`'s handler log after byte `from`, without DEBUG lines and
+/// the netlink and D-Bus chatter of every state read (a failure's context).
+fn log_tail(bx: &Box, node: &str, from: u64, lines: usize) -> String {
+    let Ok(log) = std::fs::read(bx.handler_log(node)) else {
+        return format!("({} unreadable)", bx.handler_log(node).display());
+    };
+    let start = usize::try_from(from).unwrap_or(usize::MAX);
+    let tail = String::from_utf8_lossy(log.get(start..).unwrap_or_default());
+    let kept: Vec<&str> = tail
+        .lines()
+        .filter(|l| {
+            !l.contains(" DEBUG ")
+                && !l.contains("WIFI information")
+                && !l.contains("proxy caching")
+        })
+        .collect();
+    kept[kept.len().saturating_sub(lines)..].join("\n")
 }
 
 fn log_len(bx: &Box, node: &str) -> u64 {

@@ -37,7 +37,11 @@ use crate::error::{Error, Result};
 use crate::slots;
 
 /// How long the fence tries to read the ledger while the API server can not be reached.
-pub(super) const FENCE_READ_BUDGET: Duration = Duration::from_secs(5);
+pub(super) const FENCE_READ_BUDGET: Duration = Duration::from_secs(10);
+
+/// Bound of one read of the ledger at the fence (the API answers a read in milliseconds; the
+/// request timeout of the handler's client is much longer).
+const FENCE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The name of the fence's record in `status.lastApply.probes` when it stopped a commit.
 pub(super) const FENCE_CHECK: &str = "slot-fence";
@@ -98,13 +102,35 @@ impl<B: Backend> Run<B> {
     /// Whether this process still holds its slot of the policy now ([`slot::fence`] over the
     /// ledger read now); the read error once [`FENCE_READ_BUDGET`] ran out.
     pub(super) async fn check_fence(&self) -> Result<std::result::Result<(), SlotLoss>> {
-        let leases = slots::leases(&self.ctx);
-        let started = Instant::now();
+        // From the first failure, not from the first attempt: a process stalled mid-read (the
+        // very case the fence is for) must not find its budget spent when it resumes.
+        let mut failing_since = None::<Instant>;
         let read = loop {
-            match slots::read(&leases, &self.name).await {
+            // Read each time: a failed attempt renews the connections.
+            let leases = slots::leases(&self.ctx);
+            let attempt =
+                tokio::time::timeout(FENCE_ATTEMPT_TIMEOUT, slots::read(&leases, &self.name))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::read(
+                            format!("the slot ledger of policy {}", self.name),
+                            kube::Error::Service(
+                                format!("no answer within {FENCE_ATTEMPT_TIMEOUT:?}").into(),
+                            ),
+                        ))
+                    });
+            match attempt {
                 Ok(read) => break read,
-                Err(e) if started.elapsed() < FENCE_READ_BUDGET && !self.ctx.shutting_down() => {
-                    tracing::debug!(policy = %self.name, error = %e.report(), "failed to read the slot ledger at the fence; trying again");
+                Err(e)
+                    if failing_since.get_or_insert_with(Instant::now).elapsed()
+                        < FENCE_READ_BUDGET
+                        && !self.ctx.shutting_down() =>
+                {
+                    tracing::debug!(policy = %self.name, error = %e.report(), "failed to read the slot ledger at the fence; trying again on new connections");
+                    // A stall outlives connections: one pooled from before it may be dead
+                    // (closed by the server, or opened from an address rolled back meanwhile)
+                    // and would hold each attempt for the whole request timeout.
+                    self.ctx.requests.renew();
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 Err(e) => return Err(e),
