@@ -7,6 +7,7 @@
 mod common;
 
 mod context;
+mod handler_identity;
 mod kubectl;
 mod matching;
 mod node_restriction;

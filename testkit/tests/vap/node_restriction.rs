@@ -20,12 +20,12 @@ use crate::common;
 use crate::project::config;
 use crate::support::refusal;
 
-fn api(c: &kube::Client, kind: &str) -> Api<DynamicObject> {
+pub fn api(c: &kube::Client, kind: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("nmstate.io", "v1beta1", kind);
     Api::all_with(c.clone(), &ApiResource::from_gvk(&gvk))
 }
 
-fn object(kind: &str, name: &str, labels: Value) -> DynamicObject {
+pub fn object(kind: &str, name: &str, labels: Value) -> DynamicObject {
     let mut o =
         json!({"apiVersion": "nmstate.io/v1beta1", "kind": kind, "metadata": {"name": name}});
     o["metadata"]["labels"] = labels;
@@ -33,7 +33,7 @@ fn object(kind: &str, name: &str, labels: Value) -> DynamicObject {
 }
 
 /// Installs the NNS and NNCE CRDs and every policy and binding of the bundle.
-async fn install(c: &kube::Client) {
+pub async fn install(c: &kube::Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
     for file in [
         "crd/nmstate.io_nodenetworkstates.yaml",
@@ -78,7 +78,7 @@ async fn install(c: &kube::Client) {
 
 /// A client as the handler pod of `node`: the bundle's handler ServiceAccount with a token
 /// bound to a pod on that node.
-async fn handler_of(
+pub async fn handler_of(
     server: &knmstate_testkit::apiserver::ApiServer,
     admin: &kube::Client,
     node: &str,
