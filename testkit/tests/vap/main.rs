@@ -7,6 +7,7 @@
 mod common;
 
 mod context;
+mod ghost_mark;
 mod handler_identity;
 mod kubectl;
 mod matching;

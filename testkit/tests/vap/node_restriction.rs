@@ -103,7 +103,7 @@ pub async fn handler_of(
     server.client_with_token(&token).unwrap()
 }
 
-fn refused(resource: &str, name: &str, why: &str) -> (u16, String, String) {
+pub fn refused(resource: &str, name: &str, why: &str) -> (u16, String, String) {
     (
         403,
         "Forbidden".to_owned(),
@@ -113,8 +113,13 @@ fn refused(resource: &str, name: &str, why: &str) -> (u16, String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handler_writes_only_its_own_nodes_objects() {
+/// The stand-in with the bundle's admission objects, the handler's namespace and
+/// ServiceAccount: the server, the administrator's client and node2's handler's.
+pub async fn with_node2() -> (
+    knmstate_testkit::apiserver::ApiServer,
+    kube::Client,
+    kube::Client,
+) {
     let server = common::server().await;
     let admin = server.client().unwrap();
     install(&admin).await;
@@ -130,6 +135,12 @@ async fn a_handler_writes_only_its_own_nodes_objects() {
         .await
         .unwrap();
     let node2 = handler_of(&server, &admin, "node2").await;
+    (server, admin, node2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_writes_only_its_own_nodes_objects() {
+    let (_server, admin, node2) = with_node2().await;
     let pp = PostParams::default();
     let label = |node: &str| json!({"nmstate.io/node": node});
 
