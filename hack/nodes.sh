@@ -242,17 +242,13 @@ start_switch() {
     ip -n "$SW" link set br0 up
     ip -n "$SW" link set br1 up
     : >"$RUN/dnsmasq.leases"
-    # Router advertisements every 10 s as well as on solicitation: an interface that NetworkManager
-    # brings up again (a NIC moved under a bridge) may solicit before its path to the switch
-    # forwards, and then waited for dnsmasq's next unsolicited one (minutes by default) for its
-    # IPv6 default route.
     ip netns exec "$SW" dnsmasq -k --conf-file=/dev/null --user=root --group=root \
         --pid-file="$RUN/dnsmasq.pid" --dhcp-leasefile="$RUN/dnsmasq.leases" \
         --no-resolv --no-hosts --no-poll --bind-interfaces --interface=br0 \
         --listen-address=198.18.0.1 --listen-address=2001:db8::1 \
         --dhcp-range=198.18.0.100,198.18.0.199,255.255.255.0,1h \
         --dhcp-option=option:router,198.18.0.1 --dhcp-option=option:dns-server,198.18.0.1 \
-        --dhcp-range=2001:db8::1000,2001:db8::1fff,64,1h --enable-ra --ra-param=br0,10 \
+        --dhcp-range=2001:db8::1000,2001:db8::1fff,64,1h --enable-ra \
         --dhcp-option=option6:dns-server,[2001:db8::1] \
         --domain=knmstate.test --local=/knmstate.test/ \
         --host-record=gw.knmstate.test,198.18.0.1,2001:db8::1 \
