@@ -77,9 +77,12 @@ async fn wait_reported_bridged(
     nic: &str,
     gateways: usize,
 ) -> anyhow::Result<()> {
+    // Up to 2 min: the IPv6 default route comes with a router advertisement, and a bridge whose
+    // first solicitations went unanswered waits for NetworkManager's next ones (their interval
+    // doubles) or the switch's next unsolicited advertisement.
     e2e.wait_until(
         &format!("{node} to report {nic} under {BRIDGE} with its address and default routes"),
-        Duration::from_secs(30),
+        Duration::from_mins(2),
         || async {
             let s = e2e.current_state(node).await?;
             let port = e2e.reported_interface(node, nic).await?.unwrap_or_default();
