@@ -3,7 +3,7 @@
 //! only with the ghost message, and only while that enactment has not ended in its policy
 //! generation.
 
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::node_restriction::{api, object, refused, with_node2};
@@ -20,6 +20,18 @@ fn status(generation: i64, kind: &str, message: &str) -> Value {
     json!({"status": {"policyGeneration": generation, "conditions": [
         {"type": kind, "status": "True", "reason": kind, "message": message,
          "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+}
+
+/// Writes `body` to the status of enactment `name` as `api`'s identity; the refusal if any.
+async fn mark(
+    api: &Api<DynamicObject>,
+    name: &str,
+    body: Value,
+) -> Result<(), (u16, String, String)> {
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(body))
+        .await
+        .map(drop)
+        .map_err(refusal)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,36 +72,20 @@ async fn another_nodes_enactment_may_only_be_marked_aborted_as_a_ghost_before_it
     };
 
     // Progressing in generation 4: Aborted with another message, or Available, is refused.
-    let e = mine
-        .patch_status("node3.p1", &ps, &Patch::Merge(status(4, "Aborted", "gone")))
-        .await
-        .map_err(refusal)
-        .unwrap_err();
-    assert_eq!(e, denied("node3.p1"));
-    let e = mine
-        .patch_status(
-            "node3.p1",
-            &ps,
-            &Patch::Merge(status(4, "Available", GHOST)),
-        )
-        .await
-        .map_err(refusal)
-        .unwrap_err();
-    assert_eq!(e, denied("node3.p1"));
+    let e = mark(&mine, "node3.p1", status(4, "Aborted", "gone")).await;
+    assert_eq!(e.unwrap_err(), denied("node3.p1"));
+    let e = mark(&mine, "node3.p1", status(4, "Available", GHOST)).await;
+    assert_eq!(e.unwrap_err(), denied("node3.p1"));
     // … the ghost mark is admitted.
-    mine.patch_status("node3.p1", &ps, &Patch::Merge(status(4, "Aborted", GHOST)))
+    mark(&mine, "node3.p1", status(4, "Aborted", GHOST))
         .await
         .expect("a ghost marked Aborted");
 
     // Ended in generation 4: not rewritten, even as a ghost.
-    let e = mine
-        .patch_status("node3.p2", &ps, &Patch::Merge(status(4, "Aborted", GHOST)))
-        .await
-        .map_err(refusal)
-        .unwrap_err();
-    assert_eq!(e, denied("node3.p2"));
+    let e = mark(&mine, "node3.p2", status(4, "Aborted", GHOST)).await;
+    assert_eq!(e.unwrap_err(), denied("node3.p2"));
     // Ended in generation 3 and dead in generation 4 before its first write: marked.
-    mine.patch_status("node3.p3", &ps, &Patch::Merge(status(4, "Aborted", GHOST)))
+    mark(&mine, "node3.p3", status(4, "Aborted", GHOST))
         .await
         .expect("a ghost of the next generation marked Aborted");
 
