@@ -42,12 +42,12 @@
 #                     namespace of its own, the API bridged in at 127.0.0.1:6443.
 # Nothing is configured in the host's network namespace: no link, address or route.
 #
-# Identities: KNMSTATE_BOX_AUTH=1 makes the API stand-in serve HTTPS, authenticate bearer
-# tokens and enforce RBAC (testkit/APISERVER.md), and every pod runs as its ServiceAccount with
-# the token the box kubelet binds to its Pod (a handler's names its node), under the roles and
-# admission policies of config/; kubectl here and in the end-to-end suites keeps the
-# administrator's token (<state>/kubeconfig). With 0 (the default) the stand-in serves HTTP,
-# refuses nothing, and every pod runs as the administrator.
+# Identities: KNMSTATE_BOX_AUTH=1 (the default) makes the API stand-in serve HTTPS,
+# authenticate bearer tokens and enforce RBAC (testkit/APISERVER.md), and every pod runs as its
+# ServiceAccount with the token the box kubelet binds to its Pod (a handler's names its node),
+# under the roles and admission policies of config/; kubectl here and in the end-to-end suites
+# keeps the administrator's token (<state>/kubeconfig). With 0 the stand-in serves HTTP,
+# refuses nothing, and every pod runs as the administrator (for debugging the box itself).
 #
 # Build profile: KNMSTATE_CLUSTER_PROFILE=debug (the default) or release; `up` builds the box's
 # binaries with that cargo profile (release for measurements, e.g. hack/bench-overhead.sh) and
@@ -65,7 +65,7 @@ PREFIX="${KNMSTATE_CLUSTER_PREFIX:-knmbox}"
 WEBHOOK_PORT="${KNMSTATE_WEBHOOK_PORT:-19443}"
 METRICS_PORT="${KNMSTATE_METRICS_PORT:-18089}"
 PROFILE="${KNMSTATE_CLUSTER_PROFILE:-debug}"
-AUTH="${KNMSTATE_BOX_AUTH:-0}"
+AUTH="${KNMSTATE_BOX_AUTH:-1}"
 # Handler timings: short, like upstream's e2e (NNCP_MAX_RETRIES=2, backoff 1-5 s), with short
 # probe budgets so that a policy which breaks a node is rolled back within a minute. They are
 # the operator's settings (its env), which it renders into the handler DaemonSet.

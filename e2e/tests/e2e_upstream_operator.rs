@@ -329,7 +329,7 @@ async fn the_cluster_reader_role_follows_the_clusters_cluster_reader() -> anyhow
             },
         )
         .await;
-    let added = added?;
+    let added = added.map_err(|e| e.context(operator_context()))?;
     let labels = added.metadata.labels.clone().unwrap_or_default();
     anyhow::ensure!(
         labels
@@ -344,5 +344,42 @@ async fn the_cluster_reader_role_follows_the_clusters_cluster_reader() -> anyhow
             && rule["verbs"] == json!(["get", "list", "watch"]),
         "{READER} rule {rule}"
     );
-    pruned
+    pruned.map_err(|e| e.context(operator_context()))
+}
+
+/// A failure's context: the operator's warnings and errors and its last reconciles, and the API
+/// stand-in's refusals, from the box's logs (`KNMSTATE_E2E_LOGS`), when the suite has them.
+fn operator_context() -> String {
+    let Some(dir) = std::env::var_os("KNMSTATE_E2E_LOGS") else {
+        return "(KNMSTATE_E2E_LOGS unset: no logs)".into();
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let mut out = String::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("pod-nmstate-operator-") || n == "apiserver.log")
+        })
+        .collect();
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.contains(" WARN ")
+                    || l.contains(" ERROR ")
+                    || l.contains("cluster-reader")
+                    || l.contains("reconciled verdict")
+            })
+            .collect();
+        let tail = kept[kept.len().saturating_sub(25)..].join("\n");
+        out.push_str(&format!("\n--- {} ---\n{tail}", path.display()));
+    }
+    out
 }
