@@ -169,13 +169,11 @@ pub fn rank(
     limit: usize,
     me: &str,
 ) -> (usize, usize) {
-    let holders = ledger
-        .filter(|l| l.generation == generation)
-        .map(|l| &l.holders);
-    let holds = |n: &String| holders.is_some_and(|h| h.contains(n));
-    // A slot counts as taken until its holder released it (a holder that ended without
-    // releasing is pruned by the first-ranked node alone).
-    let held = holders.map_or(0, std::collections::BTreeSet::len);
+    let ledger = ledger.filter(|l| l.generation == generation);
+    let holds = |n: &String| ledger.is_some_and(|l| l.holders.contains(n));
+    // A slot counts as taken while its holder's enactment has not ended (a holder that ended
+    // without releasing stays in the ledger, uncounted: only it may change its entry).
+    let held = ledger.map_or(0, |l| slot::live_holders(l, states).count());
     let free = limit.saturating_sub(held + failed_final(states));
     let rank = states
         .iter()
@@ -270,7 +268,7 @@ mod tests {
     fn free_slots_and_rank_come_from_the_ledger_and_the_states() {
         let mut l = SlotLedger::new(1);
         l.holders.insert("a".into());
-        l.holders.insert("z".into()); // ended, not released yet: still counts
+        l.holders.insert("z".into()); // ended, not released yet: no longer counts
         let s = states(&[
             ("a", SlotState::Progressing),
             ("b", SlotState::FailedFinal),
@@ -279,8 +277,8 @@ mod tests {
             ("e", SlotState::Idle),
             ("z", SlotState::Available),
         ]);
-        assert_eq!(rank(Some(&l), 1, &s, 4, "e"), (1, 2));
-        assert_eq!(rank(Some(&l), 1, &s, 4, "c"), (1, 0));
+        assert_eq!(rank(Some(&l), 1, &s, 4, "e"), (2, 2));
+        assert_eq!(rank(Some(&l), 1, &s, 4, "c"), (2, 0));
         // A ledger of another generation holds nothing.
         assert_eq!(rank(Some(&l), 2, &s, 4, "c").0, 3);
     }

@@ -17,6 +17,7 @@
 //! | [`node`] | facts about a Node shared by several decisions (readiness) |
 //! | [`concurrency`] | maxUnavailable, the enactments' slot states, the Aborted rule |
 //! | [`slot`] | the slot protocol: claim, renew, release, prune of expired (ghost) holders |
+//! | [`ledger_guard`] | which slot-ledger writes a node's handler may make (its own entry, and prunes of expired holders) |
 //! | [`status_cap`] | whether an enactment status fits an API object, and the Failing message when not |
 //! | [`render`] | the default linux-bridge VLAN trunk injected into a desired state; whether it needs bridge VLAN filtering |
 //! | [`filter`] | what of a node's current state is reported in its NodeNetworkState |
@@ -44,6 +45,7 @@ pub mod drift;
 pub mod dry_run;
 pub mod error;
 pub mod filter;
+pub mod ledger_guard;
 pub mod node;
 pub mod orphans;
 pub mod plan;

@@ -31,10 +31,16 @@
 //! stays unavailable until then; only after that may another node take its slot. The margin
 //! covers the retry backoff between two attempts (no heartbeat runs then) and the clock skew
 //! between the holder, which writes the expiry with its clock, and the pruner, which reads it
-//! with its own. A node that is deleted or no longer matches the policy is pruned at once.
+//! with its own (and the admission check of the prune, [`crate::ledger_guard`], with its own).
+//! A node that is deleted or no longer matches the policy stops counting at once.
 //!
-//! The tombstone stays until the ghost's enactment shows an end, so a claimant that dies between
-//! its ledger write and the Aborted write leaves the marking to the next one. A ghost that comes
+//! **Only a node's own entry changes, except for that prune.** A holder releases its own slot
+//! when its apply ends; another node's ended (or no longer matching) holder entry stays in the
+//! ledger and simply stops counting ([`live_holders`]), and a tombstone stays until the ledger
+//! moves to a new generation. So the admission webhook can refuse every other change a node
+//! makes to another node's entry ([`crate::ledger_guard`]). While the ghost's enactment has not
+//! ended, every decision reports its tombstone to mark, so a claimant that dies between its
+//! ledger write and the Aborted write leaves the marking to the next one. A ghost that comes
 //! back never claims again for the generation: it finds its enactment Aborted, or its tombstone
 //! ([`SlotAction::Expired`]: it marks itself). So a pruner's late Aborted write never hits a
 //! node that applies. A new generation applies everywhere again.
@@ -246,10 +252,14 @@ pub struct SlotPlan {
     pub restarted: bool,
 }
 
-/// The ledger of `input.generation` as read, pruned: holders that ended or no longer match
-/// dropped, holders (other than `input.node`) whose lease ran out moved to the tombstones, and
-/// every holder given a lease. Returns it with the ghosts to mark and whether `input.node`
-/// resumes another incarnation's slot.
+/// The ledger of `input.generation` as read, pruned: this node's own entry dropped when its
+/// enactment ended, holders of other nodes (not ended, still matching) whose lease ran out moved
+/// to the tombstones, and this node's lease given when it had none. Other nodes' ended or no
+/// longer matching holders and their tombstones stay as they are (they no longer count, see
+/// [`live_holders`]): a node may change another node's entry only by pruning an expired holder
+/// ([`crate::ledger_guard`]). Returns the prior and pruned ledgers, the ghosts to mark (the
+/// tombstones whose enactment has not ended) and whether `input.node` resumes another
+/// incarnation's slot.
 fn prune(input: &SlotInput<'_>) -> (SlotLedger, SlotLedger, Vec<ExpiredHolder>, bool) {
     let SlotInput {
         node,
@@ -265,41 +275,55 @@ fn prune(input: &SlotInput<'_>) -> (SlotLedger, SlotLedger, Vec<ExpiredHolder>, 
         .filter(|l| l.generation == generation)
         .cloned()
         .unwrap_or_else(|| SlotLedger::new(generation));
-    let mut next = SlotLedger::new(generation);
+    let mut next = prior.clone();
     let mut restarted = false;
     let not_ended = |n: &String| states.get(n).is_some_and(|s| !s.is_final());
-    for holder in prior.holders.iter().filter(|h| not_ended(h)) {
-        let lease = prior
-            .leases
-            .get(holder)
-            .cloned()
-            .unwrap_or_else(|| SlotLease::new(now, hold_for, ""));
+    for holder in &prior.holders {
+        let lease = prior.leases.get(holder);
         if holder == node {
-            restarted = !lease.incarnation.is_empty() && lease.incarnation != incarnation;
-        } else if lease.expired_at(now) {
-            next.expired.insert(holder.clone(), lease);
-            continue;
-        }
-        next.holders.insert(holder.clone());
-        next.leases.insert(holder.clone(), lease);
-    }
-    // Tombstones stay until the ghost's enactment shows an end (or it claims again).
-    for (ghost, lease) in prior.expired.iter().filter(|(g, _)| not_ended(g)) {
-        if !next.holders.contains(ghost) {
-            next.expired
-                .entry(ghost.clone())
-                .or_insert_with(|| lease.clone());
+            if !not_ended(holder) {
+                next.holders.remove(holder);
+                next.leases.remove(holder);
+                continue;
+            }
+            restarted =
+                lease.is_some_and(|l| !l.incarnation.is_empty() && l.incarnation != incarnation);
+            if lease.is_none() {
+                next.leases
+                    .insert(holder.clone(), SlotLease::new(now, hold_for, ""));
+            }
+        } else if lease.is_none() {
+            next.leases
+                .insert(holder.clone(), SlotLease::new(now, hold_for, ""));
+        } else if let Some(lease) = lease.filter(|l| not_ended(holder) && l.expired_at(now)) {
+            next.holders.remove(holder);
+            next.expired.insert(holder.clone(), lease.clone());
+            next.leases.remove(holder);
         }
     }
     let expired = next
         .expired
         .iter()
+        .filter(|(ghost, _)| not_ended(ghost) && !next.holders.contains(*ghost))
         .map(|(node, lease)| ExpiredHolder {
             node: node.clone(),
             lease: lease.clone(),
         })
         .collect();
     (prior, next, expired, restarted)
+}
+
+/// The holders of `ledger` that use a slot: their enactment of the generation has not ended
+/// and they still match (a holder of another node without a lease, written by an older
+/// handler, counts too).
+pub fn live_holders<'a>(
+    ledger: &'a SlotLedger,
+    states: &'a BTreeMap<String, SlotState>,
+) -> impl Iterator<Item = &'a String> + 'a {
+    ledger
+        .holders
+        .iter()
+        .filter(|h| states.get(*h).is_some_and(|s| !s.is_final()))
 }
 
 /// Decide about `input.node`'s slot: resume (renewing the lease), claim, wait or abort, pruning
@@ -313,7 +337,9 @@ pub fn decide(input: &SlotInput<'_>) -> SlotPlan {
     } else if next.holders.contains(node) {
         next.leases.insert(node.to_owned(), mine);
         SlotAction::Apply
-    } else if next.holders.len() + failed_final(input.states) < input.max_unavailable {
+    } else if live_holders(&next, input.states).count() + failed_final(input.states)
+        < input.max_unavailable
+    {
         next.holders.insert(node.to_owned());
         next.leases.insert(node.to_owned(), mine);
         SlotAction::Apply
@@ -370,11 +396,15 @@ pub struct Sweep {
 /// ```
 pub fn sweep(input: &SlotInput<'_>) -> Sweep {
     let (prior, next, expired, _) = prune(input);
-    let soonest = next.leases.values().map(|l| l.expires.0).min().map(|t| {
-        Duration::try_from(input.now.0.duration_until(t))
-            .unwrap_or_default()
-            .saturating_add(Duration::from_secs(1))
-    });
+    let soonest = live_holders(&next, input.states)
+        .filter_map(|h| next.leases.get(h))
+        .map(|l| l.expires.0)
+        .min()
+        .map(|t| {
+            Duration::try_from(input.now.0.duration_until(t))
+                .unwrap_or_default()
+                .saturating_add(Duration::from_secs(1))
+        });
     let unfinished = input.states.values().any(|s| !s.is_final());
     Sweep {
         look_again: soonest.or(unfinished.then_some(input.hold_for)),
@@ -653,7 +683,9 @@ mod tests {
         let p = run("n2", Some(&ledger(1, &[("n1", 0), ("n9", 0)])), &s, 1, 10);
         assert_eq!(p.action, SlotAction::Apply);
         let l = p.ledger.unwrap();
-        assert_eq!(l.holders.iter().collect::<Vec<_>>(), ["n2"]);
+        // n1 and n9 stay (only they may release their entries) but no longer count.
+        assert_eq!(l.holders.iter().collect::<Vec<_>>(), ["n1", "n2", "n9"]);
+        assert_eq!(live_holders(&l, &s).collect::<Vec<_>>(), ["n2"]);
         assert!(p.expired.is_empty() && l.expired.is_empty());
     }
 
@@ -718,11 +750,12 @@ mod tests {
         assert_eq!(again.action, SlotAction::Wait);
         assert_eq!(again.expired.len(), 1);
         assert!(again.ledger.is_none(), "nothing new to write");
-        // Once marked Aborted, the tombstone goes.
+        // Once marked Aborted, the tombstone is no longer reported; it stays (only n1 may
+        // change its entry) until the ledger moves to a new generation.
         let s = states(&[("n1", Aborted), ("n2", Progressing), ("n3", Idle)]);
         let done = run("n3", Some(&written), &s, 1, 63);
         assert!(done.expired.is_empty());
-        assert!(done.ledger.unwrap().expired.is_empty());
+        assert!(done.ledger.is_none(), "nothing to write");
     }
 
     #[test]
@@ -764,10 +797,7 @@ mod tests {
         let s = states(&[("n1", FailedFinal), ("n2", FailedFinal), ("n3", Idle)]);
         let p = run("n3", Some(&l), &s, 2, 1);
         assert_eq!(p.action, SlotAction::Abort);
-        assert!(
-            p.ledger.unwrap().holders.is_empty(),
-            "the ended holder is pruned"
-        );
+        assert!(p.ledger.is_none(), "the ended holder stays, uncounted");
     }
 
     #[test]

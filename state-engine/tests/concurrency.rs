@@ -39,6 +39,7 @@ use knmstate_state_engine::concurrency::{SlotState, max_unavailable};
 use knmstate_state_engine::conditions::{
     EnactmentTransition, aborted_message, initial_enactment_conditions, retrying_message,
 };
+use knmstate_state_engine::ledger_guard;
 use knmstate_state_engine::rollback::{ApplyDecision, RetryDecision, RetryPolicy, apply_decision};
 use knmstate_state_engine::slot::{
     self, ExpiredHolder, FenceStage, SlotAction, SlotHolder, SlotInput, SlotLedger, SlotPlan,
@@ -105,6 +106,8 @@ struct World {
     stalled: Vec<bool>,
     /// A node that committed while not a live holder of its slot, if any.
     committed_without_slot: Option<usize>,
+    /// The first ledger write the admission guard (`ledger_guard::check`) refused, if any.
+    refused_write: Option<String>,
     clock: u64,
 }
 
@@ -140,8 +143,21 @@ impl World {
             incarnations: vec![0; n],
             stalled: vec![false; n],
             committed_without_slot: None,
+            refused_write: None,
             clock: 0,
         }
+    }
+
+    /// Node `i` writes the ledger `next`, which the webhook checks with the same clock.
+    fn store(&mut self, i: usize, next: SlotLedger) {
+        if let Err(e) =
+            ledger_guard::check(self.ledger.as_ref(), &next, &name(i), &time(self.clock))
+            && self.refused_write.is_none()
+        {
+            self.refused_write = Some(format!("{}'s ledger write refused: {e}", name(i)));
+        }
+        self.ledger = Some(next);
+        self.version += 1;
     }
 
     fn write(&mut self, i: usize, tr: &EnactmentTransition) {
@@ -181,8 +197,7 @@ impl World {
                     .as_ref()
                     .and_then(|l| slot::renew(l, &name(i), &self.incarnation(i), &time(self.clock)))
             {
-                self.ledger = Some(next);
-                self.version += 1;
+                self.store(i, next);
             }
         }
     }
@@ -276,8 +291,7 @@ impl World {
             }
             Local::SweepDecided { sweep, version } => match sweep.ledger {
                 Some(next) if self.version == version => {
-                    self.ledger = Some(next);
-                    self.version += 1;
+                    self.store(i, next);
                     Local::Marking {
                         action: None,
                         ghosts: sweep.expired,
@@ -312,8 +326,7 @@ impl World {
             }
             Local::Decided { plan, version } => match plan.ledger {
                 Some(next) if self.version == version => {
-                    self.ledger = Some(next);
-                    self.version += 1;
+                    self.store(i, next);
                     Local::Marking {
                         action: Some(plan.action),
                         ghosts: plan.expired,
@@ -428,6 +441,9 @@ impl World {
                 && !holders.is_some_and(|h| h.contains(&name(i)))
         }) {
             return Err(format!("{} applies without a ledger entry", name(i)));
+        }
+        if let Some(refused) = &self.refused_write {
+            return Err(refused.clone());
         }
         if let Some(i) = self.committed_without_slot {
             return Err(format!("{} committed without holding its slot", name(i)));
