@@ -1,4 +1,5 @@
-//! AdmissionReview handling: the three upstream mutations and our validation of policies.
+//! AdmissionReview handling: the three upstream mutations, our validation of policies, and
+//! the node restriction of slot ledgers ([`crate::slot_ledger`]).
 //!
 //! Everything here is synchronous and free of I/O so it can be tested with fixture reviews;
 //! [`crate::server`] only moves bytes.
@@ -96,6 +97,7 @@ impl Admission {
             STATUS_MUTATE_PATH => self.mutate_status(&req),
             TIMESTAMP_MUTATE_PATH => self.mutate_timestamp(&req),
             VALIDATE_PATH => validate(&req),
+            crate::slot_ledger::PATH => crate::slot_ledger::validate(&req, &self.now()),
             other => AdmissionResponse::from(&req)
                 .deny(format!("no admission hook is served at {other}")),
         };
@@ -166,6 +168,12 @@ impl Admission {
             )
         };
         with_patch(req, vec![op])
+    }
+
+    /// The clock, as a Kubernetes time (the Unix epoch when it is out of range).
+    fn now(&self) -> Time {
+        let nanos = i128::from((self.clock)());
+        Time(k8s_openapi::jiff::Timestamp::from_nanosecond(nanos).unwrap_or_default())
     }
 
     /// A timestamp later than every one this process handed out and than `after`.

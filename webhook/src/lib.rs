@@ -11,7 +11,10 @@
 //!   each capture expression parsed by nmstate, and the desired state through nmstate's full
 //!   offline validation (its deserialiser, then its configuration generation, minus what only a
 //!   node can decide: [`offline`]), refused with nmstate's message and the field at fault
-//!   ([`locate`]). Every denial lists its fields in `status.details.causes`.
+//!   ([`locate`]). Every denial lists its fields in `status.details.causes`;
+//! - **slot ledgers** (`coordination.k8s.io` Leases `nncp-slots-<policy>` written by a node's
+//!   handler): a node changes only its own entry, or prunes an expired holder ([`slot_ledger`],
+//!   the rules in state-engine's `ledger_guard`).
 //!
 //! [`admission`] and [`rules`] are pure and tested with fixture reviews; [`server`] serves them
 //! with axum on `knmstate-runtime`'s hardened server (timeouts, a 3 MiB body limit, a
@@ -26,3 +29,4 @@ pub mod locate;
 pub mod offline;
 pub mod rules;
 pub mod server;
+pub mod slot_ledger;

@@ -23,7 +23,7 @@ pub use knmstate_runtime::tls::ServerCert;
 /// an I/O error while serving): those of the runtime's server.
 pub type ServerError = knmstate_runtime::Error;
 
-/// The webhook's routes: the four admission paths (POST), `/readyz`, `/healthz` and `/livez`
+/// The webhook's routes: the five admission paths (POST), `/readyz`, `/healthz` and `/livez`
 /// (always ok: the webhook has nothing to wait for), a review that denies by name for a POST
 /// to any other path, and `404 not found` for everything else.
 pub fn router(admission: Arc<Admission>) -> Router {
@@ -32,6 +32,7 @@ pub fn router(admission: Arc<Admission>) -> Router {
         STATUS_MUTATE_PATH,
         TIMESTAMP_MUTATE_PATH,
         VALIDATE_PATH,
+        crate::slot_ledger::PATH,
     ]
     .into_iter()
     .fold(Router::new(), |r, path| r.route(path, post(review)));
