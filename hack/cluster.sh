@@ -75,9 +75,11 @@ OPERATOR_ENV=(
     NNCP_MAX_BACKOFF_SECONDS="${NNCP_MAX_BACKOFF_SECONDS:-5}"
     PROBE_TIMEOUT_SECONDS="${PROBE_TIMEOUT_SECONDS:-15}"
     CHECKPOINT_TIMEOUT_SECONDS="${CHECKPOINT_TIMEOUT_SECONDS:-90}"
-    # The e2e suites scrape the controller's /metrics with plain HTTP and no token: the box
-    # keeps the controller on the development setting (docs/security.md, "Metrics").
-    METRICS_SECURE="${METRICS_SECURE:-false}"
+    # With enforcement the controller serves /metrics over TLS and authorizes each scrape
+    # (TokenReview, SubjectAccessReview), as in production; the e2e suites scrape it with the
+    # administrator's token. Without enforcement the stand-in has no reviews to ask, so the
+    # controller stays on plain HTTP (docs/security.md, "Metrics").
+    METRICS_SECURE="${METRICS_SECURE:-$([[ $AUTH == 1 ]] && echo true || echo false)}"
 )
 # The image the manifests name; the box runs its binaries from bin/ instead.
 IMAGE=quay.io/knmstate/knmstate:latest
@@ -293,10 +295,19 @@ deployment_ready() {
     [[ "$(kc -n "$NS" get deployment "$1" -o jsonpath='{.status.availableReplicas}')" -ge 1 ]]
 }
 
+# The scheme of the controller's metrics endpoint, from the operator's METRICS_SECURE.
+metrics_scheme() {
+    local e
+    for e in "${OPERATOR_ENV[@]}"; do
+        [[ $e == METRICS_SECURE=true ]] && { echo https; return; }
+    done
+    echo http
+}
+
 write_env() {
     cat >"$STATE/e2e.env" <<EOF
 KUBECONFIG=$STATE/kubeconfig
-KNMSTATE_E2E_METRICS_URL=http://127.0.0.1:$METRICS_PORT/metrics
+KNMSTATE_E2E_METRICS_URL=$(metrics_scheme)://127.0.0.1:$METRICS_PORT/metrics
 KNMSTATE_E2E_NODE_EXEC=env KNMSTATE_CLUSTER_DIR=$STATE $REPO/hack/cluster.sh exec
 KNMSTATE_E2E_PROBE_TIMEOUT_SECONDS=${PROBE_TIMEOUT_SECONDS:-15}
 KNMSTATE_E2E_RESTART_APISERVER=env KNMSTATE_CLUSTER_DIR=$STATE $REPO/hack/cluster.sh restart-apiserver
@@ -362,7 +373,7 @@ Use kubectl against it:
   export KUBECONFIG=$STATE/kubeconfig
   kubectl get nncp,nnce,nns
 Run a command on a node:  hack/cluster.sh exec node1 nmcli device
-Controller metrics:       http://127.0.0.1:$METRICS_PORT/metrics
+Controller metrics:       $(metrics_scheme)://127.0.0.1:$METRICS_PORT/metrics
 Processes (pods):         hack/cluster.sh status
 Logs:                     $LOGS/
 EOF

@@ -149,3 +149,81 @@ async fn metrics_match_the_api_objects() -> anyhow::Result<()> {
     metrics_agree(&e2e, &url, "the metrics to follow the deletions").await?;
     Ok(())
 }
+
+/// On a box that serves metrics over TLS (`KNMSTATE_BOX_AUTH=1`): a scrape without a token is
+/// 401, with a token whose user may not `get /metrics` (the second node's handler) 403, with the
+/// bundle's Prometheus ServiceAccount `monitoring/prometheus-k8s` (created here when the box has
+/// none) 200 with the controller's series.
+#[tokio::test]
+async fn only_an_authorized_scraper_reads_the_metrics() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    use knmstate_testkit::cluster::{get, identity};
+    use kube::api::{Api, PostParams};
+    let Some(e2e) = connect("metrics access").await else {
+        return Ok(());
+    };
+    let Ok(url) = std::env::var("KNMSTATE_E2E_METRICS_URL") else {
+        knmstate_testkit::cluster::skip("metrics access", "KNMSTATE_E2E_METRICS_URL is not set");
+        return Ok(());
+    };
+    if !url.starts_with("https://") {
+        eprintln!(
+            "metrics access: {url} is plain HTTP (KNMSTATE_BOX_AUTH=0): every scrape is answered, nothing to check"
+        );
+        return Ok(());
+    }
+    let (status, body) = get(&url, None).await?;
+    assert_eq!(status, 401, "no token: {body}");
+
+    let nodes = e2e.handler_nodes().await?;
+    let node = nodes.get(1).or(nodes.first()).cloned().unwrap_or_default();
+    let pod = identity::pod_on(&e2e.client, "nmstate", "nmstate-handler", &node).await?;
+    let handler = identity::token(&e2e.client, "nmstate", "nmstate-handler", Some(&pod)).await?;
+    let (status, body) = get(&url, Some(&handler)).await?;
+    assert_eq!(status, 403, "the handler's token: {body}");
+
+    let pp = PostParams::default();
+    let namespaces: Api<Namespace> = Api::all(e2e.client.clone());
+    if namespaces.get_opt("monitoring").await?.is_none() {
+        namespaces
+            .create(
+                &pp,
+                &serde_json::from_value(json!({"metadata": {"name": "monitoring"}}))?,
+            )
+            .await?;
+    }
+    let accounts: Api<ServiceAccount> = Api::namespaced(e2e.client.clone(), "monitoring");
+    if accounts.get_opt("prometheus-k8s").await?.is_none() {
+        accounts
+            .create(
+                &pp,
+                &serde_json::from_value(json!({"metadata": {"name": "prometheus-k8s"}}))?,
+            )
+            .await?;
+    }
+    let prometheus = identity::token(&e2e.client, "monitoring", "prometheus-k8s", None).await?;
+    // The controller caches review results briefly; a leader may need a moment for its gauges.
+    let body = e2e
+        .wait_until(
+            "Prometheus' scrape to succeed",
+            Duration::from_secs(30),
+            || async {
+                let (status, body) = get(&url, Some(&prometheus)).await?;
+                Ok(
+                    (status == 200 && body.contains("kubernetes_nmstate_policies_status"))
+                        .then_some(body),
+                )
+            },
+        )
+        .await?;
+    assert!(
+        metric_value(
+            &body,
+            "kubernetes_nmstate_policies_status",
+            &[("status", "Available")]
+        )
+        .is_some(),
+        "{body}"
+    );
+    Ok(())
+}

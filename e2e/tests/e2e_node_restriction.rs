@@ -10,15 +10,13 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use knmstate_testkit::cluster::{E2e, connect};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use knmstate_testkit::cluster::{E2e, connect, identity};
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 const NS: &str = "nmstate";
@@ -36,45 +34,9 @@ fn refusal<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> anyhow::Result<(u16
 
 /// A client of `node`'s handler: the handler ServiceAccount's token bound to its Pod.
 async fn handler_client(e2e: &E2e, node: &str) -> anyhow::Result<Client> {
-    let pods: Api<Pod> = Api::namespaced(e2e.client.clone(), NS);
-    let pod = pods
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .find(|p| {
-            p.spec.as_ref().is_some_and(|s| {
-                s.node_name.as_deref() == Some(node)
-                    && s.service_account_name.as_deref() == Some(HANDLER_SA)
-            })
-        })
-        .ok_or_else(|| anyhow::anyhow!("no handler Pod on {node}"))?;
-    let request = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            audiences: None,
-            expiration_seconds: Some(600),
-            bound_object_ref: Some(BoundObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(pod.name_any()),
-                uid: pod.uid(),
-            }),
-            ..TokenRequestSpec::default()
-        }),
-        ..TokenRequest::default()
-    };
-    let token = Api::<ServiceAccount>::namespaced(e2e.client.clone(), NS)
-        .create_token_request(HANDLER_SA, &PostParams::default(), &request)
-        .await?
-        .status
-        .and_then(|s| s.token)
-        .ok_or_else(|| anyhow::anyhow!("the TokenRequest has no token"))?;
-    let mut config = kube::Config::infer().await?;
-    config.auth_info = kube::config::AuthInfo {
-        token: Some(token.into()),
-        ..kube::config::AuthInfo::default()
-    };
-    Ok(Client::try_from(config)?)
+    let pod = identity::pod_on(&e2e.client, NS, HANDLER_SA, node).await?;
+    let token = identity::token(&e2e.client, NS, HANDLER_SA, Some(&pod)).await?;
+    identity::client_with_token(token).await
 }
 
 fn nmstate_api(client: &Client, kind: &str, plural: &str) -> Api<DynamicObject> {

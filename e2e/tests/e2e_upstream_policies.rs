@@ -473,9 +473,19 @@ async fn static_addresses_and_routes_on_both_stacks() -> anyhow::Result<()> {
     )
     .await?;
     outcome?;
+    // The report follows the node's change stream, which may land just after the undo's
+    // enactment turned Available.
     for (family, ip, dest) in [("ipv4", v4, dest4), ("ipv6", v6, dest6)] {
-        let (a, r) = reports_address_and_route(&e2e, &node, SPARE, (family, ip), dest).await?;
-        assert!(!a && !r, "{ip} or the route to {dest} is left on {node}");
+        e2e.wait_until(
+            &format!("{node} to stop reporting {ip} and the route to {dest}"),
+            Duration::from_secs(30),
+            || async {
+                let (a, r) =
+                    reports_address_and_route(&e2e, &node, SPARE, (family, ip), dest).await?;
+                Ok((!a && !r).then_some(()))
+            },
+        )
+        .await?;
     }
     if let (Some(u), Some(b)) = (&url, before) {
         e2e.wait_until(

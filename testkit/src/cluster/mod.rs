@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use crate::poll::eventually_every;
 
 mod exec;
+pub mod identity;
 mod metrics;
 mod node_state;
 mod restart;
@@ -38,7 +39,7 @@ mod specs;
 mod watch;
 
 pub use exec::{NodeExec, command_prefix};
-pub use metrics::{http_get, metric_value};
+pub use metrics::{get, http_get, metric_value};
 pub use node_state::{addresses, default_routes, dns_search, dns_servers};
 pub use restart::{NodeRestart, Rebooting};
 pub use specs::{
