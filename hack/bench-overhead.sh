@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # What a policy costs over a raw nmstate apply, on the cluster in a box built in release mode.
 #
-#   hack/bench-overhead.sh [--rounds N] [--node NODE] [--nodes N] [--running] [--keep]
+#   hack/bench-overhead.sh [--rounds N] [--node NODE] [--nodes N] [--changes N] [--running] [--keep]
 #
 #   --rounds N   measured rounds (default 10), after one unmeasured warm-up round
 #   --node NODE  the node measured (default node2)
 #   --nodes N    nodes of the box brought up (default 3, as `hack/cluster.sh up`)
+#   --changes N  out-of-band link changes made on the node after the rounds (default 1000,
+#                one every 0.2 s; 0: none), for the memory figures below
 #   --running    use the box that is already up (it must have been built with
 #                KNMSTATE_CLUSTER_PROFILE=release) and leave it up
 #   --keep       leave the box this script brought up running
@@ -33,6 +35,12 @@
 # apply" = policy time - lastApply.durationSeconds and "outside the steps" = policy time - the
 # sum of lastApply.steps (kubectl, the handler seeing the policy and creating its enactment, the
 # status write of the result, the controller's aggregation).
+#
+# Memory: the resident set (VmRSS) and its peak (VmHWM) of the node's handler process and of the
+# controller processes, from /proc, after the box came up (before the warm-up), after the rounds
+# (every round applied and removed one policy), and after N out-of-band link changes on the node
+# (a bridge `kmem` added and deleted N/2 times, 0.2 s apart: each change is one the handler
+# reports in the NodeNetworkState, about an hour of changes at one a few seconds).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,6 +48,7 @@ STATE="${KNMSTATE_CLUSTER_DIR:-$REPO/target/cluster}"
 ROUNDS=10
 NODE=node2
 NODES=3
+CHANGES=1000
 RUNNING=0
 KEEP=0
 POLICY=bench-overhead
@@ -57,12 +66,14 @@ while [[ $# -gt 0 ]]; do
         --rounds) ROUNDS="$2"; shift 2 ;;
         --node) NODE="$2"; shift 2 ;;
         --nodes) NODES="$2"; shift 2 ;;
+        --changes) CHANGES="$2"; shift 2 ;;
         --running) RUNNING=1; shift ;;
         --keep) KEEP=1; shift ;;
-        *) die "usage: bench-overhead.sh [--rounds N] [--node NODE] [--nodes N] [--running] [--keep]" ;;
+        *) die "usage: bench-overhead.sh [--rounds N] [--node NODE] [--nodes N] [--changes N] [--running] [--keep]" ;;
     esac
 done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive number"
+[[ $CHANGES =~ ^[0-9]+$ ]] || die "--changes must be a number"
 [[ $(id -u) -eq 0 ]] || die "must run as root (the box)"
 
 cluster() { bash "$REPO/hack/cluster.sh" "$@"; }
@@ -216,6 +227,27 @@ last_apply_steps() {
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# "VmRSS VmHWM" in MiB of process PID.
+rss_of() { awk '/^VmRSS/ { r = $2 } /^VmHWM/ { h = $2 } END { printf "%.1f %.1f\n", r / 1024, h / 1024 }' "/proc/$1/status"; }
+# One line per measured process: "<what> <rss MiB> <peak MiB>" (the node's handler, each
+# controller replica), after the phase named $1.
+memory() {
+    local phase="$1" line pid bin node pod
+    while read -r line; do
+        pid="$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' <<<"$line")"
+        bin="$(awk '{ print $3 }' <<<"$line")"
+        node="$(sed -n 's/.* node=\(.*\)$/\1/p' <<<"$line")"
+        pod="$(sed -n 's/.* pod=\([^ ]*\).*/\1/p' <<<"$line")"
+        if [[ $bin == handler && $node == "$NODE" ]]; then
+            echo "$phase handler($NODE) $(rss_of "$pid")"
+        elif [[ $bin == knmstate-controller && $pod == *controller* ]]; then
+            echo "$phase controller($pod) $(rss_of "$pid")"
+        fi
+    done < <(cluster status | grep '^pod-process') >>"$DIR/memory.txt"
+}
+: >"$DIR/memory.txt"
+memory after-start
+
 log "node $NODE, $ROUNDS rounds (+1 warm-up), nmstatectl $("$NMSTATECTL" --version 2>/dev/null | awk '{print $2}'), box profile $profile"
 reset_node
 : >"$DIR/raw.txt"
@@ -253,6 +285,14 @@ for ((r = 0; r <= ROUNDS; r++)); do
         "$label" "$raw" "$pol" "$ratio" "${breakdown:-(none)}" "$outside" "$beside"
 done
 
+memory after-rounds
+if ((CHANGES > 0)); then
+    log "$CHANGES out-of-band link changes on $NODE (one every 0.2 s)"
+    on_node bash -c "for i in \$(seq $((CHANGES / 2))); do ip link add kmem type bridge; sleep 0.2; ip link del kmem; sleep 0.2; done"
+    sleep 5
+    memory "after-$CHANGES-link-changes"
+fi
+
 echo
 echo "node $NODE, $ROUNDS rounds, release box, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$REPO" rev-parse --short HEAD)"
 printf 'median raw nmstatectl apply:          %s s\n' "$(median <"$DIR/raw.txt")"
@@ -262,3 +302,5 @@ echo "median per step (status.lastApply of the enactment; outside the apply = po
 awk '{ print $1 }' "$DIR/steps.txt" | awk '!seen[$0]++' | while read -r step; do
     printf '  %-36s %s s\n' "$step" "$(awk -v s="$step" '$1 == s { print $2 }' "$DIR/steps.txt" | median)"
 done
+echo "memory (MiB: resident, peak resident):"
+awk '{ printf "  %-32s %-40s %7s %7s\n", $1, $2, $3, $4 }' "$DIR/memory.txt"
