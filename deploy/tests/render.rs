@@ -355,7 +355,10 @@ fn the_ca_bundle_is_injected_into_both_webhook_configurations() {
         assert_eq!(c.service.as_ref().unwrap().namespace, "ns1");
         n += 1;
     }
-    assert_eq!(n, 5, "three mutating hooks, the policy and the slot-ledger validation");
+    assert_eq!(
+        n, 5,
+        "three mutating hooks, the policy and the slot-ledger validation"
+    );
 }
 
 #[test]
