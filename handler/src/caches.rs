@@ -74,6 +74,16 @@ impl SlotCaches {
             .collect()
     }
 
+    /// The names of the nodes `policy` selects.
+    pub fn matching(&self, policy: &NodeNetworkConfigurationPolicy) -> Vec<String> {
+        self.nodes
+            .state()
+            .iter()
+            .filter(|n| selector::policy_matches_node(&policy.spec, n.labels()).unwrap_or(false))
+            .map(|n| n.name_any())
+            .collect()
+    }
+
     /// maxUnavailable of `policy` over the nodes it selects (at least `enactments`).
     pub fn max_unavailable(
         &self,

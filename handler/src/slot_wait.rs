@@ -145,10 +145,12 @@ fn judge<B: Backend>(ctx: &Context<B>, policy: &NodeNetworkConfigurationPolicy) 
         now: slots::now(),
         hold_for,
     });
+    let matching = ctx.caches.matching(policy);
     let (free, rank) = rank(
         read.ledger.as_ref(),
         generation,
         &states,
+        &matching,
         limit,
         ctx.node_name(),
     );
@@ -161,11 +163,16 @@ fn judge<B: Backend>(ctx: &Context<B>, policy: &NodeNetworkConfigurationPolicy) 
 }
 
 /// The slots free for waiting nodes, and how many waiting nodes are ahead of `me`. A node
-/// claims in its turn when its rank is below [`turns`] of them.
+/// claims in its turn when its rank is below [`turns`] of them. The nodes ahead are those
+/// named before `me` among the nodes with an enactment and the `matching` nodes (selected by
+/// the policy): a selected node whose enactment is not in the cache yet waits too (at the
+/// start of a rollout every handler creates its enactment at once, and counting only the
+/// enactments already seen made most of them rank first and race for the ledger).
 pub fn rank(
     ledger: Option<&SlotLedger>,
     generation: i64,
     states: &BTreeMap<String, SlotState>,
+    matching: &[String],
     limit: usize,
     me: &str,
 ) -> (usize, usize) {
@@ -175,12 +182,18 @@ pub fn rank(
     // without releasing stays in the ledger, uncounted: only it may change its entry).
     let held = ledger.map_or(0, |l| slot::live_holders(l, states).count());
     let free = limit.saturating_sub(held + failed_final(states));
-    let rank = states
+    let waiting = |n: &String| {
+        n.as_str() < me
+            && !holds(n)
+            && states
+                .get(n)
+                .is_none_or(|s| matches!(s, SlotState::Idle | SlotState::Pending))
+    };
+    let unseen = matching
         .iter()
-        .filter(|(n, s)| {
-            n.as_str() < me && matches!(s, SlotState::Idle | SlotState::Pending) && !holds(n)
-        })
+        .filter(|n| !states.contains_key(*n) && waiting(n))
         .count();
+    let rank = states.keys().filter(|n| waiting(n)).count() + unseen;
     (free, rank)
 }
 
@@ -277,10 +290,14 @@ mod tests {
             ("e", SlotState::Idle),
             ("z", SlotState::Available),
         ]);
-        assert_eq!(rank(Some(&l), 1, &s, 4, "e"), (2, 2));
-        assert_eq!(rank(Some(&l), 1, &s, 4, "c"), (2, 0));
+        assert_eq!(rank(Some(&l), 1, &s, &[], 4, "e"), (2, 2));
+        assert_eq!(rank(Some(&l), 1, &s, &[], 4, "c"), (2, 0));
+        // Selected nodes whose enactment is not seen yet wait ahead too: b0 and c0 (named
+        // before e), not f.
+        let matching = ["b0", "c0", "f", "c", "a"].map(String::from);
+        assert_eq!(rank(Some(&l), 1, &s, &matching, 4, "e"), (2, 4));
         // A ledger of another generation holds nothing.
-        assert_eq!(rank(Some(&l), 2, &s, 4, "c").0, 3);
+        assert_eq!(rank(Some(&l), 2, &s, &[], 4, "c").0, 3);
     }
 
     #[test]

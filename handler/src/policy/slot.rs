@@ -122,10 +122,12 @@ impl<B: Backend> Run<B> {
         if holds || self.ctx.slot_waits.woken(&self.name) {
             return true;
         }
+        let matching = self.ctx.caches.matching(&self.policy);
         let (free, rank) = slot_wait::rank(
             view.read.ledger.as_ref(),
             self.generation,
             &view.states,
+            &matching,
             limit,
             self.node(),
         );
