@@ -15,7 +15,8 @@
 //!
 //! [`slot::decide`]: knmstate_state_engine::slot::decide
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -40,6 +41,49 @@ pub struct SlotCaches {
     pub enactments: Store<NodeNetworkConfigurationEnactment>,
     /// The slot ledgers: Leases labelled with their policy in the handler's namespace.
     pub ledgers: Store<Lease>,
+    /// The disputed enactments already read again, and what they agreed on.
+    pub disputes: Arc<DisputeMemo>,
+}
+
+/// The disputed enactments a decision already read from the API server: per enactment, the
+/// `resourceVersion` read and the node's ledger entry it was read against. While the cache
+/// shows that version and the ledger that entry, reading again would answer the same (a node
+/// that ended without releasing its entry, a ghost already marked), so the cached state stands.
+/// A new claim or renewal changes the entry, a new status the version: then it is read again.
+#[derive(Debug, Default)]
+pub struct DisputeMemo(Mutex<HashMap<String, (Option<String>, String)>>);
+
+impl DisputeMemo {
+    /// Whether `enactment` was read at `version` against `entry` already.
+    pub fn settled(&self, enactment: &str, version: Option<&str>, entry: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(enactment)
+            .is_some_and(|(v, e)| v.as_deref() == version && e == entry)
+    }
+
+    /// Remember that `enactment` was read at `version` against `entry`.
+    pub fn record(&self, enactment: &str, version: Option<String>, entry: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(enactment.to_owned(), (version, entry));
+    }
+}
+
+/// `node`'s entry in `ledger` (holder, lease, tombstone), as text to compare.
+pub fn ledger_entry(ledger: Option<&SlotLedger>, node: &str) -> String {
+    let Some(l) = ledger else {
+        return String::new();
+    };
+    format!(
+        "{}:{}:{}:{}",
+        l.generation,
+        l.holders.contains(node),
+        serde_json::to_string(&l.leases.get(node)).unwrap_or_default(),
+        serde_json::to_string(&l.expired.get(node)).unwrap_or_default()
+    )
 }
 
 impl SlotCaches {
@@ -72,6 +116,13 @@ impl SlotCaches {
                 Some((node, SlotState::of(e.status.as_ref(), generation)))
             })
             .collect()
+    }
+
+    /// The `resourceVersion` of enactment `name` in the cache.
+    pub fn enactment_version(&self, name: &str) -> Option<String> {
+        self.enactments
+            .get(&kube::runtime::reflector::ObjectRef::new(name))
+            .and_then(|e| e.metadata.resource_version.clone())
     }
 
     /// The names of the nodes `policy` selects.

@@ -140,6 +140,10 @@ pub struct Context<B: Backend> {
     pub(crate) policy_recheck: mpsc::UnboundedSender<ObjectRef<NodeNetworkConfigurationPolicy>>,
     /// Policies whose drift was judged since the handler started (the first look re-applies).
     pub(crate) drift_looked: Mutex<std::collections::HashSet<String>>,
+    /// Per enactment of this node: the `resourceVersion` this process last wrote or read from
+    /// the API server. While the enactment cache shows that version, the cached object is what
+    /// the API server holds, and a reconcile starts from it without a read.
+    pub(crate) enactment_versions: Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl<B: Backend> Context<B> {
@@ -153,6 +157,29 @@ impl<B: Backend> Context<B> {
         self.nodes
             .get(&ObjectRef::new(self.node_name()))
             .ok_or_else(|| Error::FindNode(self.node_name().to_owned()))
+    }
+
+    /// This node's enactment `name` from the cache, when the cache shows the version this
+    /// process last wrote or read (so nobody wrote it since, and the cache is not behind).
+    pub fn known_enactment(&self, name: &str) -> Option<NodeNetworkConfigurationEnactment> {
+        let cached = self.enactments.get(&ObjectRef::new(name))?;
+        let versions = self
+            .enactment_versions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let known = versions.get(name)?;
+        (cached.metadata.resource_version.as_ref() == Some(known)).then(|| (*cached).clone())
+    }
+
+    /// Remember the version of this node's enactment as written or read (see
+    /// [`Context::known_enactment`]).
+    pub fn remember_enactment(&self, e: &NodeNetworkConfigurationEnactment) {
+        if let (Some(name), Some(version)) = (&e.metadata.name, &e.metadata.resource_version) {
+            self.enactment_versions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(name.clone(), version.clone());
+        }
     }
 
     /// Enactments API.

@@ -102,6 +102,7 @@ fn slot_caches(
             nodes,
             enactments,
             ledgers,
+            disputes: Default::default(),
         },
         events,
     )
@@ -216,6 +217,7 @@ impl<B: Backend + Clone + 'static> Handler<B> {
             shutdown: stop_rx.clone(),
             policy_recheck: recheck_tx,
             drift_looked: Mutex::new(Default::default()),
+            enactment_versions: Mutex::new(Default::default()),
         });
 
         let stopped = {

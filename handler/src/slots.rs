@@ -109,6 +109,33 @@ pub async fn read(leases: &Api<Lease>, policy: &str) -> Result<ReadLedger> {
     Ok(ledger_of(lease.as_ref()))
 }
 
+/// How long a writer that lost a ledger write waits for its watch to show the newer ledger
+/// before it reads it from the API server.
+const CATCH_UP: Duration = Duration::from_millis(100);
+
+/// The ledger of `policy` after a write against version `lost` failed its precondition: the
+/// newer one the watch shows (usually within milliseconds: the conflicting write's event), or,
+/// when the watch does not show one within [`CATCH_UP`], a read from the API server. One
+/// request fewer per conflict, and conflicts come in bursts when many holders end together.
+pub async fn after_conflict<B: Backend>(
+    ctx: &Context<B>,
+    leases: &Api<Lease>,
+    policy: &str,
+    lost: Option<&str>,
+) -> Result<ReadLedger> {
+    let until = tokio::time::Instant::now() + CATCH_UP;
+    loop {
+        let seen = cached(ctx, policy);
+        if seen.resource_version.is_some() && seen.resource_version.as_deref() != lost {
+            return Ok(seen);
+        }
+        if tokio::time::Instant::now() >= until {
+            return read(leases, policy).await;
+        }
+        tokio::time::sleep(CATCH_UP / 20).await;
+    }
+}
+
 /// The ledger of `policy` as the handler's watch of the ledgers last saw it. Written against,
 /// a stale read only fails its precondition.
 pub fn cached<B: Backend>(ctx: &Context<B>, policy: &str) -> ReadLedger {
@@ -180,8 +207,12 @@ pub async fn write(
     }
 }
 
-/// Attempts of a heartbeat or release write before giving up until the next time.
-const WRITE_ATTEMPTS: usize = 3;
+/// Attempts of a heartbeat or release write before giving up until the next time (a conflict
+/// is another node's write of the same ledger: with many holders they come in bursts, so the
+/// attempts are spread by a random pause of up to [`CONFLICT_PAUSE`]).
+const WRITE_ATTEMPTS: usize = 8;
+/// The longest pause between two attempts of [`update_own_entry`].
+const CONFLICT_PAUSE: Duration = Duration::from_millis(50);
 
 /// Change this node's entry in `policy`'s ledger with `change` (`None`: nothing to change),
 /// first against the cached ledger, then, after a conflict, against a fresh read. Returns
@@ -192,11 +223,17 @@ async fn update_own_entry<B: Backend>(
     policy: &NodeNetworkConfigurationPolicy,
     change: impl Fn(&SlotLedger) -> Option<SlotLedger>,
 ) -> Result<bool> {
-    let mut read_ledger = cached(ctx, &policy.name_any());
+    let name = policy.name_any();
+    let mut read_ledger = cached(ctx, &name);
     for attempt in 0..WRITE_ATTEMPTS {
-        if attempt > 0 || read_ledger.ledger.as_ref().and_then(&change).is_none() {
+        if attempt > 0 {
+            tokio::time::sleep(CONFLICT_PAUSE.mul_f64(fastrand::f64())).await;
+            let lost = read_ledger.resource_version.clone();
+            read_ledger = after_conflict(ctx, leases, &name, lost.as_deref()).await?;
+        }
+        if read_ledger.ledger.as_ref().and_then(&change).is_none() {
             // A cache that does not show this node's entry yet may be behind its claim.
-            read_ledger = read(leases, &policy.name_any()).await?;
+            read_ledger = read(leases, &name).await?;
         }
         let Some(next) = read_ledger.ledger.as_ref().and_then(&change) else {
             return Ok(false);

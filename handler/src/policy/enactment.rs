@@ -63,19 +63,24 @@ pub async fn delete_enactment<B: Backend>(ctx: &Context<B>, name: &str) -> Resul
 }
 
 /// The enactment, created (owned by the Node, all conditions Unknown) when missing; `None`
-/// when the policy is gone on the API server.
+/// when the policy is gone on the API server. Read from the API server unless the cache shows
+/// the version this process last wrote or read ([`Context::known_enactment`]).
 async fn ensure_enactment<B: Backend>(
     ctx: &Context<B>,
     policy: &NodeNetworkConfigurationPolicy,
     node: &Node,
     name: &str,
 ) -> Result<Option<NodeNetworkConfigurationEnactment>> {
+    if let Some(known) = ctx.known_enactment(name) {
+        return Ok(Some(known));
+    }
     let api = ctx.enactment_api();
     if let Some(e) = api
         .get_opt(name)
         .await
         .map_err(|e| Error::read(format!("enactment {name}"), e))?
     {
+        ctx.remember_enactment(&e);
         return Ok(Some(e));
     }
     // Re-read the policy from the API server (not the cache) before creating (upstream #1415).
@@ -117,5 +122,6 @@ async fn ensure_enactment<B: Backend>(
         }
     };
     tracing::info!(enactment = name, "created enactment");
+    ctx.remember_enactment(&created);
     Ok(Some(created))
 }

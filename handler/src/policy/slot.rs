@@ -37,6 +37,14 @@ const LEDGER_ATTEMPTS: usize = 5;
 const CONFLICT_SPREAD: Duration = Duration::from_millis(20);
 
 /// The ledger and the policy's enactments as the slot path sees them.
+/// Where a decision reads the ledger from.
+enum Source {
+    /// The watch cache.
+    Cache,
+    /// After a write against this version failed: [`slots::after_conflict`].
+    AfterConflict(Option<String>),
+}
+
 struct View {
     read: slots::ReadLedger,
     states: BTreeMap<String, SlotState>,
@@ -57,8 +65,11 @@ impl<B: Backend> Run<B> {
         let leases = slots::leases(&self.ctx);
         let hold_for = self.timing(before).hold_for;
         self.ctx.caches.ready().await;
+        let mut source = Source::Cache;
         for attempt in 0..LEDGER_ATTEMPTS {
-            let view = self.view(&leases, attempt > 0).await?;
+            let view = self
+                .view(&leases, std::mem::replace(&mut source, Source::Cache))
+                .await?;
             let limit = self
                 .ctx
                 .caches
@@ -78,6 +89,7 @@ impl<B: Backend> Run<B> {
                     .saturating_mul(rounds)
                     .mul_f64(fastrand::f64());
                 tokio::time::sleep(spread).await;
+                source = Source::AfterConflict(view.read.resource_version.clone());
                 continue;
             }
             if plan.action != SlotAction::Wait {
@@ -183,7 +195,7 @@ impl<B: Backend> Run<B> {
                 .look_again
                 .map_or_else(Action::await_change, Action::requeue));
         }
-        let view = self.view(&leases, false).await?;
+        let view = self.view(&leases, Source::Cache).await?;
         let sweep = slot::sweep(&self.input(&view, 1, timing.hold_for));
         if let Some(next) = &sweep.ledger
             && !slots::write(&leases, &self.policy, &view.read, next).await?
@@ -196,8 +208,8 @@ impl<B: Backend> Run<B> {
             .map_or_else(Action::await_change, Action::requeue))
     }
 
-    /// Free this node's slot once its enactment shows an end (logged when it fails: the next
-    /// claimant prunes the entry anyway).
+    /// Free this node's slot once its enactment shows an end. When it fails the entry stays,
+    /// uncounted (the enactment shows the end), until the next generation; it is logged.
     pub(super) async fn release_slot(&self) {
         if !SlotState::of(Some(&self.status), self.generation).is_final() {
             return;
@@ -287,14 +299,16 @@ impl<B: Backend> Run<B> {
         }
     }
 
-    /// The ledger (from the cache, or `fresh` from the API server) and the policy's
-    /// enactments from the cache, the nodes whose cached state disagrees with the ledger read
-    /// again ([`caches::disputed`]), this node's state from the status being built.
-    async fn view(&self, leases: &Api<Lease>, fresh: bool) -> Result<View> {
-        let read = if fresh {
-            slots::read(leases, &self.name).await?
-        } else {
-            slots::cached(&self.ctx, &self.name)
+    /// The ledger (from the cache, or, after a write against version `lost` failed, the newer
+    /// one: [`slots::after_conflict`]) and the policy's enactments from the cache, the nodes
+    /// whose cached state disagrees with the ledger read again ([`caches::disputed`]), this
+    /// node's state from the status being built.
+    async fn view(&self, leases: &Api<Lease>, source: Source) -> Result<View> {
+        let read = match source {
+            Source::AfterConflict(lost) => {
+                slots::after_conflict(&self.ctx, leases, &self.name, lost.as_deref()).await?
+            }
+            Source::Cache => slots::cached(&self.ctx, &self.name),
         };
         let mut states = self.ctx.caches.states(&self.name, self.generation);
         let disputed =
@@ -302,14 +316,22 @@ impl<B: Backend> Run<B> {
         if !disputed.is_empty() {
             tracing::debug!(policy = %self.name, ?disputed, "reading disputed enactments again");
         }
+        let memo = &self.ctx.caches.disputes;
         for node in disputed {
             let name = names::enactment_name(&node, &self.name);
+            let entry = caches::ledger_entry(read.ledger.as_ref(), &node);
+            let cached = self.ctx.caches.enactment_version(&name);
+            if memo.settled(&name, cached.as_deref(), &entry) {
+                continue;
+            }
             let e = self
                 .ctx
                 .enactment_api()
                 .get_opt(&name)
                 .await
                 .map_err(|e| Error::read(format!("enactment {name}"), e))?;
+            let version = e.as_ref().and_then(|e| e.metadata.resource_version.clone());
+            memo.record(&name, version, entry);
             match e {
                 Some(e) => states.insert(node, SlotState::of(e.status.as_ref(), self.generation)),
                 None => states.remove(&node),

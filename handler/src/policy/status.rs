@@ -91,7 +91,10 @@ impl<B: Backend> Run<B> {
                 .patch_status(&self.enactment, &params, &Patch::Apply(&body))
                 .await;
             match written {
-                Ok(_) => break,
+                Ok(stored) => {
+                    self.ctx.remember_enactment(&stored);
+                    break;
+                }
                 // A connection that failed (timed out, reset) is not reused: try a new one now
                 // rather than after the reconcile's backoff.
                 Err(e) if tries < STATUS_WRITE_TRIES && !matches!(e, kube::Error::Api(_)) => {
