@@ -13,7 +13,7 @@ use knmstate_testkit::scale::{self, Scenario};
 const NODES: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "does not finish within its time limit yet on a loaded 2-core machine in a debug build; run with --ignored (docs/benchmarks.md)"]
+#[ignore = "the bound does not hold yet: a debug build of 100 handlers on 2 cores conflicts on the one ledger (39 requests per node at 10 %, 2026-11-29), a release build 16 at 10 % and 25 at 50 %; run with --ignored (docs/benchmarks.md)"]
 async fn a_rollout_over_100_nodes_costs_at_most_20_requests_per_node() -> Result<()> {
     let scenario = Scenario {
         nodes: NODES,
