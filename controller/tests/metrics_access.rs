@@ -5,12 +5,8 @@
 //! Prometheus ServiceAccount's token (200). Health stays open to token-less probes.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use knmstate_controller::endpoint::MetricsServing;
@@ -21,81 +17,15 @@ use knmstate_testkit::apiserver::Config;
 use knmstate_testkit::apiserver::auth::Subject;
 use knmstate_testkit::apiserver::nmstate::start_with_crds;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 
-/// Accepts any certificate, as the bundle's ServiceMonitor does (`insecureSkipVerify`): the
-/// controller's is self-signed; the scraper proves itself with its token.
-#[derive(Debug)]
-struct AnyCertificate;
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `GET path` over HTTPS with an optional bearer token: status and body.
+/// `GET path` over HTTPS with an optional bearer token: status and body. The scraper of the
+/// test kit accepts any certificate, as the bundle's ServiceMonitor does
+/// (`insecureSkipVerify`): the controller's is self-signed; the scraper proves itself with its
+/// token.
 async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AnyCertificate))
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+    knmstate_testkit::cluster::get(&format!("https://{addr}{path}"), token)
         .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = http::Request::builder()
-        .uri(path)
-        .header("host", "localhost");
-    if let Some(token) = token {
-        req = req.header("authorization", format!("Bearer {token}"));
-    }
-    let resp = sender
-        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+        .unwrap()
 }
 
 async fn create_json<K>(api: Api<K>, value: serde_json::Value)
