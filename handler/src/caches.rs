@@ -7,11 +7,13 @@
 //!
 //! Safety stays with the ledger write's `resourceVersion` precondition: a stale ledger costs a
 //! conflict and a fresh read. The slot protocol ([`slot::decide`]) also trusts the enactment
-//! states to be read after the ledger (a holder whose enactment shows an end is pruned; a
-//! node that released has its end state counted), an order two watches do not keep. So the
+//! states to be read after the ledger (a holder whose enactment shows an end no longer counts;
+//! a node that released has its end state counted), an order two watches do not keep. So the
 //! nodes whose cached state disagrees with the ledger read — a holder or tombstone whose
 //! enactment is missing from the cache or at an end, a node applying without an entry — are
-//! read again from the API server before a decision that writes ([`disputed`]).
+//! read again from the API server before a decision that writes ([`disputed`]), unless they
+//! were already read at the version the cache shows against the same ledger entry
+//! ([`DisputeMemo`]).
 //!
 //! [`slot::decide`]: knmstate_state_engine::slot::decide
 

@@ -115,7 +115,7 @@ const CATCH_UP: Duration = Duration::from_millis(100);
 
 /// The ledger of `policy` after a write against version `lost` failed its precondition: the
 /// newer one the watch shows (usually within milliseconds: the conflicting write's event), or,
-/// when the watch does not show one within [`CATCH_UP`], a read from the API server. One
+/// when the watch does not show one within 100 ms, a read from the API server. One
 /// request fewer per conflict, and conflicts come in bursts when many holders end together.
 pub async fn after_conflict<B: Backend>(
     ctx: &Context<B>,
@@ -245,8 +245,9 @@ async fn update_own_entry<B: Backend>(
     Ok(false)
 }
 
-/// Free this node's slot of `policy` (its apply ended). The next claimant would prune the
-/// entry anyway once the enactment shows the end; releasing frees it now.
+/// Free this node's slot of `policy` (its apply ended). Only this node may remove its entry
+/// (`ledger_guard`); left behind, it no longer counts once the enactment shows the end, but
+/// every decision would read that enactment again until its version changes.
 pub async fn release<B: Backend>(
     ctx: &Context<B>,
     policy: &NodeNetworkConfigurationPolicy,

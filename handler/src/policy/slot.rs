@@ -181,8 +181,8 @@ impl<B: Backend> Run<B> {
             self.ctx.config.defaults.checkpoint_timeout,
             retry.max_backoff,
         );
-        // First from the caches alone: holders that ended release their slots themselves (or
-        // the next claimant prunes them), so a sweep writes only to prune a ghost; then, for
+        // First from the caches alone: holders that ended release their slots themselves (an
+        // entry left behind no longer counts), so a sweep writes only to prune a ghost; then, for
         // that write, with the disputed nodes read again.
         let cached = View {
             read: slots::cached(&self.ctx, &self.name),

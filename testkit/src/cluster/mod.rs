@@ -8,7 +8,8 @@
 //! |---|---|---|
 //! | `KUBECONFIG` | the cluster | every suite skips, saying so |
 //! | `KNMSTATE_E2E_NODE_EXEC` | command prefix that runs a command on a node: `<prefix> <node> <cmd>...` (the box: `hack/cluster.sh exec`) | tests that touch a node out of band skip |
-//! | `KNMSTATE_E2E_METRICS_URL` | the controller's `/metrics` over plain HTTP | the metrics test skips |
+//! | `KNMSTATE_E2E_METRICS_URL` | the controller's `/metrics`: plain HTTP, or HTTPS scraped with the `KUBECONFIG` user's token | the metrics test skips |
+//! | `KNMSTATE_E2E_AUTH` | `1`: the cluster enforces authentication, RBAC and admission (the box's default) | the node-restriction suite checks nothing, saying so |
 //! | `KNMSTATE_E2E_RESTART_NODE` | command prefix that reboots a node: `<prefix> <node> <seconds down>` (the box: `hack/cluster.sh restart-node`) | the reboot checks skip |
 //! | `KNMSTATE_E2E_SWITCH_EXEC` | command prefix that runs a command in the switch the nodes' NICs are plugged into (the box: `hack/nodes.sh switch`) | the LLDP neighbour test skips |
 //! | `KNMSTATE_REQUIRE_E2E` | set: a skip is a failure (hack/e2e.sh sets it) | skips are allowed |
