@@ -18,6 +18,8 @@ cargo fmt --all -- --check
 
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The scale harness and its test, behind the test kit's "scale" feature.
+cargo clippy -p knmstate-testkit --features scale --all-targets --locked -- -D warnings
 
 step "dependencies: licences, duplicate crates, sources (deny.toml)"
 # Advisories need the RustSec database from its git repository; run them where it is reachable.
@@ -34,6 +36,17 @@ step "tests"
 [[ $(id -u) -eq 0 ]] && export KNMSTATE_REQUIRE_NODE_TESTS=1
 cargo test --workspace --locked --no-fail-fast
 disk
+
+step "scale: a rollout over 100 simulated nodes within 20 API requests per node"
+# The harness is behind the test kit's "scale" feature, which the workspace run leaves off.
+scale_log=$(mktemp)
+if cargo test -q --locked -p knmstate-testkit --features scale --test scale -- --nocapture \
+    >"$scale_log" 2>&1; then
+    grep -E '^(\| 100|rollout:|idle:|test result)' "$scale_log"
+else
+    cat "$scale_log"
+    exit 1
+fi
 
 # Passed above with its output captured; again for its figures (about 15 s). A filter on the
 # workspace run would reach the custom harnesses (nm_integration) as a scenario filter.

@@ -97,6 +97,11 @@ pub struct ApplyReport {
     /// handler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<ApplySteps>,
+    /// The maxUnavailable slot claim this attempt was made under, as the policy's slot ledger
+    /// names it (our addition): the other nodes know from it that this node's entry in the
+    /// ledger is ended, without reading the enactment again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_claim: Option<String>,
 }
 
 /// How long each step of the reconcile that made an apply attempt took, in seconds, in the

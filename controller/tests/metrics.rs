@@ -21,6 +21,7 @@ fn report(rolled_back: bool) -> ApplyReport {
         rolled_back,
         connectivity_restored: None,
         steps: None,
+        slot_claim: None,
         rollback_reason: if rolled_back {
             "probe-failed".into()
         } else {

@@ -13,7 +13,10 @@
 //! enactment is missing from the cache or at an end, a node applying without an entry — are
 //! read again from the API server before a decision that writes ([`disputed`]), unless they
 //! were already read at the version the cache shows against the same ledger entry
-//! ([`DisputeMemo`]).
+//! ([`DisputeMemo`]). A holder whose cached enactment ended under the very claim its ledger
+//! entry names (`status.lastApply.slotClaim`) is not disputed: that end was written after the
+//! claim. And a claim that a free slot allows even with every disputed node at its worst
+//! needs no read at all (the slot path's `claim_at_worst`).
 //!
 //! [`slot::decide`]: knmstate_state_engine::slot::decide
 
@@ -24,7 +27,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use knmstate_api::names;
-use knmstate_api::shared::NodeNetworkConfigurationEnactmentStatus;
+use knmstate_api::shared::{ApplyReport, NodeNetworkConfigurationEnactmentStatus};
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
 use knmstate_state_engine::concurrency::{self, SlotState};
@@ -120,6 +123,21 @@ impl SlotCaches {
             .collect()
     }
 
+    /// Per node, the slot claim its enactment of `policy` last applied under
+    /// (`status.lastApply.slotClaim`), as cached.
+    pub fn claims(&self, policy: &str) -> BTreeMap<String, String> {
+        self.enactments
+            .state()
+            .iter()
+            .filter(|e| e.labels().get(names::POLICY_LABEL).map(String::as_str) == Some(policy))
+            .filter_map(|e| {
+                let node = e.labels().get(names::NODE_LABEL)?.clone();
+                let claim = e.status.as_ref()?.last_apply.as_ref()?.slot_claim.clone()?;
+                Some((node, claim))
+            })
+            .collect()
+    }
+
     /// The `resourceVersion` of enactment `name` in the cache.
     pub fn enactment_version(&self, name: &str) -> Option<String> {
         self.enactments
@@ -170,6 +188,10 @@ pub fn trim_enactment(e: &mut NodeNetworkConfigurationEnactment) {
         e.status = Some(NodeNetworkConfigurationEnactmentStatus {
             policy_generation: status.policy_generation,
             conditions: status.conditions,
+            last_apply: status.last_apply.map(|r| ApplyReport {
+                slot_claim: r.slot_claim,
+                ..ApplyReport::default()
+            }),
             ..Default::default()
         });
     }
@@ -181,13 +203,24 @@ pub fn disputed(
     ledger: Option<&SlotLedger>,
     generation: i64,
     states: &BTreeMap<String, SlotState>,
+    claims: &BTreeMap<String, String>,
     me: &str,
 ) -> Vec<String> {
     let ledger = ledger.filter(|l| l.generation == generation);
-    let entries = ledger
+    // A holder whose cached enactment ended under the very claim its entry names: that end
+    // was written after the claim, so it stands.
+    let ended_under_claim = |n: &String| {
+        let claim = ledger.and_then(|l| l.leases.get(n)).map(|l| &l.claim);
+        states.get(n).is_some_and(|s| s.is_final())
+            && claim.is_some_and(|c| !c.is_empty() && claims.get(n) == Some(c))
+    };
+    let holders = ledger
         .into_iter()
-        .flat_map(|l| l.holders.iter().chain(l.expired.keys()));
-    let mut nodes: Vec<String> = entries
+        .flat_map(|l| l.holders.iter())
+        .filter(|n| !ended_under_claim(n));
+    let tombstones = ledger.into_iter().flat_map(|l| l.expired.keys());
+    let mut nodes: Vec<String> = holders
+        .chain(tombstones)
         .filter(|n| states.get(*n).is_none_or(|s| s.is_final()))
         .cloned()
         .collect();
@@ -238,7 +271,7 @@ mod tests {
             ("b", SlotState::Pending),
             ("c", SlotState::Available),
         ]);
-        assert!(disputed(Some(&l), 1, &s, "b").is_empty());
+        assert!(disputed(Some(&l), 1, &s, &BTreeMap::new(), "b").is_empty());
     }
 
     #[test]
@@ -253,15 +286,48 @@ mod tests {
             ("d", SlotState::Progressing),
             ("me", SlotState::Pending),
         ]);
-        assert_eq!(disputed(Some(&l), 1, &s, "me"), ["a", "b", "d", "g"]);
+        assert_eq!(
+            disputed(Some(&l), 1, &s, &BTreeMap::new(), "me"),
+            ["a", "b", "d", "g"]
+        );
+    }
+
+    #[test]
+    fn a_holder_that_ended_under_the_claim_its_entry_names_is_trusted() {
+        let mut l = ledger(&["a", "b", "c"], &[]);
+        for (node, claim) in [("a", "c1"), ("b", "c2"), ("c", "")] {
+            let mut lease = knmstate_state_engine::slot::SlotLease::new(
+                &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+                Duration::from_secs(1),
+                "",
+            );
+            claim.clone_into(&mut lease.claim);
+            l.leases.insert(node.into(), lease);
+        }
+        let s = states(&[
+            ("a", SlotState::Available),
+            ("b", SlotState::Available),
+            ("c", SlotState::FailedFinal),
+        ]);
+        // a ended under c1; b's end is of an earlier claim (it claimed c2 again since); c's
+        // entry names no claim (an older handler): both read again.
+        let claims = BTreeMap::from([
+            ("a".to_owned(), "c1".to_owned()),
+            ("b".to_owned(), "c1".to_owned()),
+            ("c".to_owned(), String::new()),
+        ]);
+        assert_eq!(disputed(Some(&l), 1, &s, &claims, "me"), ["b", "c"]);
     }
 
     #[test]
     fn a_ledger_of_another_generation_names_nobody() {
         let l = ledger(&["a"], &[]);
         let s = states(&[("b", SlotState::Progressing)]);
-        assert_eq!(disputed(Some(&l), 2, &s, "me"), ["b"]);
-        assert_eq!(disputed(None, 2, &s, "me"), ["b"]);
+        let none = BTreeMap::new();
+        assert_eq!(disputed(Some(&l), 2, &s, &none, "me"), ["b"]);
+        assert_eq!(disputed(None, 2, &s, &none, "me"), ["b"]);
     }
 
     #[test]
@@ -271,6 +337,7 @@ mod tests {
             "metadata": {"name": "n.p", "labels": {"nmstate.io/policy": "p", "nmstate.io/node": "n"},
                 "managedFields": [{"manager": "x"}]},
             "status": {"policyGeneration": 3, "desiredState": {"interfaces": []},
+                "lastApply": {"durationSeconds": 1.0, "slotClaim": "c1"},
                 "conditions": [{"type": "Available", "status": "True", "reason": "SuccessfullyConfigured"}]}
         }))
         .expect("enactment");
@@ -280,5 +347,11 @@ mod tests {
         assert_eq!(before, SlotState::Available);
         assert!(e.metadata.managed_fields.is_none());
         assert!(e.status.as_ref().is_some_and(|s| s.desired_state.is_none()));
+        let kept = e
+            .status
+            .and_then(|s| s.last_apply)
+            .expect("the claim is kept");
+        assert_eq!(kept.slot_claim.as_deref(), Some("c1"));
+        assert!(kept.duration_seconds.abs() < f64::EPSILON);
     }
 }

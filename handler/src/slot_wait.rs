@@ -7,8 +7,9 @@
 //!
 //! A freed slot must not wake every waiting node at once (N conflicting ledger writes per
 //! slot: O(N²) requests per rollout). The waiting nodes are ranked by name: with `free` slots,
-//! the first `free` of them go at once; the others only once the slot stayed free for a
-//! grace that grows with their rank, with jitter (a node ranked ahead may be gone). And when
+//! the first `free` of them go at once; the others only once the slot stayed free, and the
+//! ledger unchanged, for a grace that grows with their rank, with jitter (a node ranked ahead
+//! may be gone; while the ledger changes, the nodes ahead are claiming). And when
 //! the caches show nothing to do, each waiting policy is still reconciled on an exponential
 //! backoff with jitter ([`FALLBACK_FIRST`] doubling to [`FALLBACK_MAX`]), should a cache have
 //! missed a change.
@@ -48,8 +49,11 @@ const ASKED_AGAIN_AFTER: Duration = Duration::from_secs(2);
 struct Waiting {
     fallback: ExponentialBackoff,
     next_fallback: Instant,
-    /// Since when the caches show a slot this node could take.
+    /// Since when the caches show a slot this node could take and the ledger did not change
+    /// (while it changes, the nodes ahead are claiming).
     free_since: Option<Instant>,
+    /// The ledger version of the last judgement.
+    ledger_version: Option<String>,
     /// When a reconcile was last asked for.
     asked: Option<Instant>,
 }
@@ -86,6 +90,7 @@ impl SlotWaits {
                 fallback,
                 next_fallback: Instant::now() + first,
                 free_since: None,
+                ledger_version: None,
                 asked: None,
             }
         });
@@ -123,6 +128,8 @@ struct Judgement {
     free: usize,
     /// Waiting nodes ahead of this one (name order).
     rank: usize,
+    /// The version of the ledger judged from.
+    ledger_version: Option<String>,
 }
 
 /// Judge `policy` for this node from the caches.
@@ -159,6 +166,7 @@ fn judge<B: Backend>(ctx: &Context<B>, policy: &NodeNetworkConfigurationPolicy) 
         writes: plan.ledger.is_some(),
         free,
         rank,
+        ledger_version: read.resource_version.clone(),
     }
 }
 
@@ -211,6 +219,11 @@ fn due(j: &Judgement, w: &mut Waiting, now: Instant) -> bool {
     if !wants {
         w.free_since = None;
         return now >= w.next_fallback;
+    }
+    if w.ledger_version != j.ledger_version {
+        // The nodes ahead are claiming: the grace starts again.
+        w.ledger_version.clone_from(&j.ledger_version);
+        w.free_since = None;
     }
     let since = *w.free_since.get_or_insert(now);
     // Each node marks its own end; a claim or a prune goes by rank.
@@ -269,6 +282,7 @@ mod tests {
             fallback: backoff(),
             next_fallback,
             free_since: None,
+            ledger_version: None,
             asked: None,
         }
     }
@@ -304,18 +318,29 @@ mod tests {
     fn the_first_ranked_go_at_once_the_others_after_a_grace() {
         let now = Instant::now();
         let far = now + Duration::from_hours(1);
-        let claim = |rank| Judgement {
+        let claim = |rank, version: &str| Judgement {
             action: SlotAction::Apply,
             writes: true,
             free: 5,
             rank,
+            ledger_version: Some(version.to_owned()),
         };
         // At most CLAIM_BATCH at once.
-        assert!(due(&claim(2), &mut waiting(far), now));
+        assert!(due(&claim(2, "1"), &mut waiting(far), now));
         let mut w = waiting(far);
-        assert!(!due(&claim(5), &mut w, now));
-        assert!(!due(&claim(5), &mut w, now + Duration::from_millis(1400)));
-        assert!(due(&claim(5), &mut w, now + Duration::from_secs(3)));
+        assert!(!due(&claim(5, "1"), &mut w, now));
+        assert!(!due(
+            &claim(5, "1"),
+            &mut w,
+            now + Duration::from_millis(1400)
+        ));
+        assert!(due(&claim(5, "1"), &mut w, now + Duration::from_secs(3)));
+        // While the ledger changes (the nodes ahead claim), the grace starts over.
+        let mut w = waiting(far);
+        assert!(!due(&claim(5, "1"), &mut w, now));
+        assert!(!due(&claim(5, "2"), &mut w, now + Duration::from_secs(2)));
+        assert!(!due(&claim(5, "2"), &mut w, now + Duration::from_secs(3)));
+        assert!(due(&claim(5, "2"), &mut w, now + Duration::from_secs(5)));
     }
 
     #[test]
@@ -326,6 +351,7 @@ mod tests {
             writes: false,
             free: 0,
             rank: 0,
+            ledger_version: None,
         };
         let mut w = waiting(now + Duration::from_secs(10));
         assert!(!due(&idle, &mut w, now));

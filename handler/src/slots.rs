@@ -160,6 +160,15 @@ fn ledger_of(lease: Option<&Lease>) -> ReadLedger {
     }
 }
 
+/// Give this node's lease in `ledger` (the plan of a claim or a resume) a new claim name,
+/// which its apply reports in `status.lastApply.slotClaim`; the name, or `None` without a
+/// lease to name.
+pub fn name_claim(ledger: Option<&mut SlotLedger>, node: &str) -> Option<String> {
+    let lease = ledger?.leases.get_mut(node)?;
+    lease.claim = format!("{:016x}", fastrand::u64(..));
+    Some(lease.claim.clone())
+}
+
 /// Write `next` against what was read. `Ok(false)` on a conflict (someone wrote in between).
 pub async fn write(
     leases: &Api<Lease>,
@@ -207,12 +216,22 @@ pub async fn write(
     }
 }
 
-/// Attempts of a heartbeat or release write before giving up until the next time (a conflict
+/// Attempts of a release: an entry left behind no longer counts, and once the enactment shows
+/// its end under the entry's claim nobody reads it again, so a release that conflicts twice
+/// leaves it (the next generation's ledger drops it).
+const RELEASE_ATTEMPTS: usize = 2;
+
+/// Attempts of a heartbeat write before giving up until the next time (a conflict
 /// is another node's write of the same ledger: with many holders they come in bursts, so the
-/// attempts are spread by a random pause of up to [`CONFLICT_PAUSE`]).
+/// attempts are spread by a random pause of up to [`CONFLICT_PAUSE`], doubling per attempt).
 const WRITE_ATTEMPTS: usize = 8;
-/// The longest pause between two attempts of [`update_own_entry`].
+/// The longest pause between the first two attempts of [`update_own_entry`].
 const CONFLICT_PAUSE: Duration = Duration::from_millis(50);
+/// Per holder in the ledger, the longest pause before a release's first attempt: holders
+/// whose applies took the same time end together, and their releases need not collide.
+const RELEASE_SPREAD: Duration = Duration::from_millis(10);
+/// The longest of those pauses.
+const RELEASE_SPREAD_MAX: Duration = Duration::from_secs(1);
 
 /// Change this node's entry in `policy`'s ledger with `change` (`None`: nothing to change),
 /// first against the cached ledger, then, after a conflict, against a fresh read. Returns
@@ -221,13 +240,15 @@ async fn update_own_entry<B: Backend>(
     ctx: &Context<B>,
     leases: &Api<Lease>,
     policy: &NodeNetworkConfigurationPolicy,
+    attempts: usize,
     change: impl Fn(&SlotLedger) -> Option<SlotLedger>,
 ) -> Result<bool> {
     let name = policy.name_any();
     let mut read_ledger = cached(ctx, &name);
-    for attempt in 0..WRITE_ATTEMPTS {
+    for attempt in 0..attempts {
         if attempt > 0 {
-            tokio::time::sleep(CONFLICT_PAUSE.mul_f64(fastrand::f64())).await;
+            let doubled = CONFLICT_PAUSE.saturating_mul(1 << attempt.min(5) >> 1);
+            tokio::time::sleep(doubled.mul_f64(fastrand::f64())).await;
             let lost = read_ledger.resource_version.clone();
             read_ledger = after_conflict(ctx, leases, &name, lost.as_deref()).await?;
         }
@@ -242,10 +263,12 @@ async fn update_own_entry<B: Backend>(
             return Ok(true);
         }
     }
+    tracing::debug!(policy = %name, attempts, "gave up changing this node's ledger entry: every write conflicted");
     Ok(false)
 }
 
-/// Free this node's slot of `policy` (its apply ended). Only this node may remove its entry
+/// Free this node's slot of `policy` (its apply ended), after a random pause that grows with
+/// the holders ([`RELEASE_SPREAD`]). Only this node may remove its entry
 /// (`ledger_guard`); left behind, it no longer counts once the enactment shows the end, but
 /// every decision would read that enactment again until its version changes.
 pub async fn release<B: Backend>(
@@ -253,7 +276,17 @@ pub async fn release<B: Backend>(
     policy: &NodeNetworkConfigurationPolicy,
 ) -> Result<bool> {
     let node = ctx.node_name();
-    update_own_entry(ctx, &leases(ctx), policy, |l| slot::release(l, node)).await
+    let holders = cached(ctx, &policy.name_any())
+        .ledger
+        .map_or(0, |l| l.holders.len());
+    let spread = RELEASE_SPREAD
+        .saturating_mul(u32::try_from(holders).unwrap_or(u32::MAX))
+        .min(RELEASE_SPREAD_MAX);
+    tokio::time::sleep(spread.mul_f64(fastrand::f64())).await;
+    update_own_entry(ctx, &leases(ctx), policy, RELEASE_ATTEMPTS, |l| {
+        slot::release(l, node)
+    })
+    .await
 }
 
 /// Renew this node's lease on the slot of `policy` and of every policy whose enactment on this
@@ -287,7 +320,7 @@ pub async fn heartbeat<B: Backend>(
             }
         }
         for p in &held {
-            let renewed = update_own_entry(ctx, &api, p, |l| {
+            let renewed = update_own_entry(ctx, &api, p, WRITE_ATTEMPTS, |l| {
                 slot::renew(l, ctx.node_name(), &ctx.rollout.incarnation, &now())
             })
             .await;

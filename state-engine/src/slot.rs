@@ -131,6 +131,12 @@ pub struct SlotLease {
     /// The handler process that renewed it.
     #[serde(default)]
     pub incarnation: String,
+    /// The claim this lease belongs to, chosen by the holder when it won or resumed the slot
+    /// and kept by its renewals; its apply reports it in `status.lastApply.slotClaim`, so an
+    /// enactment that ended under this claim shows that the entry no longer counts (empty in
+    /// an older handler's lease).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub claim: String,
 }
 
 impl SlotLease {
@@ -140,6 +146,7 @@ impl SlotLease {
             renewed: now.clone(),
             expires: Time(later(now.0, hold_for)),
             incarnation: incarnation.to_owned(),
+            claim: String::new(),
         }
     }
 
@@ -438,9 +445,19 @@ pub fn renew(ledger: &SlotLedger, node: &str, incarnation: &str, now: &Time) -> 
         .get(node)
         .and_then(|l| l.renewed.0.duration_until(l.expires.0).try_into().ok())
         .unwrap_or(MIN_GRACE);
+    let claim = ledger
+        .leases
+        .get(node)
+        .map(|l| l.claim.clone())
+        .unwrap_or_default();
     let mut next = ledger.clone();
-    next.leases
-        .insert(node.to_owned(), SlotLease::new(now, length, incarnation));
+    next.leases.insert(
+        node.to_owned(),
+        SlotLease {
+            claim,
+            ..SlotLease::new(now, length, incarnation)
+        },
+    );
     Some(next)
 }
 

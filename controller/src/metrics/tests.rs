@@ -29,6 +29,7 @@ fn report(start: i64, rolled_back: bool) -> ApplyReport {
         rolled_back,
         connectivity_restored: None,
         steps: None,
+        slot_claim: None,
         rollback_reason: if rolled_back {
             "probe-failed".into()
         } else {

@@ -211,7 +211,8 @@ impl<B: Backend> Run<B> {
         };
         let started = Instant::now();
         fault::point("before-apply", Some(&self.name)).await;
-        if let Err(loss) = self.check_fence().await? {
+        let fresh = self.claimed.is_some_and(|c| c.fresh());
+        if !fresh && let Err(loss) = self.check_fence().await? {
             return Ok(Tried::Fenced {
                 loss,
                 stage: FenceStage::BeforeApply,
@@ -263,6 +264,7 @@ impl<B: Backend> Run<B> {
                 .collect(),
             connectivity_restored: transaction.connectivity_restored(),
             steps: Some(self.steps_of(selected_in, started, probed.get())),
+            slot_claim: self.claim.clone(),
             ..Default::default()
         };
         if let Some(loss) = fence.lost() {

@@ -64,7 +64,8 @@ pub async fn delete_enactment<B: Backend>(ctx: &Context<B>, name: &str) -> Resul
 
 /// The enactment, created (owned by the Node, all conditions Unknown) when missing; `None`
 /// when the policy is gone on the API server. Read from the API server unless the cache shows
-/// the version this process last wrote or read ([`Context::known_enactment`]).
+/// the version this process last wrote or read ([`Context::known_enactment`]), or does not
+/// show it at all (then created at once).
 async fn ensure_enactment<B: Backend>(
     ctx: &Context<B>,
     policy: &NodeNetworkConfigurationPolicy,
@@ -75,11 +76,19 @@ async fn ensure_enactment<B: Backend>(
         return Ok(Some(known));
     }
     let api = ctx.enactment_api();
-    if let Some(e) = api
-        .get_opt(name)
-        .await
-        .map_err(|e| Error::read(format!("enactment {name}"), e))?
-    {
+    // Not in the synced cache of every enactment: most likely missing (a new policy), so
+    // created without a read first; a cache behind an existing one fails the creation, which
+    // then reads it.
+    ctx.caches.ready().await;
+    let cached = ctx.caches.enactment_version(name).is_some();
+    let read = if cached {
+        api.get_opt(name)
+            .await
+            .map_err(|e| Error::read(format!("enactment {name}"), e))?
+    } else {
+        None
+    };
+    if let Some(e) = read {
         ctx.remember_enactment(&e);
         return Ok(Some(e));
     }

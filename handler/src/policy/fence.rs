@@ -15,6 +15,10 @@
 //! still held could exceed maxUnavailable, while a rollback only costs an attempt; after a
 //! failure, the failure is reported as usual (the next slot decision finds a lost slot).
 //!
+//! The read before the apply is skipped when the ledger write that won the slot succeeded
+//! less than [`CLAIM_IS_FRESH`] ago (the write answered what a read would: this node holds
+//! its slot); a stall or a new generation since then is the commit fence's to catch.
+//!
 //! What remains: a stall between the fence's read and the step it guards. Before the apply
 //! the commit fence still catches it (the apply is rolled back, never committed); before the
 //! commit, a stall longer than the lease outlasts the checkpoint, which NetworkManager rolls
@@ -45,6 +49,40 @@ const FENCE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The name of the fence's record in `status.lastApply.probes` when it stopped a commit.
 pub(super) const FENCE_CHECK: &str = "slot-fence";
+
+/// How long after the ledger write that won or renewed the slot the fence before the apply
+/// takes that write for its read: far below any lease ([`slot::MIN_GRACE`] of margin alone),
+/// so no claimant can have pruned the slot since.
+const CLAIM_IS_FRESH: Duration = Duration::from_secs(2);
+
+/// When the slot was won: by the process's monotonic clock and by the wall clock (which also
+/// counts a suspended machine).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Claimed {
+    at: Instant,
+    wall: k8s_openapi::jiff::Timestamp,
+}
+
+impl Claimed {
+    /// Won now.
+    pub(super) fn now() -> Self {
+        Self {
+            at: Instant::now(),
+            wall: k8s_openapi::jiff::Timestamp::now(),
+        }
+    }
+
+    /// Whether the write that won the slot is recent enough to stand for the fence's read
+    /// before the apply: by both clocks, less than [`CLAIM_IS_FRESH`] ago.
+    pub(super) fn fresh(&self) -> bool {
+        let wall = Duration::try_from(
+            self.wall
+                .duration_until(k8s_openapi::jiff::Timestamp::now()),
+        )
+        .unwrap_or(Duration::MAX);
+        self.at.elapsed() < CLAIM_IS_FRESH && wall < CLAIM_IS_FRESH
+    }
+}
 
 /// The commit fence of one transaction: checked once, after the first probe run that passed
 /// (the probes run again after a rollback, and that run is no commit).

@@ -146,6 +146,10 @@ struct Run<B: Backend> {
     steps: ApplySteps,
     /// nmstate's feature statistics, while they are computed (`features.rs`).
     features: Option<features::PendingFeatures>,
+    /// When this reconcile's ledger write that holds the slot succeeded (`fence.rs`).
+    claimed: Option<fence::Claimed>,
+    /// The name of that claim, reported in `status.lastApply.slotClaim`.
+    claim: Option<String>,
 }
 
 impl<B: Backend> Run<B> {
@@ -172,6 +176,8 @@ impl<B: Backend> Run<B> {
             desired: Value::Null,
             steps: ApplySteps::default(),
             features: None,
+            claimed: None,
+            claim: None,
         }
     }
 

@@ -20,7 +20,9 @@ use knmstate_state_engine::concurrency::SlotState;
 use knmstate_state_engine::conditions::{self as cond, EnactmentTransition};
 use knmstate_state_engine::plan;
 use knmstate_state_engine::rollback;
-use knmstate_state_engine::slot::{self, ExpiredHolder, SlotAction, SlotInput, SlotTiming};
+use knmstate_state_engine::slot::{
+    self, ExpiredHolder, SlotAction, SlotInput, SlotPlan, SlotTiming,
+};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -30,8 +32,12 @@ use super::{Run, Step};
 use crate::error::{Error, Result};
 use crate::{caches, objects, slot_wait, slots};
 
-/// Attempts at the slot ledger before writing Pending.
-const LEDGER_ATTEMPTS: usize = 5;
+/// Attempts at the slot ledger before writing Pending (one more for the stagger).
+const LEDGER_ATTEMPTS: usize = 6;
+
+/// The pause between two claimants that go together, per place: a ledger write and its watch
+/// event take about that long.
+const CLAIM_STAGGER: Duration = Duration::from_millis(25);
 
 /// Upper bound of the random pause after a conflicting ledger write, per attempt.
 const CONFLICT_SPREAD: Duration = Duration::from_millis(20);
@@ -48,6 +54,9 @@ enum Source {
 struct View {
     read: slots::ReadLedger,
     states: BTreeMap<String, SlotState>,
+    /// The nodes whose cached state disagrees with the ledger ([`caches::disputed`]), not
+    /// read again yet ([`Run::settle`]).
+    disputed: Vec<String>,
 }
 
 impl<B: Backend> Run<B> {
@@ -66,6 +75,7 @@ impl<B: Backend> Run<B> {
         let hold_for = self.timing(before).hold_for;
         self.ctx.caches.ready().await;
         let mut source = Source::Cache;
+        let mut staggered = false;
         for attempt in 0..LEDGER_ATTEMPTS {
             let view = self
                 .view(&leases, std::mem::replace(&mut source, Source::Cache))
@@ -74,11 +84,32 @@ impl<B: Backend> Run<B> {
                 .ctx
                 .caches
                 .max_unavailable(&self.policy, view.states.len());
-            let plan = slot::decide(&self.input(&view, limit, hold_for));
+            // First with the disputed nodes at their worst; read again only when that does not
+            // claim.
+            let (view, mut plan) = if let Some(plan) = self.claim_at_worst(&view, limit, hold_for) {
+                (view, plan)
+            } else {
+                let view = self.settle(view).await?;
+                let plan = slot::decide(&self.input(&view, limit, hold_for));
+                (view, plan)
+            };
             tracing::debug!(policy = %self.name, ?plan, limit, "slot decision");
-            if plan.action == SlotAction::Apply && !self.in_turn(&view, limit) {
-                return self.wait_for_slot().await;
+            if plan.action == SlotAction::Apply {
+                let Some(place) = self.turn(&view, limit) else {
+                    return self.wait_for_slot().await;
+                };
+                // Claimants that go together write one after the other, each after the
+                // previous write reached its cache, instead of all against the same version.
+                if place > 0 && !staggered {
+                    staggered = true;
+                    let place = u32::try_from(place).unwrap_or(u32::MAX);
+                    tokio::time::sleep(CLAIM_STAGGER.saturating_mul(place)).await;
+                    continue;
+                }
             }
+            let claim = (plan.action == SlotAction::Apply)
+                .then(|| slots::name_claim(plan.ledger.as_mut(), self.node()))
+                .flatten();
             if let Some(next) = &plan.ledger
                 && !slots::write(&leases, &self.policy, &view.read, next).await?
             {
@@ -91,6 +122,10 @@ impl<B: Backend> Run<B> {
                 tokio::time::sleep(spread).await;
                 source = Source::AfterConflict(view.read.resource_version.clone());
                 continue;
+            }
+            if plan.action == SlotAction::Apply {
+                self.claimed = Some(super::fence::Claimed::now());
+                self.claim = claim;
             }
             if plan.action != SlotAction::Wait {
                 self.ctx.slot_waits.done(&self.name);
@@ -123,16 +158,17 @@ impl<B: Backend> Run<B> {
         self.wait_for_slot().await
     }
 
-    /// Whether a claim of a free slot is this node's turn: it holds the slot already, the
-    /// slot wait woke it, or it ranks among the first waiting nodes ([`slot_wait`]) — so a
-    /// new policy does not have every node write the ledger at once.
-    fn in_turn(&self, view: &View, limit: usize) -> bool {
+    /// Whether a claim of a free slot is this node's turn, and its place among the claimants
+    /// that go now (0 first): it holds the slot already (first), the slot wait woke it, or it
+    /// ranks among the first waiting nodes ([`slot_wait`]) — so a new policy does not have
+    /// every node write the ledger at once. `None`: not its turn.
+    fn turn(&self, view: &View, limit: usize) -> Option<usize> {
         let holds =
             view.read.ledger.as_ref().is_some_and(|l| {
                 l.generation == self.generation && l.holders.contains(self.node())
             });
-        if holds || self.ctx.slot_waits.woken(&self.name) {
-            return true;
+        if holds {
+            return Some(0);
         }
         let matching = self.ctx.caches.matching(&self.policy);
         let (free, rank) = slot_wait::rank(
@@ -143,7 +179,12 @@ impl<B: Backend> Run<B> {
             limit,
             self.node(),
         );
-        rank < slot_wait::turns(free)
+        let turns = slot_wait::turns(free);
+        if rank < turns || self.ctx.slot_waits.woken(&self.name) {
+            Some(rank.min(turns.saturating_sub(1)))
+        } else {
+            None
+        }
     }
 
     /// No slot now: Pending, and woken by the caches when one may be free.
@@ -187,6 +228,7 @@ impl<B: Backend> Run<B> {
         let cached = View {
             read: slots::cached(&self.ctx, &self.name),
             states: self.ctx.caches.states(&self.name, self.generation),
+            disputed: Vec::new(),
         };
         // A sweep never claims: the limit does not matter.
         let sweep = slot::sweep(&self.input(&cached, 1, timing.hold_for));
@@ -196,6 +238,7 @@ impl<B: Backend> Run<B> {
                 .map_or_else(Action::await_change, Action::requeue));
         }
         let view = self.view(&leases, Source::Cache).await?;
+        let view = self.settle(view).await?;
         let sweep = slot::sweep(&self.input(&view, 1, timing.hold_for));
         if let Some(next) = &sweep.ledger
             && !slots::write(&leases, &self.policy, &view.read, next).await?
@@ -300,9 +343,9 @@ impl<B: Backend> Run<B> {
     }
 
     /// The ledger (from the cache, or, after a write against version `lost` failed, the newer
-    /// one: [`slots::after_conflict`]) and the policy's enactments from the cache, the nodes
-    /// whose cached state disagrees with the ledger read again ([`caches::disputed`]), this
-    /// node's state from the status being built.
+    /// one: [`slots::after_conflict`]), the policy's enactments from the cache with the nodes
+    /// whose cached state disagrees with the ledger ([`caches::disputed`]) not read again yet,
+    /// this node's state from the status being built.
     async fn view(&self, leases: &Api<Lease>, source: Source) -> Result<View> {
         let read = match source {
             Source::AfterConflict(lost) => {
@@ -311,8 +354,65 @@ impl<B: Backend> Run<B> {
             Source::Cache => slots::cached(&self.ctx, &self.name),
         };
         let mut states = self.ctx.caches.states(&self.name, self.generation);
-        let disputed =
-            caches::disputed(read.ledger.as_ref(), self.generation, &states, self.node());
+        let claims = self.ctx.caches.claims(&self.name);
+        let disputed = caches::disputed(
+            read.ledger.as_ref(),
+            self.generation,
+            &states,
+            &claims,
+            self.node(),
+        );
+        states.insert(
+            self.node().to_owned(),
+            SlotState::of(Some(&self.status), self.generation),
+        );
+        Ok(View {
+            read,
+            states,
+            disputed,
+        })
+    }
+
+    /// The plan of a claim that holds whatever the disputed nodes' states really are: decided
+    /// with each at its worst (a holder as applying, any other as failed), so that it counts
+    /// at least the slots they really use. `None` when that does not claim, or would prune or
+    /// abort on a state not read: then [`Run::settle`] reads them again.
+    fn claim_at_worst(&self, view: &View, limit: usize, hold_for: Duration) -> Option<SlotPlan> {
+        let ledger = view
+            .read
+            .ledger
+            .as_ref()
+            .filter(|l| l.generation == self.generation);
+        let mut worst = view.states.clone();
+        for node in &view.disputed {
+            let holds = ledger.is_some_and(|l| l.holders.contains(node));
+            let state = if holds {
+                SlotState::Progressing
+            } else {
+                SlotState::FailedFinal
+            };
+            worst.insert(node.clone(), state);
+        }
+        let at_worst = View {
+            read: view.read.clone(),
+            states: worst,
+            disputed: Vec::new(),
+        };
+        let plan = slot::decide(&self.input(&at_worst, limit, hold_for));
+        let tombstones = |l: Option<&slot::SlotLedger>| l.map_or(0, |l| l.expired.len());
+        let prunes =
+            !plan.expired.is_empty() || tombstones(plan.ledger.as_ref()) != tombstones(ledger);
+        (plan.action == SlotAction::Apply && !prunes).then_some(plan)
+    }
+
+    /// `view` with its disputed nodes read again from the API server (unless read at the same
+    /// version against the same ledger entry before: [`caches::DisputeMemo`]).
+    async fn settle(&self, view: View) -> Result<View> {
+        let View {
+            read,
+            mut states,
+            disputed,
+        } = view;
         if !disputed.is_empty() {
             tracing::debug!(policy = %self.name, ?disputed, "reading disputed enactments again");
         }
@@ -337,10 +437,10 @@ impl<B: Backend> Run<B> {
                 None => states.remove(&node),
             };
         }
-        states.insert(
-            self.node().to_owned(),
-            SlotState::of(Some(&self.status), self.generation),
-        );
-        Ok(View { read, states })
+        Ok(View {
+            read,
+            states,
+            disputed: Vec::new(),
+        })
     }
 }

@@ -45,6 +45,7 @@ fn report(start: Option<i64>, rolled_back: bool, reason: &str) -> ApplyReport {
         rollback_reason: reason.into(),
         probes: vec![],
         steps: None,
+        slot_claim: None,
     }
 }
 

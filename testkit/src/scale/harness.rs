@@ -18,10 +18,11 @@ use knmstate_controller::leader::LeaseConfig;
 use knmstate_handler::probes::ModelProbes;
 use knmstate_nm_backend::MemoryBackend;
 use knmstate_state_engine::concurrency::{self, SlotState};
-use kube::Api;
+use knmstate_state_engine::slot::SlotLedger;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
 use tokio::sync::oneshot;
 
 use super::figures::{self, Figures, Requests};
@@ -184,6 +185,12 @@ impl Watch {
     }
 }
 
+/// How long after the rollout the handlers may take to release their slots.
+const RELEASE_WAIT: Duration = Duration::from_secs(30);
+
+/// How long the ledgers stay unchanged once the releases are done.
+const LEDGER_QUIET: Duration = Duration::from_secs(2);
+
 /// Feed `writer` from a watch of `api` until aborted.
 async fn follow<K>(api: Api<K>, config: watcher::Config, writer: reflector::store::Writer<K>)
 where
@@ -255,6 +262,41 @@ impl View {
             .map(|s| format!("{:?}", s.conditions))
             .unwrap_or_default();
         format!("enactments {counts:?}; policy {policy}")
+    }
+
+    /// The nodes the slot ledgers name as holders.
+    fn holders(&self) -> Vec<String> {
+        self.ledgers
+            .state()
+            .iter()
+            .filter_map(|l| {
+                let json = l.annotations().get(names::SLOT_LEDGER_ANNOTATION)?;
+                serde_json::from_str::<SlotLedger>(json).ok()
+            })
+            .flat_map(|l| l.holders)
+            .collect()
+    }
+
+    /// Wait until the slot ledgers stayed unchanged for [`LEDGER_QUIET`] (the releases after
+    /// the last ends are done; a release that conflicted leaves its entry, uncounted).
+    async fn released(&self) {
+        let versions = || {
+            self.ledgers
+                .state()
+                .iter()
+                .map(|l| l.resource_version())
+                .collect::<Vec<_>>()
+        };
+        let mut last = versions();
+        let mut since = Instant::now();
+        while since.elapsed() < LEDGER_QUIET {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = versions();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            }
+        }
     }
 
     /// Wait until each of `nodes` enactments ended for the policy's generation and the
@@ -389,6 +431,19 @@ async fn measure(
         bail!("the rollout did not end in {timeout:?}: {}", view.summary());
     }
     let rollout = started.elapsed();
+    // The handlers release their slots after their enactments ended (spread over up to a
+    // second): those writes belong to the rollout, not to the idle window. The wall time
+    // stays the rollout's.
+    if tokio::time::timeout(RELEASE_WAIT, view.released())
+        .await
+        .is_err()
+    {
+        bail!(
+            "the slot ledgers still changed {RELEASE_WAIT:?} after the rollout (holders {:?}): {}",
+            view.holders(),
+            view.summary()
+        );
+    }
     let after = Requests::snapshot(server.metrics());
     let cpu_after = figures::cpu_time();
     stop.store(true, Ordering::SeqCst);
