@@ -359,11 +359,21 @@ impl Boxlet {
         Ok(())
     }
 
-    async fn patch_status<K>(&mut self, api: Api<K>, name: &str, status: Value) -> Result<()>
+    /// Write `status` unless it is what this box last wrote for this very object: keyed by
+    /// uid, so a workload deleted and created again under its name gets its status even when
+    /// it equals the old one's.
+    async fn patch_status<K>(
+        &mut self,
+        api: Api<K>,
+        meta: &kube::api::ObjectMeta,
+        status: Value,
+    ) -> Result<()>
     where
         K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
-        let key = format!("{}/{}/{name}", K::kind(&()), api.resource_url());
+        let name = meta.name.as_deref().unwrap_or_default();
+        let uid = meta.uid.as_deref().unwrap_or_default();
+        let key = format!("{}/{}/{name}/{uid}", K::kind(&()), api.resource_url());
         if self.reported.get(&key) == Some(&status) {
             return Ok(());
         }
@@ -400,7 +410,7 @@ impl Boxlet {
             let status = workloads::daemon_set_status(c, ds.metadata.generation);
             self.patch_status(
                 Api::<DaemonSet>::namespaced(self.client.clone(), &o.namespace),
-                &o.name,
+                &ds.metadata,
                 status,
             )
             .await?;
@@ -411,7 +421,7 @@ impl Boxlet {
             let status = workloads::deployment_status(c, d.metadata.generation);
             self.patch_status(
                 Api::<Deployment>::namespaced(self.client.clone(), &o.namespace),
-                &o.name,
+                &d.metadata,
                 status,
             )
             .await?;
