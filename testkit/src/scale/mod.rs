@@ -7,8 +7,11 @@
 //! process's CPU time and peak memory are read from `/proc/self`.
 //!
 //! Run it with `hack/scale.sh` (binary `knmstate-scale`); `tests/scale.rs` holds the
-//! per-rollout request bound for 100 nodes.
+//! per-rollout request bound for 100 nodes. [`controller_memory`] (binary
+//! `knmstate-controller-memory`, `hack/controller-memory.sh`) measures the controller binary's
+//! memory over a large cluster's objects.
 
+pub mod controller_memory;
 pub mod figures;
 pub mod handlers;
 pub mod harness;
