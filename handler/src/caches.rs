@@ -110,32 +110,33 @@ impl SlotCaches {
         {}
     }
 
-    /// The slot state for `generation` of each node with an enactment of `policy`.
-    pub fn states(&self, policy: &str, generation: i64) -> BTreeMap<String, SlotState> {
+    /// Per node with an enactment of `policy` in the cache, what `pick` takes from it.
+    fn per_node<T>(
+        &self,
+        policy: &str,
+        pick: impl Fn(&NodeNetworkConfigurationEnactment) -> Option<T>,
+    ) -> BTreeMap<String, T> {
         self.enactments
             .state()
             .iter()
             .filter(|e| e.labels().get(names::POLICY_LABEL).map(String::as_str) == Some(policy))
-            .filter_map(|e| {
-                let node = e.labels().get(names::NODE_LABEL)?.clone();
-                Some((node, SlotState::of(e.status.as_ref(), generation)))
-            })
+            .filter_map(|e| Some((e.labels().get(names::NODE_LABEL)?.clone(), pick(e)?)))
             .collect()
+    }
+
+    /// The slot state for `generation` of each node with an enactment of `policy`.
+    pub fn states(&self, policy: &str, generation: i64) -> BTreeMap<String, SlotState> {
+        self.per_node(policy, |e| {
+            Some(SlotState::of(e.status.as_ref(), generation))
+        })
     }
 
     /// Per node, the slot claim its enactment of `policy` last applied under
     /// (`status.lastApply.slotClaim`), as cached.
     pub fn claims(&self, policy: &str) -> BTreeMap<String, String> {
-        self.enactments
-            .state()
-            .iter()
-            .filter(|e| e.labels().get(names::POLICY_LABEL).map(String::as_str) == Some(policy))
-            .filter_map(|e| {
-                let node = e.labels().get(names::NODE_LABEL)?.clone();
-                let claim = e.status.as_ref()?.last_apply.as_ref()?.slot_claim.clone()?;
-                Some((node, claim))
-            })
-            .collect()
+        self.per_node(policy, |e| {
+            e.status.as_ref()?.last_apply.as_ref()?.slot_claim.clone()
+        })
     }
 
     /// The `resourceVersion` of enactment `name` in the cache.

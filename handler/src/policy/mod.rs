@@ -68,6 +68,7 @@ mod ordering;
 mod render;
 mod retry;
 mod slot;
+mod slot_view;
 mod status;
 mod steps;
 

@@ -8,11 +8,9 @@
 //! timer. A node done with the policy sweeps for ghosts ([`slot::sweep`]) until the rollout
 //! ends, so a ghost is pruned even when nobody waits.
 
-use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
 use knmstate_api::names::{self, event as ev};
 use knmstate_api::v1beta1::NodeNetworkConfigurationEnactment;
 use knmstate_nm_backend::Backend;
@@ -20,17 +18,14 @@ use knmstate_state_engine::concurrency::SlotState;
 use knmstate_state_engine::conditions::{self as cond, EnactmentTransition};
 use knmstate_state_engine::plan;
 use knmstate_state_engine::rollback;
-use knmstate_state_engine::slot::{
-    self, ExpiredHolder, SlotAction, SlotInput, SlotPlan, SlotTiming,
-};
-use kube::Api;
+use knmstate_state_engine::slot::{self, ExpiredHolder, SlotAction, SlotInput, SlotTiming};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use serde_json::Value;
 
 use super::{Run, Step};
-use crate::error::{Error, Result};
-use crate::{caches, objects, slot_wait, slots};
+use crate::error::Result;
+use crate::{objects, slot_wait, slots};
 
 /// Attempts at the slot ledger before writing Pending (one more for the stagger).
 const LEDGER_ATTEMPTS: usize = 6;
@@ -42,22 +37,7 @@ const CLAIM_STAGGER: Duration = Duration::from_millis(25);
 /// Upper bound of the random pause after a conflicting ledger write, per attempt.
 const CONFLICT_SPREAD: Duration = Duration::from_millis(20);
 
-/// The ledger and the policy's enactments as the slot path sees them.
-/// Where a decision reads the ledger from.
-enum Source {
-    /// The watch cache.
-    Cache,
-    /// After a write against this version failed: [`slots::after_conflict`].
-    AfterConflict(Option<String>),
-}
-
-struct View {
-    read: slots::ReadLedger,
-    states: BTreeMap<String, SlotState>,
-    /// The nodes whose cached state disagrees with the ledger ([`caches::disputed`]), not
-    /// read again yet ([`Run::settle`]).
-    disputed: Vec<String>,
-}
+use super::slot_view::{Source, View};
 
 impl<B: Backend> Run<B> {
     /// Take a concurrency slot for an apply over `before`; ends the reconcile when this node
@@ -263,7 +243,7 @@ impl<B: Backend> Run<B> {
     }
 
     /// What state-engine's slot protocol decides from, now.
-    fn input<'a>(
+    pub(super) fn input<'a>(
         &'a self,
         view: &'a View,
         max_unavailable: usize,
@@ -340,107 +320,5 @@ impl<B: Backend> Run<B> {
                 }
             }
         }
-    }
-
-    /// The ledger (from the cache, or, after a write against version `lost` failed, the newer
-    /// one: [`slots::after_conflict`]), the policy's enactments from the cache with the nodes
-    /// whose cached state disagrees with the ledger ([`caches::disputed`]) not read again yet,
-    /// this node's state from the status being built.
-    async fn view(&self, leases: &Api<Lease>, source: Source) -> Result<View> {
-        let read = match source {
-            Source::AfterConflict(lost) => {
-                slots::after_conflict(&self.ctx, leases, &self.name, lost.as_deref()).await?
-            }
-            Source::Cache => slots::cached(&self.ctx, &self.name),
-        };
-        let mut states = self.ctx.caches.states(&self.name, self.generation);
-        let claims = self.ctx.caches.claims(&self.name);
-        let disputed = caches::disputed(
-            read.ledger.as_ref(),
-            self.generation,
-            &states,
-            &claims,
-            self.node(),
-        );
-        states.insert(
-            self.node().to_owned(),
-            SlotState::of(Some(&self.status), self.generation),
-        );
-        Ok(View {
-            read,
-            states,
-            disputed,
-        })
-    }
-
-    /// The plan of a claim that holds whatever the disputed nodes' states really are: decided
-    /// with each at its worst (a holder as applying, any other as failed), so that it counts
-    /// at least the slots they really use. `None` when that does not claim, or would prune or
-    /// abort on a state not read: then [`Run::settle`] reads them again.
-    fn claim_at_worst(&self, view: &View, limit: usize, hold_for: Duration) -> Option<SlotPlan> {
-        let ledger = view
-            .read
-            .ledger
-            .as_ref()
-            .filter(|l| l.generation == self.generation);
-        let mut worst = view.states.clone();
-        for node in &view.disputed {
-            let holds = ledger.is_some_and(|l| l.holders.contains(node));
-            let state = if holds {
-                SlotState::Progressing
-            } else {
-                SlotState::FailedFinal
-            };
-            worst.insert(node.clone(), state);
-        }
-        let at_worst = View {
-            read: view.read.clone(),
-            states: worst,
-            disputed: Vec::new(),
-        };
-        let plan = slot::decide(&self.input(&at_worst, limit, hold_for));
-        let tombstones = |l: Option<&slot::SlotLedger>| l.map_or(0, |l| l.expired.len());
-        let prunes =
-            !plan.expired.is_empty() || tombstones(plan.ledger.as_ref()) != tombstones(ledger);
-        (plan.action == SlotAction::Apply && !prunes).then_some(plan)
-    }
-
-    /// `view` with its disputed nodes read again from the API server (unless read at the same
-    /// version against the same ledger entry before: [`caches::DisputeMemo`]).
-    async fn settle(&self, view: View) -> Result<View> {
-        let View {
-            read,
-            mut states,
-            disputed,
-        } = view;
-        if !disputed.is_empty() {
-            tracing::debug!(policy = %self.name, ?disputed, "reading disputed enactments again");
-        }
-        let memo = &self.ctx.caches.disputes;
-        for node in disputed {
-            let name = names::enactment_name(&node, &self.name);
-            let entry = caches::ledger_entry(read.ledger.as_ref(), &node);
-            let cached = self.ctx.caches.enactment_version(&name);
-            if memo.settled(&name, cached.as_deref(), &entry) {
-                continue;
-            }
-            let e = self
-                .ctx
-                .enactment_api()
-                .get_opt(&name)
-                .await
-                .map_err(|e| Error::read(format!("enactment {name}"), e))?;
-            let version = e.as_ref().and_then(|e| e.metadata.resource_version.clone());
-            memo.record(&name, version, entry);
-            match e {
-                Some(e) => states.insert(node, SlotState::of(e.status.as_ref(), self.generation)),
-                None => states.remove(&node),
-            };
-        }
-        Ok(View {
-            read,
-            states,
-            disputed: Vec::new(),
-        })
     }
 }
