@@ -64,8 +64,8 @@ impl WatchRequest {
         }
     }
 
-    /// The watch event for a stored change, if this watch sees it.
-    fn translate(&self, ev: &Event) -> Option<(&'static str, Value)> {
+    /// The watch event line for a stored change, if this watch sees it.
+    fn translate(&self, ev: &Event) -> Option<Bytes> {
         if ev.group != self.rt.group || ev.plural != self.rt.plural {
             return None;
         }
@@ -77,7 +77,13 @@ impl WatchRequest {
             (_, false, _) => return None,
             (k, true, _) => k.as_str(),
         };
-        Some((ty, self.served(&ev.object)))
+        let object = match self.shape {
+            Shape::Table => Bytes::from(self.served(&ev.object).to_string()),
+            shape => ev
+                .encoded
+                .get_or_encode(&self.version, shape, || self.served(&ev.object).to_string()),
+        };
+        Some(event_line(ty, &object))
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Value {
@@ -89,6 +95,17 @@ impl WatchRequest {
             "kind": self.rt.kind, "apiVersion": self.rt.api_version(&self.version), "metadata": meta,
         }})
     }
+}
+
+/// `{"type":…,"object":…}` and a newline, around an encoded object.
+fn event_line(ty: &str, object: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(object.len() + ty.len() + 24);
+    b.extend_from_slice(b"{\"type\":\"");
+    b.extend_from_slice(ty.as_bytes());
+    b.extend_from_slice(b"\",\"object\":");
+    b.extend_from_slice(object);
+    b.extend_from_slice(b"}\n");
+    Bytes::from(b)
 }
 
 fn line(v: &Value) -> Bytes {
@@ -139,8 +156,8 @@ pub fn start(
                     let mut first = Vec::new();
                     for ev in backlog {
                         seen = seen.max(ev.rv);
-                        if let Some((ty, obj)) = req.translate(&ev) {
-                            first.push(line(&json!({"type": ty, "object": obj})));
+                        if let Some(line) = req.translate(&ev) {
+                            first.push(line);
                         }
                     }
                     (first, rx, seen)
@@ -174,8 +191,8 @@ pub fn start(
                             continue;
                         }
                         seen = ev.rv;
-                        if let Some((ty, obj)) = req.translate(&ev)
-                            && tx.send(line(&json!({"type": ty, "object": obj}))).await.is_err()
+                        if let Some(line) = req.translate(&ev)
+                            && tx.send(line).await.is_err()
                         {
                             return;
                         }

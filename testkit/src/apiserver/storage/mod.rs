@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast};
 
@@ -12,6 +13,7 @@ mod subscribe;
 use super::error::{ApiError, ApiResult};
 use super::object;
 use super::resources::{Registry, ResourceType, from_crd};
+use super::shape::Shape;
 
 /// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,41 @@ pub struct Event {
     pub object: Value,
     /// The object before a modification.
     pub prev: Option<Value>,
+    /// The object as watchers were sent it.
+    pub encoded: Encoded,
+}
+
+/// An event's object as sent to watchers, per served version and shape: encoded once however
+/// many watchers see the event (a thousand handlers watch every enactment and ledger).
+#[derive(Debug, Default)]
+pub struct Encoded(Mutex<Vec<(String, Shape, Bytes)>>);
+
+impl Clone for Encoded {
+    /// A cache: a copy starts empty.
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl Encoded {
+    /// The encoding for `version` and `shape`, made by `encode` the first time it is asked for.
+    pub fn get_or_encode(
+        &self,
+        version: &str,
+        shape: Shape,
+        encode: impl FnOnce() -> String,
+    ) -> Bytes {
+        let mut forms = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, _, b)) = forms.iter().find(|(v, s, _)| v == version && *s == shape) {
+            return b.clone();
+        }
+        let b = Bytes::from(encode());
+        forms.push((version.to_owned(), shape, b.clone()));
+        b
+    }
 }
 
 type ObjKey = (String, String);
@@ -233,6 +270,7 @@ impl Store {
             namespace: object::namespace(obj).to_owned(),
             kind,
             object: obj.clone(),
+            encoded: Encoded::default(),
         });
         inner.log.push_back(ev.clone());
         while inner.log.len() > inner.window {
@@ -400,4 +438,32 @@ fn without_times(obj: &Value) -> Value {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_encoded_once_per_version_and_shape() {
+        let encoded = Encoded::default();
+        let calls = std::cell::Cell::new(0);
+        let encode = |s: &str| {
+            calls.set(calls.get() + 1);
+            s.to_owned()
+        };
+        let a = encoded.get_or_encode("v1", Shape::Object, || encode("a"));
+        let again = encoded.get_or_encode("v1", Shape::Object, || encode("b"));
+        let other_version = encoded.get_or_encode("v1beta1", Shape::Object, || encode("c"));
+        let metadata = encoded.get_or_encode("v1", Shape::Metadata, || encode("d"));
+        assert_eq!((&a[..], &again[..]), (&b"a"[..], &b"a"[..]));
+        assert_eq!((&other_version[..], &metadata[..]), (&b"c"[..], &b"d"[..]));
+        assert_eq!(calls.get(), 3);
+        // A copy of an event starts with nothing encoded.
+        let copy = encoded.clone();
+        assert_eq!(
+            &copy.get_or_encode("v1", Shape::Object, || encode("e"))[..],
+            b"e"
+        );
+    }
 }
