@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Parser;
-use knmstate_testkit::scale::{self, Figures, Scenario};
+use knmstate_testkit::scale::{self, Figures, Layout, Scenario};
 
 /// Roll a policy out over N simulated nodes (real handlers, in-memory networks, the
 /// controller) against the API stand-in, and measure time, API requests, CPU and memory.
@@ -29,6 +29,10 @@ struct Args {
     /// Print the requests of each rollout and idle window by verb and resource.
     #[arg(long)]
     verbose: bool,
+    /// Run the stand-in and the controller in this process, not as processes of their own
+    /// (`knmstate-apiserver` and `knmstate-controller`, looked for beside this binary).
+    #[arg(long)]
+    in_process: bool,
 }
 
 #[tokio::main]
@@ -40,6 +44,14 @@ async fn main() -> Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    let layout = if args.in_process {
+        Layout::InProcess
+    } else {
+        Layout::beside_this_binary().context(
+            "knmstate-apiserver and knmstate-controller are not beside this binary: build them \
+             (hack/scale.sh does) or pass --in-process",
+        )?
+    };
     println!("{}", Figures::header());
     for &nodes in &args.nodes {
         for m in &args.max_unavailable {
@@ -49,6 +61,7 @@ async fn main() -> Result<()> {
                 apply_time: Duration::from_secs_f64(args.apply_seconds),
                 failing: args.failing,
                 idle_window: Duration::from_secs_f64(args.idle_seconds),
+                layout: layout.clone(),
             };
             let figures = scale::run(&scenario).await?;
             println!("{}", figures.row());

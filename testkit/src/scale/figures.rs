@@ -1,11 +1,12 @@
 //! What a scale run measured, and how it reads: request counts by verb and resource from the
-//! stand-in's counters, the process's CPU time and peak memory.
+//! stand-in's counters, CPU time and peak memory of the harness's process and, when they run
+//! apart, of the stand-in's and the controller's.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::apiserver::Metrics;
+use super::processes::Usage;
 
 /// Request counts by `(verb, resource)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,10 +16,10 @@ pub struct Requests(pub BTreeMap<(String, String), u64>);
 pub const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
 impl Requests {
-    /// The stand-in's counters now.
-    pub fn snapshot(metrics: &Metrics) -> Self {
+    /// The counters in the stand-in's `/metrics` text.
+    pub fn parse(text: &str) -> Self {
         let mut counts = BTreeMap::new();
-        for line in metrics.encode().lines() {
+        for line in text.lines() {
             let Some(labels) = line.strip_prefix("apiserver_request_total{") else {
                 continue;
             };
@@ -93,32 +94,6 @@ impl fmt::Display for Requests {
     }
 }
 
-/// CPU time of this process so far (user + system), from `/proc/self/stat`.
-pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at the state, field 3.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 (indexes 11 and 12 from the state); 100 ticks/s.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-/// Peak resident memory of this process (`VmHWM`), in MiB.
-pub fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 /// The figures of one scenario.
 #[derive(Debug, Clone)]
 pub struct Figures {
@@ -146,12 +121,15 @@ pub struct Figures {
     pub idle_window: Duration,
     /// Handler objects (enactments, node states, slot ledgers) changed during the idle window.
     pub idle_handler_writes: usize,
-    /// CPU time of the process during the rollout.
-    pub rollout_cpu: Duration,
-    /// CPU time of the process during the idle window.
+    /// The harness's process (the handlers, and the stand-in and controller when they run
+    /// in it): CPU time during the rollout, peak memory so far.
+    pub harness: Usage,
+    /// The harness's CPU time during the idle window.
     pub idle_cpu: Duration,
-    /// Peak resident memory of the process so far, MiB.
-    pub peak_rss_mib: f64,
+    /// The stand-in's CPU time during the rollout and its peak memory, when it runs apart.
+    pub stand_in: Option<Usage>,
+    /// The controller's, when it runs apart.
+    pub controller: Option<Usage>,
 }
 
 impl Figures {
@@ -170,16 +148,22 @@ impl Figures {
 
     /// The Markdown table header matching [`Figures::row`].
     pub fn header() -> &'static str {
-        "| N | maxUnavailable (M) | t | failing | rollout | ideal ceil(N/M)·t | ratio | max applying | requests/rollout (per node) | lists/rollout | idle writes/min (handler objects changed) | idle requests/min | CPU s rollout | CPU s idle window | peak RSS MiB |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| N | maxUnavailable (M) | t | failing | rollout | ideal ceil(N/M)·t | ratio | max applying | requests/rollout (per node) | lists/rollout | idle writes/min (handler objects changed) | idle requests/min | CPU s rollout | CPU s idle window | peak RSS MiB | stand-in CPU s rollout, peak MiB | controller CPU s rollout, peak MiB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     }
 
     /// One Markdown table row.
     pub fn row(&self) -> String {
         #[allow(clippy::cast_precision_loss)]
         let per_node = self.rollout_requests.total() as f64 / self.nodes.max(1) as f64;
+        let apart = |u: Option<Usage>| {
+            u.map_or_else(
+                || "in the harness".to_owned(),
+                |u| format!("{:.1}, {:.0}", u.cpu.as_secs_f64(), u.peak_mib),
+            )
+        };
         format!(
-            "| {} | {} ({}) | {:.1} s | {} | {:.1} s | {:.1} s | {:.2} | {} | {} ({per_node:.1}) | {} | {:.1} ({}) | {:.1} | {:.1} | {:.1} | {:.0} |",
+            "| {} | {} ({}) | {:.1} s | {} | {:.1} s | {:.1} s | {:.2} | {} | {} ({per_node:.1}) | {} | {:.1} ({}) | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} |",
             self.nodes,
             self.max_unavailable,
             self.slots,
@@ -194,9 +178,11 @@ impl Figures {
             self.per_idle_minute(self.idle_requests.writes()),
             self.idle_handler_writes,
             self.per_idle_minute(self.idle_requests.total()),
-            self.rollout_cpu.as_secs_f64(),
+            self.harness.cpu.as_secs_f64(),
             self.idle_cpu.as_secs_f64(),
-            self.peak_rss_mib,
+            self.harness.peak_mib,
+            apart(self.stand_in),
+            apart(self.controller),
         )
     }
 }

@@ -14,7 +14,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use knmstate_api::names;
 use knmstate_api::v1::NodeNetworkConfigurationPolicy;
 use knmstate_api::v1beta1::{NodeNetworkConfigurationEnactment, NodeNetworkState};
-use knmstate_controller::leader::LeaseConfig;
 use knmstate_handler::probes::ModelProbes;
 use knmstate_nm_backend::MemoryBackend;
 use knmstate_state_engine::concurrency::{self, SlotState};
@@ -23,12 +22,10 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
-use tokio::sync::oneshot;
 
-use super::figures::{self, Figures, Requests};
+use super::figures::Figures;
 use super::handlers::{self, track_applying};
-use crate::apiserver::nmstate::start_with_crds;
-use crate::apiserver::{ApiServer, Config};
+use super::processes::{Controller, Layout, StandIn, Usage};
 use crate::builders;
 
 /// The policy rolled out: a linux bridge over `eth1` (the repository's example).
@@ -53,6 +50,8 @@ pub struct Scenario {
     pub failing: usize,
     /// The idle window after the rollout (counts are scaled to a minute).
     pub idle_window: Duration,
+    /// Where the stand-in and the controller run.
+    pub layout: Layout,
 }
 
 impl Scenario {
@@ -324,56 +323,29 @@ impl View {
     }
 }
 
-/// The controller, in-process with production election timings, until `stop`.
-fn start_controller(
-    server: &ApiServer,
-    stop: oneshot::Receiver<()>,
-) -> Result<tokio::task::JoinHandle<()>> {
-    let lease = LeaseConfig::new("default", "knmstate-controller", "scale-controller");
-    let config = knmstate_controller::Config::new(lease);
-    let client = server.client()?;
-    Ok(tokio::spawn(knmstate_controller::run(
-        client,
-        config,
-        None,
-        async move {
-            let _ = stop.await;
-        },
-    )))
-}
-
 /// Run `scenario` and measure it.
 pub async fn run(scenario: &Scenario) -> Result<Figures> {
     let n = scenario.nodes;
-    let config = Config {
-        // Every handler watches every enactment and ledger: keep enough history that a slow
-        // watcher resumes instead of listing again.
-        event_window: (n * 50).max(20_000),
-        ..Config::default()
-    };
-    let (server, client) = start_with_crds(config).await?;
     let dir = std::env::temp_dir().join(format!("knmstate-scale-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = measure(scenario, &server, &client, &dir).await;
-    server.shutdown().await;
+    // Every handler watches every enactment and ledger: keep enough history that a slow
+    // watcher resumes instead of listing again.
+    let stand_in = StandIn::start(&scenario.layout, (n * 50).max(20_000), &dir).await?;
+    let result = measure(scenario, &stand_in, &dir).await;
+    stand_in.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn measure(
-    scenario: &Scenario,
-    server: &ApiServer,
-    client: &kube::Client,
-    dir: &Path,
-) -> Result<Figures> {
+async fn measure(scenario: &Scenario, stand_in: &StandIn, dir: &Path) -> Result<Figures> {
     let n = scenario.nodes;
+    let client = &stand_in.client()?;
     add_nodes(client, n)
         .await
         .context("failed to create the nodes")?;
-    let (ctl_stop, ctl_rx) = oneshot::channel();
-    let controller = start_controller(server, ctl_rx)?;
+    let controller = Controller::start(&scenario.layout, stand_in)?;
 
-    let kube_config = kube::Config::new(server.url().parse()?);
+    let kube_config = kube::Config::new(stand_in.url().parse()?);
     let mut backends = Vec::with_capacity(n);
     let mut running = Vec::with_capacity(n);
     let mut ready = Vec::with_capacity(n);
@@ -417,8 +389,8 @@ async fn measure(
     // The harness's own view, opened before the count starts: its lists are not counted.
     let (watch, view) = Watch::start(client).await;
 
-    let before = Requests::snapshot(server.metrics());
-    let cpu_before = figures::cpu_time();
+    let before = stand_in.requests().await?;
+    let usage_before = (Usage::of("self"), stand_in.usage(), controller.usage());
     let started = Instant::now();
     policies.create(&PostParams::default(), &policy).await?;
     let timeout = scenario.ideal() * 4
@@ -444,15 +416,15 @@ async fn measure(
             view.summary()
         );
     }
-    let after = Requests::snapshot(server.metrics());
-    let cpu_after = figures::cpu_time();
+    let after = stand_in.requests().await?;
+    let usage_after = (Usage::of("self"), stand_in.usage(), controller.usage());
     stop.store(true, Ordering::SeqCst);
     tracker.await?;
 
     let idle_start = view.handler_objects();
     tokio::time::sleep(scenario.idle_window).await;
-    let idle_end = Requests::snapshot(server.metrics());
-    let cpu_idle = figures::cpu_time();
+    let idle_end = stand_in.requests().await?;
+    let cpu_idle = Usage::of("self").cpu;
     let idle_after = view.handler_objects();
     let idle_handler_writes = idle_after
         .iter()
@@ -462,8 +434,8 @@ async fn measure(
 
     check_outcome(client, scenario).await?;
     futures::future::join_all(running.into_iter().map(handlers::Running::stop)).await;
-    let _ = ctl_stop.send(());
-    let _ = controller.await;
+    controller.stop().await;
+    let apart = |after: Option<Usage>, before: Option<Usage>| Some(after?.since(before?));
     Ok(Figures {
         nodes: n,
         max_unavailable: scenario.max_unavailable.clone(),
@@ -477,9 +449,10 @@ async fn measure(
         idle_requests: idle_end.since(&after),
         idle_window: scenario.idle_window,
         idle_handler_writes,
-        rollout_cpu: cpu_after.saturating_sub(cpu_before),
-        idle_cpu: cpu_idle.saturating_sub(cpu_after),
-        peak_rss_mib: figures::peak_rss_mib(),
+        harness: usage_after.0.since(usage_before.0),
+        idle_cpu: cpu_idle.saturating_sub(usage_after.0.cpu),
+        stand_in: apart(usage_after.1, usage_before.1),
+        controller: apart(usage_after.2, usage_before.2),
     })
 }
 
