@@ -13,6 +13,12 @@
 //! the caches show nothing to do, each waiting policy is still reconciled on an exponential
 //! backoff with jitter ([`FALLBACK_FIRST`] doubling to [`FALLBACK_MAX`]), should a cache have
 //! missed a change.
+//!
+//! A judgement reads every node and enactment of the policy from the caches: O(N). Judged on
+//! every change, N waiting nodes cost O(N²) per change (and a harness running a thousand
+//! handlers on two cores spent its time there). A node with `r` waiting nodes ahead cannot
+//! get its turn before they claimed, so it looks again only after [`LOOK_PER_RANK`] × `r`
+//! (at most a [`TICK`]); the first ranked look on every change.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -43,6 +49,8 @@ const GRACE_PER_RANK: Duration = Duration::from_millis(500);
 pub const CLAIM_BATCH: usize = 3;
 /// No second reconcile asked for a policy while the first may still be running.
 const ASKED_AGAIN_AFTER: Duration = Duration::from_secs(2);
+/// How much later a waiting node looks again per waiting node ahead of it.
+const LOOK_PER_RANK: Duration = Duration::from_millis(2);
 
 /// One waiting policy.
 #[derive(Debug)]
@@ -56,6 +64,8 @@ struct Waiting {
     ledger_version: Option<String>,
     /// When a reconcile was last asked for.
     asked: Option<Instant>,
+    /// No judgement before then (see [`next_look`]).
+    next_look: Option<Instant>,
 }
 
 /// The policies this handler waits for a slot of.
@@ -92,9 +102,11 @@ impl SlotWaits {
                 free_since: None,
                 ledger_version: None,
                 asked: None,
+                next_look: None,
             }
         });
         w.asked = None;
+        w.next_look = None;
         drop(waiting);
         self.wake.notify_one();
     }
@@ -238,8 +250,15 @@ fn due(j: &Judgement, w: &mut Waiting, now: Instant) -> bool {
     now >= since + grace + jitter
 }
 
-/// Judge the waiting policies on each change of the caches and every [`TICK`]; ask for the
-/// reconciles that are due. Runs until the handler stops.
+/// When a node with `rank` waiting nodes ahead looks again after a judgement at `now`.
+fn next_look(rank: usize, now: Instant) -> Instant {
+    now + LOOK_PER_RANK
+        .saturating_mul(u32::try_from(rank).unwrap_or(u32::MAX))
+        .min(TICK)
+}
+
+/// Judge the waiting policies on each change of the caches and every [`TICK`] (each no sooner
+/// than its [`next_look`]); ask for the reconciles that are due. Runs until the handler stops.
 pub async fn watch<B: Backend>(ctx: Arc<Context<B>>) {
     loop {
         tokio::select! {
@@ -247,7 +266,14 @@ pub async fn watch<B: Backend>(ctx: Arc<Context<B>>) {
             () = tokio::time::sleep(TICK) => {}
         }
         tokio::time::sleep(SETTLE).await;
-        let names: Vec<String> = ctx.slot_waits.lock().keys().cloned().collect();
+        let now = Instant::now();
+        let names: Vec<String> = ctx
+            .slot_waits
+            .lock()
+            .iter()
+            .filter(|(_, w)| w.next_look.is_none_or(|at| now >= at))
+            .map(|(name, _)| name.clone())
+            .collect();
         for name in names {
             let Some(policy) = ctx.policies.get(&ObjectRef::new(&name)) else {
                 ctx.slot_waits.done(&name);
@@ -259,6 +285,7 @@ pub async fn watch<B: Backend>(ctx: Arc<Context<B>>) {
             let Some(w) = waiting.get_mut(&name) else {
                 continue;
             };
+            w.next_look = Some(next_look(j.rank, now));
             if !due(&j, w, now) {
                 continue;
             }
@@ -284,6 +311,21 @@ mod tests {
             free_since: None,
             ledger_version: None,
             asked: None,
+            next_look: None,
+        }
+    }
+
+    #[test]
+    fn a_node_looks_again_later_the_more_nodes_wait_ahead_of_it() {
+        let now = Instant::now();
+        assert_eq!(next_look(0, now), now);
+        assert_eq!(next_look(10, now), now + Duration::from_millis(20));
+        assert_eq!(next_look(499, now), now + Duration::from_millis(998));
+        assert_eq!(next_look(5_000, now), now + TICK);
+        // Never later than the grace the rank itself waits once a slot is free.
+        for rank in [1, 10, 100, 1_000] {
+            let behind = u32::try_from(rank).unwrap();
+            assert!(next_look(rank, now) - now <= GRACE_PER_RANK * behind);
         }
     }
 
