@@ -118,18 +118,20 @@ pub struct ApiServer {
 
 impl ApiServer {
     /// Loads the data file (if any), binds, writes the kubeconfig (if asked) and serves.
+    #[allow(
+        clippy::unused_async,
+        reason = "it spawns the server's tasks: callers are in a runtime, and every test awaits it"
+    )]
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let snapshot = match &config.data_file {
             Some(p) => persistence::load(p)?,
             None => None,
         };
         let store = Store::new(config.event_window, snapshot);
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener = listen(config.listen).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
@@ -341,6 +343,24 @@ fn tls_acceptor(
     .map_err(|e| err(&e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), cert_pem))
+}
+
+/// Bind `addr` with the accept queue the kernel allows (`net.core.somaxconn`), as the Go
+/// listener of a real API server does: a thousand clients connecting at once overflowed
+/// tokio's default of 1,024.
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let backlog = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(4096);
+    socket.listen(backlog)
 }
 
 async fn accept_loop(

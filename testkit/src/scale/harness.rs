@@ -37,6 +37,9 @@ const FAILING_TYPE: &str = "linux-bridge";
 /// Requests in flight at once while the harness sets up nodes.
 const SETUP_CONCURRENCY: usize = 32;
 
+/// Handlers started together; the next wave starts once these are ready.
+const START_WAVE: usize = 100;
+
 /// One scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -370,12 +373,18 @@ async fn measure(scenario: &Scenario, stand_in: &StandIn, dir: &Path) -> Result<
             probes.clone(),
         ));
         backends.push(backend);
+        // Handlers start in waves, as a DaemonSet's pods come up: a thousand handlers opening
+        // their watches at once overflowed the stand-in's accept queue (connect errors, then
+        // handlers backing off past the readiness timeout).
+        if (i + 1) % START_WAVE == 0 || i + 1 == n {
+            let wave = &ready[ready.len() - ((i % START_WAVE) + 1)..];
+            handlers_ready(wave, Duration::from_mins(1))
+                .await
+                .with_context(|| {
+                    format!("handlers {}..={i} did not get ready", i + 1 - wave.len())
+                })?;
+        }
     }
-    handlers_ready(
-        &ready,
-        Duration::from_mins(1) + Duration::from_millis(50) * u32::try_from(n).unwrap_or(u32::MAX),
-    )
-    .await?;
     // Let the start-up lists, NodeNetworkState writes and the election settle.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
