@@ -156,22 +156,10 @@ impl SlotCaches {
             .collect()
     }
 
-    /// maxUnavailable of `policy` over the nodes it selects (at least `enactments`).
-    pub fn max_unavailable(
-        &self,
-        policy: &NodeNetworkConfigurationPolicy,
-        enactments: usize,
-    ) -> usize {
-        let matching = self
-            .nodes
-            .state()
-            .iter()
-            .filter(|n| selector::policy_matches_node(&policy.spec, n.labels()).unwrap_or(false))
-            .count();
-        let m = concurrency::max_unavailable(
-            policy.spec.max_unavailable.as_ref(),
-            matching.max(enactments),
-        );
+    /// maxUnavailable of `policy` over `nodes` nodes (those it selects, at least those with
+    /// an enactment).
+    pub fn max_unavailable(&self, policy: &NodeNetworkConfigurationPolicy, nodes: usize) -> usize {
+        let m = concurrency::max_unavailable(policy.spec.max_unavailable.as_ref(), nodes);
         if let Some(e) = &m.error {
             tracing::warn!(policy = %policy.name_any(), error = %e, "invalid maxUnavailable, using 50%");
         }

@@ -18,7 +18,7 @@
 //! every change, N waiting nodes cost O(N²) per change (and a harness running a thousand
 //! handlers on two cores spent its time there). A node with `r` waiting nodes ahead cannot
 //! get its turn before they claimed, so it looks again only after [`LOOK_PER_RANK`] × `r`
-//! (at most a [`TICK`]); the first ranked look on every change.
+//! (at most [`LOOK_MAX`]); the first ranked look on every change.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -49,8 +49,11 @@ const GRACE_PER_RANK: Duration = Duration::from_millis(500);
 pub const CLAIM_BATCH: usize = 3;
 /// No second reconcile asked for a policy while the first may still be running.
 const ASKED_AGAIN_AFTER: Duration = Duration::from_secs(2);
-/// How much later a waiting node looks again per waiting node ahead of it.
-const LOOK_PER_RANK: Duration = Duration::from_millis(2);
+/// How much later a waiting node looks again per waiting node ahead of it (a fiftieth of
+/// the grace it would wait per rank once a slot is free).
+const LOOK_PER_RANK: Duration = Duration::from_millis(10);
+/// The longest a waiting node goes without looking.
+const LOOK_MAX: Duration = Duration::from_secs(5);
 
 /// One waiting policy.
 #[derive(Debug)]
@@ -150,7 +153,10 @@ fn judge<B: Backend>(ctx: &Context<B>, policy: &NodeNetworkConfigurationPolicy) 
     let generation = policy.metadata.generation.unwrap_or(0);
     let read = slots::cached(ctx, &name);
     let states = ctx.caches.states(&name, generation);
-    let limit = ctx.caches.max_unavailable(policy, states.len());
+    let matching = ctx.caches.matching(policy);
+    let limit = ctx
+        .caches
+        .max_unavailable(policy, matching.len().max(states.len()));
     let retry = &ctx.config.defaults.retry;
     let hold_for =
         SlotTiming::new(ctx.config.defaults.checkpoint_timeout, retry.max_backoff).hold_for;
@@ -164,7 +170,6 @@ fn judge<B: Backend>(ctx: &Context<B>, policy: &NodeNetworkConfigurationPolicy) 
         now: slots::now(),
         hold_for,
     });
-    let matching = ctx.caches.matching(policy);
     let (free, rank) = rank(
         read.ledger.as_ref(),
         generation,
@@ -254,7 +259,7 @@ fn due(j: &Judgement, w: &mut Waiting, now: Instant) -> bool {
 fn next_look(rank: usize, now: Instant) -> Instant {
     now + LOOK_PER_RANK
         .saturating_mul(u32::try_from(rank).unwrap_or(u32::MAX))
-        .min(TICK)
+        .min(LOOK_MAX)
 }
 
 /// Judge the waiting policies on each change of the caches and every [`TICK`] (each no sooner
@@ -319,9 +324,9 @@ mod tests {
     fn a_node_looks_again_later_the_more_nodes_wait_ahead_of_it() {
         let now = Instant::now();
         assert_eq!(next_look(0, now), now);
-        assert_eq!(next_look(10, now), now + Duration::from_millis(20));
-        assert_eq!(next_look(499, now), now + Duration::from_millis(998));
-        assert_eq!(next_look(5_000, now), now + TICK);
+        assert_eq!(next_look(10, now), now + Duration::from_millis(100));
+        assert_eq!(next_look(499, now), now + Duration::from_millis(4_990));
+        assert_eq!(next_look(5_000, now), now + LOOK_MAX);
         // Never later than the grace the rank itself waits once a slot is free.
         for rank in [1, 10, 100, 1_000] {
             let behind = u32::try_from(rank).unwrap();

@@ -60,10 +60,11 @@ impl<B: Backend> Run<B> {
             let view = self
                 .view(&leases, std::mem::replace(&mut source, Source::Cache))
                 .await?;
+            let selected = self.ctx.caches.matching(&self.policy).len();
             let limit = self
                 .ctx
                 .caches
-                .max_unavailable(&self.policy, view.states.len());
+                .max_unavailable(&self.policy, selected.max(view.states.len()));
             // First with the disputed nodes at their worst; read again only when that does not
             // claim.
             let (view, mut plan) = if let Some(plan) = self.claim_at_worst(&view, limit, hold_for) {
