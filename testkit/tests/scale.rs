@@ -22,6 +22,7 @@ async fn a_rollout_over_100_nodes_costs_at_most_20_requests_per_node() -> Result
         failing: 2,
         idle_window: Duration::from_secs(5),
         layout: scale::Layout::InProcess,
+        rollout_timeout: None,
     };
     let f = scale::run(&scenario).await?;
     println!("{}\n{}", scale::Figures::header(), f.row());

@@ -33,6 +33,10 @@ struct Args {
     /// (`knmstate-apiserver` and `knmstate-controller`, looked for beside this binary).
     #[arg(long)]
     in_process: bool,
+    /// Seconds the rollout may take before the run fails (default: 4 × the ideal + 60 s +
+    /// 20 ms per node).
+    #[arg(long)]
+    rollout_timeout: Option<f64>,
 }
 
 #[tokio::main]
@@ -62,6 +66,7 @@ async fn main() -> Result<()> {
                 failing: args.failing,
                 idle_window: Duration::from_secs_f64(args.idle_seconds),
                 layout: layout.clone(),
+                rollout_timeout: args.rollout_timeout.map(Duration::from_secs_f64),
             };
             let figures = scale::run(&scenario).await?;
             println!("{}", figures.row());

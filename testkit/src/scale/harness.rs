@@ -55,6 +55,9 @@ pub struct Scenario {
     pub idle_window: Duration,
     /// Where the stand-in and the controller run.
     pub layout: Layout,
+    /// How long the rollout may take before the run fails (default: 4 × the ideal + 1 min +
+    /// 20 ms per node).
+    pub rollout_timeout: Option<Duration>,
 }
 
 impl Scenario {
@@ -402,9 +405,11 @@ async fn measure(scenario: &Scenario, stand_in: &StandIn, dir: &Path) -> Result<
     let usage_before = (Usage::of("self"), stand_in.usage(), controller.usage());
     let started = Instant::now();
     policies.create(&PostParams::default(), &policy).await?;
-    let timeout = scenario.ideal() * 4
-        + Duration::from_mins(1)
-        + Duration::from_millis(20) * u32::try_from(n).unwrap_or(u32::MAX);
+    let timeout = scenario.rollout_timeout.unwrap_or_else(|| {
+        scenario.ideal() * 4
+            + Duration::from_mins(1)
+            + Duration::from_millis(20) * u32::try_from(n).unwrap_or(u32::MAX)
+    });
     if tokio::time::timeout(timeout, view.rolled_out(n))
         .await
         .is_err()
