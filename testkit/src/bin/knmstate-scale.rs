@@ -68,7 +68,17 @@ async fn main() -> Result<()> {
                 layout: layout.clone(),
                 rollout_timeout: args.rollout_timeout.map(Duration::from_secs_f64),
             };
-            let figures = scale::run(&scenario).await?;
+            // Interrupted, the run is dropped: its stand-in and controller processes with it.
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let figures = tokio::select! {
+                r = scale::run(&scenario) => r?,
+                r = tokio::signal::ctrl_c() => {
+                    r?;
+                    anyhow::bail!("interrupted");
+                }
+                _ = term.recv() => anyhow::bail!("terminated"),
+            };
             println!("{}", figures.row());
             if args.verbose {
                 println!("  rollout: {}", figures.rollout_requests);
