@@ -34,7 +34,11 @@
 # claim, Progressing write with the probes' selection, apply, probes, commit), with "outside the
 # apply" = policy time - lastApply.durationSeconds and "outside the steps" = policy time - the
 # sum of lastApply.steps (kubectl, the handler seeing the policy and creating its enactment, the
-# status write of the result, the controller's aggregation).
+# status write of the result, the controller's aggregation). Each policy round also times
+# kubectl alone right after it: the same `kubectl apply` (now unchanged) and `kubectl wait` (now
+# already true). The apply's cost comes before the handler can see the policy; the wait's
+# overlaps with the handler's work. The script prints both medians and the median of
+# (policy - kubectl apply alone) / raw.
 #
 # Memory: the resident set (VmRSS) and its peak (VmHWM) of the node's handler process and of the
 # controller processes, from /proc, after the box came up (before the warm-up), after the rounds
@@ -200,9 +204,11 @@ time_raw() {
     awk '{ printf "%.3f\n", $2 - $1 }' <<<"$out"
 }
 
-# Seconds from kubectl apply to kubectl wait --for condition=Available returning.
+# "<policy> <apply floor> <wait floor>": seconds from kubectl apply to kubectl wait --for
+# condition=Available returning; then kubectl's own cost, timed right after: the same two
+# commands when there is nothing to do (an unchanged apply, a wait on a condition already true).
 time_policy() {
-    local s e
+    local s e fs fm fe
     s=$EPOCHREALTIME
     kc apply -f "$DIR/policy.yaml" >/dev/null
     if ! kc wait nncp "$POLICY" --for condition=Available --timeout="${WAIT_TIMEOUT}s" >/dev/null; then
@@ -210,7 +216,13 @@ time_policy() {
         die "policy $POLICY did not become Available within ${WAIT_TIMEOUT}s"
     fi
     e=$EPOCHREALTIME
-    awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f\n", e - s }'
+    fs=$EPOCHREALTIME
+    kc apply -f "$DIR/policy.yaml" >/dev/null
+    fm=$EPOCHREALTIME
+    kc wait nncp "$POLICY" --for condition=Available --timeout=10s >/dev/null
+    fe=$EPOCHREALTIME
+    awk -v s="$s" -v e="$e" -v fs="$fs" -v fm="$fm" -v fe="$fe" \
+        'BEGIN { printf "%.3f %.3f %.3f\n", e - s, fm - fs, fe - fm }'
 }
 
 # "step seconds" lines from the enactment's status.lastApply: the apply, each probe by name,
@@ -253,6 +265,9 @@ reset_node
 : >"$DIR/raw.txt"
 : >"$DIR/policy.txt"
 : >"$DIR/ratio.txt"
+: >"$DIR/floor-apply.txt"
+: >"$DIR/floor-wait.txt"
+: >"$DIR/ratio-beyond-apply.txt"
 : >"$DIR/steps.txt"
 for ((r = 0; r <= ROUNDS; r++)); do
     raw="" pol=""
@@ -262,12 +277,14 @@ for ((r = 0; r <= ROUNDS; r++)); do
         if [[ $path == raw ]]; then
             raw="$(time_raw)"
         else
-            pol="$(time_policy)"
+            timed="$(time_policy)"
+            read -r pol floor_apply floor_wait <<<"$timed"
             steps="$(last_apply_steps)"
         fi
         reset_node
     done
     ratio="$(awk -v p="$pol" -v r="$raw" 'BEGIN { printf "%.2f\n", p / r }')"
+    beyond="$(awk -v p="$pol" -v f="$floor_apply" -v r="$raw" 'BEGIN { printf "%.2f\n", (p - f) / r }')"
     apply="$(awk '$1 ~ /^apply/ { print $2 }' <<<"$steps")"
     outside="$(awk -v p="$pol" -v a="${apply:-0}" 'BEGIN { printf "%.3f\n", p - a }')"
     beside="$(awk -v p="$pol" '$1 ~ /^steps\./ { s += $2 } END { printf "%.3f\n", p - s }' <<<"$steps")"
@@ -279,10 +296,13 @@ for ((r = 0; r <= ROUNDS; r++)); do
         echo "$raw" >>"$DIR/raw.txt"
         echo "$pol" >>"$DIR/policy.txt"
         echo "$ratio" >>"$DIR/ratio.txt"
+        echo "$floor_apply" >>"$DIR/floor-apply.txt"
+        echo "$floor_wait" >>"$DIR/floor-wait.txt"
+        echo "$beyond" >>"$DIR/ratio-beyond-apply.txt"
         { echo "$steps"; echo "outside-the-apply $outside"; echo "outside-the-steps $beside"; } >>"$DIR/steps.txt"
     fi
-    printf '%s: raw %.3f s, policy %.3f s, ratio %.2fx | lastApply: %s | outside the apply %.3f s, outside the steps %.3f s\n' \
-        "$label" "$raw" "$pol" "$ratio" "${breakdown:-(none)}" "$outside" "$beside"
+    printf '%s: raw %.3f s, policy %.3f s, ratio %.2fx (kubectl alone: apply %.3f s, wait %.3f s) | lastApply: %s | outside the apply %.3f s, outside the steps %.3f s\n' \
+        "$label" "$raw" "$pol" "$ratio" "$floor_apply" "$floor_wait" "${breakdown:-(none)}" "$outside" "$beside"
 done
 
 memory after-rounds
@@ -298,6 +318,9 @@ echo "node $NODE, $ROUNDS rounds, release box, $(date -u +%Y-%m-%dT%H:%M:%SZ), c
 printf 'median raw nmstatectl apply:          %s s\n' "$(median <"$DIR/raw.txt")"
 printf 'median policy apply -> Available:     %s s\n' "$(median <"$DIR/policy.txt")"
 printf 'median of the pairwise ratios:        %sx (goal <= 1.10x)\n' "$(median <"$DIR/ratio.txt")"
+printf 'median kubectl apply alone:           %s s (the same apply, unchanged)\n' "$(median <"$DIR/floor-apply.txt")"
+printf 'median kubectl wait alone:            %s s (the same wait, already true)\n' "$(median <"$DIR/floor-wait.txt")"
+printf 'median ratio after kubectl apply:     %sx ((policy - kubectl apply alone) / raw)\n' "$(median <"$DIR/ratio-beyond-apply.txt")"
 echo "median per step (status.lastApply of the enactment; outside the apply = policy - apply, outside the steps = policy - sum of steps.*):"
 awk '{ print $1 }' "$DIR/steps.txt" | awk '!seen[$0]++' | while read -r step; do
     printf '  %-36s %s s\n' "$step" "$(awk -v s="$step" '$1 == s { print $2 }' "$DIR/steps.txt" | median)"
