@@ -94,23 +94,7 @@ async fn measure(
         policies.len()
     );
 
-    let mut child = tokio::process::Command::new(&census.controller)
-        .env("KUBECONFIG", kubeconfig)
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
-        )
-        .args([
-            "--metrics-bind-address",
-            "127.0.0.1:0",
-            "--metrics-secure",
-            "false",
-            "--lease-namespace",
-            "default",
-        ])
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("failed to start {}", census.controller.display()))?;
+    let mut child = super::processes::spawn_controller(&census.controller, kubeconfig, "warn")?;
     let pid = child.id().context("the controller exited at once")?;
     let launched = Instant::now();
     let api: Api<NodeNetworkConfigurationPolicy> = Api::all(client.clone());

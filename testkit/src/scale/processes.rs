@@ -222,6 +222,33 @@ impl StandIn {
     }
 }
 
+/// Start the controller binary against the API server of `kubeconfig`, production settings,
+/// plain-HTTP metrics on a free port, its log at `RUST_LOG` (`log` when unset); killed when
+/// dropped.
+pub fn spawn_controller(
+    binary: &Path,
+    kubeconfig: &Path,
+    log: &str,
+) -> Result<tokio::process::Child> {
+    tokio::process::Command::new(binary)
+        .env("KUBECONFIG", kubeconfig)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| log.to_owned()),
+        )
+        .args([
+            "--metrics-bind-address",
+            "127.0.0.1:0",
+            "--metrics-secure",
+            "false",
+            "--lease-namespace",
+            "default",
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("failed to start {}", binary.display()))
+}
+
 /// The controller, wherever it runs (production election timings either way).
 pub enum Controller {
     /// A task of this process.
@@ -242,23 +269,7 @@ impl Controller {
             (layout, stand_in)
         {
             {
-                let mut child = tokio::process::Command::new(controller)
-                    .env("KUBECONFIG", kubeconfig)
-                    .env(
-                        "RUST_LOG",
-                        std::env::var("RUST_LOG").unwrap_or_else(|_| "error".to_owned()),
-                    )
-                    .args([
-                        "--metrics-bind-address",
-                        "127.0.0.1:0",
-                        "--metrics-secure",
-                        "false",
-                        "--lease-namespace",
-                        "default",
-                    ])
-                    .kill_on_drop(true)
-                    .spawn()
-                    .with_context(|| format!("failed to start {}", controller.display()))?;
+                let mut child = spawn_controller(controller, kubeconfig, "error")?;
                 let pid = child.id().context("the controller exited at once")?;
                 if let Ok(Some(status)) = child.try_wait() {
                     bail!("the controller exited at once: {status}");
