@@ -268,34 +268,29 @@ impl Controller {
         if let (Layout::Processes { controller, .. }, StandIn::Process { kubeconfig, .. }) =
             (layout, stand_in)
         {
-            {
-                let mut child = spawn_controller(controller, kubeconfig, "error")?;
-                let pid = child.id().context("the controller exited at once")?;
-                if let Ok(Some(status)) = child.try_wait() {
-                    bail!("the controller exited at once: {status}");
-                }
-                Ok(Self::Process(Child { child, pid }))
+            let mut child = spawn_controller(controller, kubeconfig, "error")?;
+            let pid = child.id().context("the controller exited at once")?;
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!("the controller exited at once: {status}");
             }
-        } else {
-            {
-                let (stop, rx) = oneshot::channel::<()>();
-                let lease = knmstate_controller::leader::LeaseConfig::new(
-                    "default",
-                    "knmstate-controller",
-                    "scale-controller",
-                );
-                let config = knmstate_controller::Config::new(lease);
-                let task = tokio::spawn(knmstate_controller::run(
-                    stand_in.client()?,
-                    config,
-                    None,
-                    async move {
-                        let _ = rx.await;
-                    },
-                ));
-                Ok(Self::InProcess { stop, task })
-            }
+            return Ok(Self::Process(Child { child, pid }));
         }
+        let (stop, rx) = oneshot::channel::<()>();
+        let lease = knmstate_controller::leader::LeaseConfig::new(
+            "default",
+            "knmstate-controller",
+            "scale-controller",
+        );
+        let config = knmstate_controller::Config::new(lease);
+        let task = tokio::spawn(knmstate_controller::run(
+            stand_in.client()?,
+            config,
+            None,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Ok(Self::InProcess { stop, task })
     }
 
     /// Its CPU time and peak memory, when it runs apart.
